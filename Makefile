@@ -1,0 +1,43 @@
+# pyrate — PGXS build of the extension, plus the client library under
+# src/client (built and installed by the same make / make install).
+
+EXTENSION = pyrate
+MODULE_big = pyrate
+DATA = $(wildcard sql/pyrate--*.sql)
+PGFILEDESC = "pyrate - sliding-window-log rate limiter"
+
+CORE_OBJS = src/core/rate.o src/core/swlog.o
+OBJS = \
+	src/pyrate.o \
+	src/rate_type.o \
+	src/routing.o \
+	src/engine.o \
+	src/engine_table.o \
+	src/limiter.o \
+	src/tuples.o \
+	$(CORE_OBJS)
+
+PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/core
+
+# Regression tests live in sql/ + expected/ (pg_regress's default layout).
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(filter-out sql/pyrate--%.sql,$(wildcard sql/*.sql))))
+REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=pyrate
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# The conformance replay tool (not installed).
+REPLAY = test/conformance/replay
+REPLAY_SRCS = test/conformance/replay.c test/conformance/driver_core.c \
+	test/conformance/driver_sql.c src/core/rate.c src/core/swlog.c
+$(REPLAY): $(REPLAY_SRCS) test/conformance/replay.h src/core/pyrate_core.h
+	$(CC) -O2 -g -Wall -Wextra -Isrc/core -Itest/conformance -I$(shell $(PG_CONFIG) --includedir) \
+		-o $@ $(REPLAY_SRCS) -L$(shell $(PG_CONFIG) --libdir) -lpq
+
+all: $(REPLAY)
+clean: clean-replay
+clean-replay:
+	rm -f $(REPLAY)
+
+.PHONY: clean-replay

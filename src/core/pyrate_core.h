@@ -1,0 +1,169 @@
+/*
+ * pyrate_core.h — the pyrate-limiter model in plain C.
+ *
+ * No PostgreSQL headers: this module is compiled into the extension (the
+ * memory engine, and the decision logic of every engine) and into the client
+ * library (its in-memory bucket).  Nothing here allocates, prints or aborts.
+ *
+ * Rates:    parse/format ("5/s", "10/1500ms"), validation of a rate list.
+ * Log:      a sliding-window log kept as a ring of (timestamp, cumulative
+ *           units) entries; window counts, peek and leak are binary searches.
+ * Decision: put/waiting/retry-after/remaining computed once, over a "view"
+ *           that any storage can provide (the log itself, or index probes in
+ *           the table engine).
+ */
+#ifndef PYRATE_CORE_H
+#define PYRATE_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PYR_SECOND  INT64_C(1000)
+#define PYR_MINUTE  INT64_C(60000)
+#define PYR_HOUR    INT64_C(3600000)
+#define PYR_DAY     INT64_C(86400000)
+#define PYR_WEEK    INT64_C(604800000)
+
+/* Largest limit a rate may carry (SQL exposes it as int4). */
+#define PYR_MAX_LIMIT     INT64_C(2147483647)
+/* Largest interval: 100 years of milliseconds, far from int64 overflow. */
+#define PYR_MAX_INTERVAL  (INT64_C(36525) * PYR_DAY)
+/* Rates per bucket. */
+#define PYR_MAX_RATES     32
+/* Room for any formatted rate, reason or readable duration. */
+#define PYR_MSG_LEN       256
+
+typedef struct pyr_rate
+{
+	int64_t		limit;			/* units admitted per interval, >= 1 */
+	int64_t		interval;		/* milliseconds, >= 1 */
+} pyr_rate;
+
+/* ---- rates --------------------------------------------------------- */
+
+/*
+ * Parse "<limit>/<interval>", interval being "<n><unit>" or "<unit>" with
+ * unit one of ms, s, m, h, d, w, or a bare number of milliseconds.
+ * Returns true on success; on failure writes the reason into err.
+ */
+bool		pyr_rate_parse(const char *text, pyr_rate *out, char *err, size_t errlen);
+
+/* Canonical text: the largest unit that divides the interval ("5/1s"). */
+void		pyr_rate_format(const pyr_rate *rate, char *buf, size_t buflen);
+
+/* Duration names SECOND, MINUTE, HOUR, DAY, WEEK (any case); -1 if unknown. */
+int64_t		pyr_duration(const char *name);
+
+/* Duration.readable: "1.5s", "2.0h", "500ms". */
+void		pyr_duration_readable(int64_t ms, char *buf, size_t buflen);
+
+typedef enum pyr_rates_check
+{
+	PYR_RATES_OK = 0,
+	PYR_RATES_EMPTY,
+	PYR_RATES_TOO_MANY,
+	PYR_RATES_BAD_LIMIT,
+	PYR_RATES_BAD_INTERVAL,
+	PYR_RATES_INTERVALS,		/* intervals do not strictly increase */
+	PYR_RATES_LIMITS,			/* limits do not strictly increase */
+	PYR_RATES_DENSITY			/* limit/interval increases */
+} pyr_rates_check;
+
+/*
+ * Sort rates by interval (stable) and check the rate-list rules.  On failure
+ * err says which rule failed and names the offending rates.
+ */
+pyr_rates_check pyr_rates_validate(pyr_rate *rates, int n, char *err, size_t errlen);
+
+/* ---- the sliding-window log ---------------------------------------- */
+
+typedef struct pyr_entry
+{
+	int64_t		ts;				/* stored timestamp, non-decreasing */
+	int64_t		cum;			/* units put since the log began, inclusive */
+} pyr_entry;
+
+/*
+ * A ring of entries.  Entry i (0 = oldest) lives at e[(head + i) & (cap - 1)].
+ * Its weight is cum(i) - cum(i - 1), cum(-1) being base.  The caller owns the
+ * memory (malloc, or a block in shared memory) and grows it with
+ * pyr_log_move when pyr_log_push reports the ring full.
+ */
+typedef struct pyr_log
+{
+	uint32_t	cap;			/* entries, a power of two */
+	uint32_t	head;
+	uint32_t	len;
+	uint32_t	reserved;
+	int64_t		base;			/* cumulative units before the oldest entry */
+	pyr_entry	e[];
+} pyr_log;
+
+size_t		pyr_log_size(uint32_t cap);
+void		pyr_log_init(pyr_log *log, uint32_t cap);
+/* Copy src into dst (initialised with a capacity >= src->len). */
+void		pyr_log_move(pyr_log *dst, const pyr_log *src);
+
+/* Units stored. */
+int64_t		pyr_log_count(const pyr_log *log);
+/* Units whose timestamp is >= since. */
+int64_t		pyr_log_since(const pyr_log *log, int64_t since);
+/* Item holding unit index (0 = newest unit); false past the end. */
+bool		pyr_log_peek(const pyr_log *log, int64_t index, int64_t *ts, int64_t *weight);
+/*
+ * Append an item.  A timestamp older than the newest one is stored as the
+ * newest (a clock stepping back never breaks the order).  Returns false,
+ * changing nothing, when the ring is full.
+ */
+bool		pyr_log_push(pyr_log *log, int64_t ts, int64_t weight);
+/* Remove items with timestamp < before; returns the units removed. */
+int64_t		pyr_log_leak(pyr_log *log, int64_t before);
+void		pyr_log_flush(pyr_log *log);
+
+/* ---- decisions ------------------------------------------------------ */
+
+/*
+ * What a storage must answer for a decision.  The log answers natively; the
+ * table engine answers with index probes.
+ */
+typedef struct pyr_view
+{
+	void	   *ctx;
+	int64_t		(*since) (void *ctx, int64_t since);
+	bool		(*peek) (void *ctx, int64_t index, int64_t *ts, int64_t *weight);
+} pyr_view;
+
+/* The view of a pyr_log. */
+pyr_view	pyr_log_view(const pyr_log *log);
+
+typedef struct pyr_decision
+{
+	bool		admitted;		/* every rate has room for the weight */
+	int			failing;		/* first rejecting rate (sorted order), or -1 */
+	int64_t		waiting;		/* AbstractBucket.waiting: 0, -1 or ms */
+	int64_t		retry_after;	/* ms until every rate admits; 0; -1 never */
+	int64_t		remaining;		/* units left in the tightest window after */
+	int			tightest;		/* rate with the fewest units left */
+} pyr_decision;
+
+/*
+ * Decide whether an item (ts, weight) is admitted under rates (validated,
+ * sorted), without storing it.  The remaining count assumes the item is
+ * stored when admitted.
+ */
+void		pyr_decide(const pyr_view *view, const pyr_rate *rates, int nrates,
+					   int64_t ts, int64_t weight, pyr_decision *d);
+
+/* AbstractBucket.put on a log: decide, then store when admitted. */
+typedef enum pyr_put_result
+{
+	PYR_PUT_REJECTED = 0,
+	PYR_PUT_ADMITTED,
+	PYR_PUT_FULL				/* admitted, but the ring must grow first */
+} pyr_put_result;
+
+pyr_put_result pyr_log_put(pyr_log *log, const pyr_rate *rates, int nrates,
+						   int64_t ts, int64_t weight, pyr_decision *d);
+
+#endif							/* PYRATE_CORE_H */

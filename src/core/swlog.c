@@ -1,0 +1,245 @@
+/*
+ * swlog.c — the sliding-window log and the decisions made over it.
+ *
+ * Entries carry cumulative units, so the units in any window are one
+ * subtraction after a binary search on the timestamp, and the item holding a
+ * given unit is a binary search on the cumulative count.
+ */
+#include "pyrate_core.h"
+
+#define ENTRY(log, i) ((log)->e[((log)->head + (i)) & ((log)->cap - 1)])
+
+/* cumulative units before logical entry i */
+static inline int64_t
+cum_before(const pyr_log *log, uint32_t i)
+{
+	return i == 0 ? log->base : ENTRY(log, i - 1).cum;
+}
+
+static inline int64_t
+total(const pyr_log *log)
+{
+	return log->len == 0 ? log->base : ENTRY(log, log->len - 1).cum;
+}
+
+/* first logical entry with ts >= since (len when none) */
+static uint32_t
+lower_bound_ts(const pyr_log *log, int64_t since)
+{
+	uint32_t	lo = 0;
+	uint32_t	hi = log->len;
+
+	while (lo < hi)
+	{
+		uint32_t	mid = lo + (hi - lo) / 2;
+
+		if (ENTRY(log, mid).ts < since)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+size_t
+pyr_log_size(uint32_t cap)
+{
+	return offsetof(pyr_log, e) + (size_t) cap * sizeof(pyr_entry);
+}
+
+void
+pyr_log_init(pyr_log *log, uint32_t cap)
+{
+	log->cap = cap;
+	log->head = 0;
+	log->len = 0;
+	log->reserved = 0;
+	log->base = 0;
+}
+
+void
+pyr_log_move(pyr_log *dst, const pyr_log *src)
+{
+	uint32_t	i;
+
+	dst->head = 0;
+	dst->len = src->len;
+	dst->base = src->base;
+	for (i = 0; i < src->len; i++)
+		dst->e[i] = ENTRY(src, i);
+}
+
+int64_t
+pyr_log_count(const pyr_log *log)
+{
+	return total(log) - log->base;
+}
+
+int64_t
+pyr_log_since(const pyr_log *log, int64_t since)
+{
+	return total(log) - cum_before(log, lower_bound_ts(log, since));
+}
+
+bool
+pyr_log_peek(const pyr_log *log, int64_t index, int64_t *ts, int64_t *weight)
+{
+	int64_t		unit;
+	uint32_t	lo = 0;
+	uint32_t	hi = log->len;
+
+	if (index < 0 || index >= pyr_log_count(log))
+		return false;
+	/* the unit, numbered 1.. in cumulative space; find the first cum >= it */
+	unit = total(log) - index;
+	while (lo < hi)
+	{
+		uint32_t	mid = lo + (hi - lo) / 2;
+
+		if (ENTRY(log, mid).cum < unit)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*ts = ENTRY(log, lo).ts;
+	*weight = ENTRY(log, lo).cum - cum_before(log, lo);
+	return true;
+}
+
+bool
+pyr_log_push(pyr_log *log, int64_t ts, int64_t weight)
+{
+	pyr_entry  *e;
+
+	if (log->len == log->cap)
+		return false;
+	if (log->len > 0 && ts < ENTRY(log, log->len - 1).ts)
+		ts = ENTRY(log, log->len - 1).ts;
+	e = &ENTRY(log, log->len);
+	e->ts = ts;
+	e->cum = total(log) + weight;
+	log->len++;
+	return true;
+}
+
+int64_t
+pyr_log_leak(pyr_log *log, int64_t before)
+{
+	uint32_t	n = lower_bound_ts(log, before);
+	int64_t		removed = cum_before(log, n) - log->base;
+
+	log->base = cum_before(log, n);
+	log->head = (log->head + n) & (log->cap - 1);
+	log->len -= n;
+	return removed;
+}
+
+void
+pyr_log_flush(pyr_log *log)
+{
+	log->head = 0;
+	log->len = 0;
+	log->base = 0;
+}
+
+static int64_t
+view_since(void *ctx, int64_t since)
+{
+	return pyr_log_since((const pyr_log *) ctx, since);
+}
+
+static bool
+view_peek(void *ctx, int64_t index, int64_t *ts, int64_t *weight)
+{
+	return pyr_log_peek((const pyr_log *) ctx, index, ts, weight);
+}
+
+pyr_view
+pyr_log_view(const pyr_log *log)
+{
+	pyr_view	v;
+
+	v.ctx = (void *) log;
+	v.since = view_since;
+	v.peek = view_peek;
+	return v;
+}
+
+/*
+ * ms until rate r admits weight, its window now holding units: the item
+ * holding unit (limit - weight) from the newest must leave the window.
+ */
+static int64_t
+rate_wait(const pyr_view *view, const pyr_rate *r, int64_t ts, int64_t weight)
+{
+	int64_t		bts;
+	int64_t		bweight;
+
+	if (weight > r->limit)
+		return -1;
+	if (!view->peek(view->ctx, r->limit - weight, &bts, &bweight))
+		return 0;
+	return bts - (ts - r->interval) + 1;
+}
+
+void
+pyr_decide(const pyr_view *view, const pyr_rate *rates, int nrates,
+		   int64_t ts, int64_t weight, pyr_decision *d)
+{
+	int64_t		used[PYR_MAX_RATES];
+	int			i;
+
+	d->admitted = true;
+	d->failing = -1;
+	d->waiting = 0;
+	d->retry_after = 0;
+	d->remaining = 0;
+	d->tightest = 0;
+
+	for (i = 0; i < nrates; i++)
+	{
+		const pyr_rate *r = &rates[i];
+		int64_t		w;
+
+		used[i] = view->since(view->ctx, ts - r->interval);
+		if (weight == 0 || used[i] + weight <= r->limit)
+			continue;
+		w = rate_wait(view, r, ts, weight);
+		if (d->admitted)
+		{
+			d->admitted = false;
+			d->failing = i;
+			d->waiting = w;
+		}
+		if (w < 0 || d->retry_after < 0)
+			d->retry_after = -1;
+		else if (w > d->retry_after)
+			d->retry_after = w;
+	}
+	for (i = 0; i < nrates; i++)
+	{
+		int64_t		left = rates[i].limit - used[i] - (d->admitted ? weight : 0);
+
+		if (left < 0)
+			left = 0;
+		if (i == 0 || left < d->remaining)
+		{
+			d->remaining = left;
+			d->tightest = i;
+		}
+	}
+}
+
+pyr_put_result
+pyr_log_put(pyr_log *log, const pyr_rate *rates, int nrates,
+			int64_t ts, int64_t weight, pyr_decision *d)
+{
+	pyr_view	v = pyr_log_view(log);
+
+	pyr_decide(&v, rates, nrates, ts, weight, d);
+	if (!d->admitted)
+		return PYR_PUT_REJECTED;
+	if (weight == 0)
+		return PYR_PUT_ADMITTED;
+	return pyr_log_push(log, ts, weight) ? PYR_PUT_ADMITTED : PYR_PUT_FULL;
+}

@@ -1,0 +1,436 @@
+/*
+ * engine_table.c — the "table" storage engine: buckets in WAL-logged tables.
+ *
+ * pyrate_bucket_data(id, name, created) names each bucket;
+ * pyrate_item_data(bucket, cum, ts, weight) holds its items, cum being the
+ * units put into the bucket up to and including the item.  Timestamps never
+ * decrease along cum, so
+ *   units in a window since s = newest.cum - (first item with ts >= s).cum
+ *                                + that item's weight
+ * and the item holding a unit is the first with cum >= that unit: an index
+ * probe each, on (bucket, ts) and on (bucket, cum).  No window is scanned.
+ *
+ * Concurrency: check-and-insert on a bucket is serialized by a heavyweight
+ * lock on the bucket's name (an advisory-class lock tag, visible in pg_locks).
+ * Once an item is inserted the lock is held to the end of the transaction, so
+ * the next caller sees the item committed or rolled back; a rejected attempt
+ * releases it at once.  Probes use SnapshotSelf: every committed item and the
+ * transaction's own, whatever the isolation level, and no SSI read locks.
+ */
+#include "pyrate.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "commands/sequence.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "engine.h"
+#include "tuples.h"
+
+#define BUCKETS_TABLE	"pyrate_bucket_data"
+#define ITEMS_TABLE		"pyrate_item_data"
+#define BUCKET_ID_SEQ	"pyrate_bucket_id_seq"
+
+/* field4 of the bucket lock tag; advisory locks proper use 1 and 2 */
+#define PYRATE_LOCK_CLASS	0x7072
+#define PYRATE_LOCK_SEED	UINT64CONST(0x7079726174650001)
+
+enum
+{
+	Anum_bucket_id = 1,
+	Anum_bucket_name,
+	Anum_bucket_created,
+	Natts_bucket = Anum_bucket_created
+};
+
+enum
+{
+	Anum_item_bucket = 1,
+	Anum_item_cum,
+	Anum_item_ts,
+	Anum_item_weight,
+	Natts_item = Anum_item_weight
+};
+
+static const AttrNumber bucket_name_key[] = {Anum_bucket_name};
+static const AttrNumber item_cum_key[] = {Anum_item_bucket, Anum_item_cum};
+static const AttrNumber item_ts_key[] = {Anum_item_bucket, Anum_item_ts};
+
+typedef struct TableBucket
+{
+	const PyrateBucket *b;
+	PyrateRel	items;
+	Relation	by_cum;
+	Relation	by_ts;
+	int64		id;				/* -1: the bucket has no row yet */
+	bool		have_newest;
+	bool		empty;
+	int64		newest_cum;
+	int64		newest_ts;
+	LOCKTAG		tag;
+	bool		locked;
+} TableBucket;
+
+static void
+bucket_lock(TableBucket *tb)
+{
+	uint64		h = hash_bytes_extended((const unsigned char *) tb->b->name,
+										strlen(tb->b->name), PYRATE_LOCK_SEED);
+
+	SET_LOCKTAG_ADVISORY(tb->tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
+						 PYRATE_LOCK_CLASS);
+	(void) LockAcquire(&tb->tag, ExclusiveLock, false, false);
+	tb->locked = true;
+}
+
+static void
+bucket_unlock(TableBucket *tb)
+{
+	if (tb->locked)
+		LockRelease(&tb->tag, ExclusiveLock, false);
+	tb->locked = false;
+}
+
+/* The bucket's id, -1 when it has no row. */
+static int64
+lookup_bucket(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep)
+{
+	PyrateRel	rel;
+	ScanKeyData key;
+	int64		id = -1;
+
+	pyrate_rel_open(&rel, nsp, BUCKETS_TABLE, mode);
+	pyrate_key_text(&key, 1, name);
+	if (pyrate_probe(&rel, pyrate_rel_index(&rel, 1, bucket_name_key), &key, 1,
+					 ForwardScanDirection, SnapshotSelf))
+		id = DatumGetInt64(rel.slot->tts_values[Anum_bucket_id - 1]);
+	if (keep)
+		*keep = rel;
+	else
+		pyrate_rel_close(&rel);
+	return id;
+}
+
+static void
+tb_open(TableBucket *tb, const PyrateBucket *b, LOCKMODE mode, bool lock)
+{
+	memset(tb, 0, sizeof(*tb));
+	tb->b = b;
+	pyrate_rel_open(&tb->items, b->nsp, ITEMS_TABLE, mode);
+	tb->by_cum = pyrate_rel_index(&tb->items, 2, item_cum_key);
+	tb->by_ts = pyrate_rel_index(&tb->items, 2, item_ts_key);
+	if (lock)
+		bucket_lock(tb);
+	tb->id = lookup_bucket(b->nsp, b->name, AccessShareLock, NULL);
+}
+
+static void
+tb_close(TableBucket *tb)
+{
+	pyrate_rel_close(&tb->items);
+}
+
+/* First (dir forward) or last item of the bucket with cum op value. */
+static bool
+probe_cum(TableBucket *tb, ScanDirection dir, StrategyNumber op, int64 value)
+{
+	ScanKeyData keys[2];
+
+	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
+	pyrate_key_int8(&keys[1], 2, op, value);
+	return pyrate_probe(&tb->items, tb->by_cum, keys, 2, dir, SnapshotSelf);
+}
+
+#define ITEM_I64(tb, att) DatumGetInt64((tb)->items.slot->tts_values[(att) - 1])
+#define ITEM_WEIGHT(tb) DatumGetInt32((tb)->items.slot->tts_values[Anum_item_weight - 1])
+
+static void
+load_newest(TableBucket *tb)
+{
+	if (tb->have_newest)
+		return;
+	tb->have_newest = true;
+	tb->empty = tb->id < 0 || !probe_cum(tb, BackwardScanDirection, BTGreaterStrategyNumber, 0);
+	if (!tb->empty)
+	{
+		tb->newest_cum = ITEM_I64(tb, Anum_item_cum);
+		tb->newest_ts = ITEM_I64(tb, Anum_item_ts);
+	}
+}
+
+static int64
+view_since(void *ctx, int64 since)
+{
+	TableBucket *tb = ctx;
+	ScanKeyData keys[2];
+
+	load_newest(tb);
+	if (tb->empty)
+		return 0;
+	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
+	pyrate_key_int8(&keys[1], 2, BTGreaterEqualStrategyNumber, since);
+	if (!pyrate_probe(&tb->items, tb->by_ts, keys, 2, ForwardScanDirection, SnapshotSelf))
+		return 0;
+	return tb->newest_cum - ITEM_I64(tb, Anum_item_cum) + ITEM_WEIGHT(tb);
+}
+
+static bool
+view_peek(void *ctx, int64 index, int64 *ts, int64 *weight)
+{
+	TableBucket *tb = ctx;
+	int64		unit;
+
+	load_newest(tb);
+	if (tb->empty || index < 0)
+		return false;
+	unit = tb->newest_cum - index;
+	if (unit < 1 || !probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, unit))
+		return false;
+	/* the first item at or past the unit must hold it, else it was leaked */
+	if (ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb) >= unit)
+		return false;
+	*ts = ITEM_I64(tb, Anum_item_ts);
+	*weight = ITEM_WEIGHT(tb);
+	return true;
+}
+
+static int64
+create_bucket(const PyrateBucket *b)
+{
+	PyrateRel	rel;
+	Datum		values[Natts_bucket];
+	bool		nulls[Natts_bucket] = {false};
+	Oid			seq = get_relname_relid(BUCKET_ID_SEQ, b->nsp);
+	int64		id;
+
+	if (!OidIsValid(seq))
+		elog(ERROR, "sequence %s is missing from pyrate's schema", BUCKET_ID_SEQ);
+	id = nextval_internal(seq, false);
+	pyrate_rel_open(&rel, b->nsp, BUCKETS_TABLE, RowExclusiveLock);
+	values[Anum_bucket_id - 1] = Int64GetDatum(id);
+	values[Anum_bucket_name - 1] = CStringGetTextDatum(b->name);
+	values[Anum_bucket_created - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	pyrate_rel_insert(&rel, heap_form_tuple(RelationGetDescr(rel.heap), values, nulls));
+	pyrate_rel_close(&rel);
+	return id;
+}
+
+static void
+insert_item(TableBucket *tb, int64 ts, int64 weight)
+{
+	Datum		values[Natts_item];
+	bool		nulls[Natts_item] = {false};
+
+	load_newest(tb);
+	if (tb->id < 0)
+		tb->id = create_bucket(tb->b);
+	/* a clock stepping back never breaks the order of the log */
+	if (!tb->empty && ts < tb->newest_ts)
+		ts = tb->newest_ts;
+	values[Anum_item_bucket - 1] = Int64GetDatum(tb->id);
+	values[Anum_item_cum - 1] = Int64GetDatum((tb->empty ? 0 : tb->newest_cum) + weight);
+	values[Anum_item_ts - 1] = Int64GetDatum(ts);
+	values[Anum_item_weight - 1] = Int32GetDatum((int32) weight);
+	pyrate_rel_insert(&tb->items, heap_form_tuple(RelationGetDescr(tb->items.heap), values, nulls));
+}
+
+static void
+prevent_writes(const char *what)
+{
+	PreventCommandIfReadOnly(what);
+	PreventCommandDuringRecovery(what);
+}
+
+static void
+table_acquire(const PyrateBucket *b, int64 ts, int64 weight, bool store, pyr_decision *d)
+{
+	TableBucket tb;
+	pyr_view	view;
+
+	if (store)
+		prevent_writes("acquiring from a table bucket");
+	tb_open(&tb, b, store ? RowExclusiveLock : AccessShareLock, store);
+	view.ctx = &tb;
+	view.since = view_since;
+	view.peek = view_peek;
+	pyr_decide(&view, b->def.rates, b->def.nrates, ts, weight, d);
+	if (store && d->admitted && weight > 0)
+		insert_item(&tb, ts, weight);	/* the lock stays to the end of the transaction */
+	else
+		bucket_unlock(&tb);
+	tb_close(&tb);
+}
+
+/* Units stored and the item bounds, for count. */
+static int64
+count_units(TableBucket *tb)
+{
+	int64		oldest_base;
+
+	load_newest(tb);
+	if (tb->empty || !probe_cum(tb, ForwardScanDirection, BTGreaterStrategyNumber, 0))
+		return 0;
+	oldest_base = ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb);
+	return tb->newest_cum - oldest_base;
+}
+
+static int64
+table_count(const PyrateBucket *b)
+{
+	TableBucket tb;
+	int64		n;
+
+	tb_open(&tb, b, AccessShareLock, false);
+	n = count_units(&tb);
+	tb_close(&tb);
+	return n;
+}
+
+static bool
+table_peek(const PyrateBucket *b, int64 index, int64 *ts, int64 *weight)
+{
+	TableBucket tb;
+	bool		found;
+
+	tb_open(&tb, b, AccessShareLock, false);
+	found = view_peek(&tb, index, ts, weight);
+	tb_close(&tb);
+	return found;
+}
+
+/*
+ * Delete the bucket's items with ts < before (all of them when before is
+ * PG_INT64_MAX), at most max_items when > 0.  Items another transaction
+ * deleted first are skipped: only the deleter counts them.
+ */
+static int64
+delete_items(TableBucket *tb, int64 before, int64 max_items)
+{
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	Snapshot	snap;
+	int64		removed = 0;
+	int64		n = 0;
+
+	if (tb->id < 0)
+		return 0;
+	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
+	pyrate_key_int8(&keys[1], 2, BTLessStrategyNumber, before);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = index_beginscan(tb->items.heap, tb->by_ts, snap, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while ((max_items <= 0 || n < max_items) &&
+		   index_getnext_slot(scan, ForwardScanDirection, tb->items.slot))
+	{
+		bool		isnull;
+		int32		w = DatumGetInt32(slot_getattr(tb->items.slot, Anum_item_weight, &isnull));
+
+		CHECK_FOR_INTERRUPTS();
+		if (pyrate_rel_delete(&tb->items, &tb->items.slot->tts_tid))
+		{
+			removed += w;
+			n++;
+		}
+	}
+	index_endscan(scan);
+	UnregisterSnapshot(snap);
+	return removed;
+}
+
+static int64
+table_leak(const PyrateBucket *b, int64 before, int64 max_items)
+{
+	TableBucket tb;
+	int64		removed;
+
+	prevent_writes("pyrate_leak()");
+	tb_open(&tb, b, RowExclusiveLock, false);
+	removed = delete_items(&tb, before, max_items);
+	tb_close(&tb);
+	return removed;
+}
+
+static void
+table_flush(const PyrateBucket *b)
+{
+	TableBucket tb;
+
+	prevent_writes("pyrate_flush()");
+	tb_open(&tb, b, RowExclusiveLock, true);
+	(void) delete_items(&tb, PG_INT64_MAX, 0);
+	tb_close(&tb);
+}
+
+static bool
+table_dispose(const PyrateBucket *b)
+{
+	TableBucket tb;
+	PyrateRel	buckets;
+	bool		existed;
+
+	prevent_writes("pyrate_dispose()");
+	tb_open(&tb, b, RowExclusiveLock, true);
+	(void) delete_items(&tb, PG_INT64_MAX, 0);
+	existed = lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets) >= 0 &&
+		pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
+	pyrate_rel_close(&buckets);
+	tb_close(&tb);
+	return existed;
+}
+
+static void
+table_foreach(Oid nsp, PyrateBucketCallback cb, void *arg)
+{
+	PyrateRel	buckets;
+	Snapshot	snap;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	pyrate_rel_open(&buckets, nsp, BUCKETS_TABLE, AccessShareLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(buckets.heap, snap, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Datum		values[Natts_bucket];
+		bool		nulls[Natts_bucket];
+		PyrateBucket b;
+		TableBucket tb;
+		int64		count;
+
+		CHECK_FOR_INTERRUPTS();
+		heap_deform_tuple(tup, RelationGetDescr(buckets.heap), values, nulls);
+		memset(&b, 0, sizeof(b));
+		b.nsp = nsp;
+		b.name = TextDatumGetCString(values[Anum_bucket_name - 1]);
+		tb_open(&tb, &b, AccessShareLock, false);
+		count = count_units(&tb);
+		tb_close(&tb);
+		cb(b.name, count, arg);
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	pyrate_rel_close(&buckets);
+}
+
+const PyrateEngine pyrate_table_engine = {
+	"table",
+	table_acquire,
+	table_count,
+	table_peek,
+	table_leak,
+	table_flush,
+	table_dispose,
+	table_foreach
+};

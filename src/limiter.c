@@ -1,0 +1,534 @@
+/*
+ * limiter.c — the SQL functions on buckets, and the Limiter's blocking
+ * acquire.
+ *
+ * Every function finds its engine through the bucket's definition, and every
+ * decision comes from pyr_decide.  Explicit timestamps ("at") are time travel
+ * and need the privilege of pyrate_flush; without one, the server clock
+ * (pyrate_now) stamps the item.
+ */
+#include "pyrate.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "engine.h"
+
+/* Explicit timestamps: from the epoch to the end of year 9999. */
+#define PYRATE_MAX_TS INT64CONST(253402300799999)
+
+PG_FUNCTION_INFO_V1(pyrate_now);
+PG_FUNCTION_INFO_V1(pyrate_put);
+PG_FUNCTION_INFO_V1(pyrate_waiting);
+PG_FUNCTION_INFO_V1(pyrate_acquire);
+PG_FUNCTION_INFO_V1(pyrate_count);
+PG_FUNCTION_INFO_V1(pyrate_peek);
+PG_FUNCTION_INFO_V1(pyrate_leak);
+PG_FUNCTION_INFO_V1(pyrate_leak_all);
+PG_FUNCTION_INFO_V1(pyrate_flush);
+PG_FUNCTION_INFO_V1(pyrate_dispose);
+PG_FUNCTION_INFO_V1(pyrate_buckets);
+PG_FUNCTION_INFO_V1(pyrate_try_acquire);
+PG_FUNCTION_INFO_V1(pyrate_require);
+
+Oid
+pyrate_namespace(FunctionCallInfo fcinfo)
+{
+	return get_func_namespace(fcinfo->flinfo->fn_oid);
+}
+
+int64
+pyrate_now_ms(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	return now / 1000 +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
+}
+
+void
+pyrate_check_name(const char *what, const char *name)
+{
+	size_t		len = strlen(name);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a %s cannot be empty", what)));
+	if (len > PYRATE_MAX_NAME)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is too long", what),
+				 errdetail("It is %zu bytes; pyrate takes at most %d.", len, PYRATE_MAX_NAME),
+				 errhint("Hash long keys, as in 'api:' || md5(key).")));
+}
+
+static char *
+arg_name(FunctionCallInfo fcinfo, int n)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the bucket name cannot be NULL")));
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+static int64
+arg_weight(FunctionCallInfo fcinfo, int n)
+{
+	int32		w;
+
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the weight cannot be NULL")));
+	w = PG_GETARG_INT32(n);
+	if (w < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("weight %d is negative", w),
+				 errhint("A weight is the number of units to take: 0 or more.")));
+	return w;
+}
+
+/* "at": NULL is now; a timestamp needs the privilege of pyrate_flush. */
+static int64
+arg_at(FunctionCallInfo fcinfo, int n, Oid nsp)
+{
+	int64		at;
+	Oid			argtypes[1] = {TEXTOID};
+	Oid			flush;
+
+	if (PG_NARGS() <= n || PG_ARGISNULL(n))
+		return pyrate_now_ms();
+	at = PG_GETARG_INT64(n);
+	flush = LookupFuncName(list_make2(makeString(get_namespace_name(nsp)),
+									  makeString("pyrate_flush")),
+						   1, argtypes, false);
+	if (pg_proc_aclcheck(flush, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to stamp an item with an explicit time"),
+				 errdetail("A non-NULL \"at\" needs the privilege to execute pyrate_flush(text)."),
+				 errhint("Pass at => NULL to use the server clock, or have the owner grant EXECUTE ON FUNCTION pyrate_flush(text).")));
+	if (at < 0 || at > PYRATE_MAX_TS)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp %lld is out of range", (long long) at),
+				 errhint("\"at\" is milliseconds since 1970-01-01 UTC, as pyrate_now() returns.")));
+	return at;
+}
+
+/*
+ * Decide, storing when asked; a dry-run definition reports what it would
+ * have rejected but admits.
+ */
+static void
+decide(PyrateBucket *b, int64 ts, int64 weight, bool store, pyr_decision *d)
+{
+	const PyrateEngine *e = pyrate_engine(b->def.storage);
+
+	e->acquire(b, ts, weight, store, d);
+	if (b->def.dry_run && !d->admitted)
+	{
+		d->admitted = true;
+		d->waiting = 0;
+		d->retry_after = 0;
+	}
+}
+
+Datum
+pyrate_now(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(pyrate_now_ms());
+}
+
+Datum
+pyrate_put(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *name = arg_name(fcinfo, 0);
+	int64		weight = arg_weight(fcinfo, 1);
+	int64		at = arg_at(fcinfo, 2, nsp);
+	PyrateBucket b;
+	pyr_decision d;
+
+	pyrate_bucket_init(&b, nsp, name);
+	decide(&b, at, weight, true, &d);
+	PG_RETURN_BOOL(d.admitted);
+}
+
+Datum
+pyrate_waiting(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *name = arg_name(fcinfo, 0);
+	int64		weight = arg_weight(fcinfo, 1);
+	int64		at = arg_at(fcinfo, 2, nsp);
+	PyrateBucket b;
+	pyr_decision d;
+
+	pyrate_bucket_init(&b, nsp, name);
+	decide(&b, at, weight, false, &d);
+	PG_RETURN_INT64(d.waiting);
+}
+
+static Datum
+rate_datum(const pyr_rate *r)
+{
+	PyrateRate *copy = palloc(sizeof(PyrateRate));
+
+	*copy = *r;
+	return PyrateRateGetDatum(copy);
+}
+
+/* pyrate_decision: (acquired, failing_rate, retry_after_ms, remaining) */
+static Datum
+decision_datum(FunctionCallInfo fcinfo, const PyrateBucket *b, const pyr_decision *d)
+{
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pyrate_acquire must return a composite type");
+	desc = BlessTupleDesc(desc);
+	values[0] = BoolGetDatum(d->admitted);
+	if (d->failing >= 0)
+		values[1] = rate_datum(&b->def.rates[d->failing]);
+	else
+		nulls[1] = true;
+	values[2] = Int64GetDatum(d->retry_after);
+	values[3] = Int64GetDatum(d->remaining);
+	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+Datum
+pyrate_acquire(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *name = arg_name(fcinfo, 0);
+	int64		weight = arg_weight(fcinfo, 1);
+	int64		at = arg_at(fcinfo, 2, nsp);
+	PyrateBucket b;
+	pyr_decision d;
+
+	pyrate_bucket_init(&b, nsp, name);
+	decide(&b, at, weight, true, &d);
+	PG_RETURN_DATUM(decision_datum(fcinfo, &b, &d));
+}
+
+Datum
+pyrate_require(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *name = arg_name(fcinfo, 0);
+	int64		weight = arg_weight(fcinfo, 1);
+	PyrateBucket b;
+	pyr_decision d;
+	char		rate[64];
+
+	pyrate_bucket_init(&b, nsp, name);
+	decide(&b, pyrate_now_ms(), weight, true, &d);
+	if (d.admitted)
+		PG_RETURN_VOID();
+	pyr_rate_format(&b.def.rates[d.failing], rate, sizeof(rate));
+	if (d.retry_after < 0)
+		ereport(ERROR,
+				(errcode(MAKE_SQLSTATE('P', 'T', '4', '2', '9')),
+				 errmsg("rate limit exceeded for bucket \"%s\"", name),
+				 errdetail("limit %s reached: weight %lld can never fit.", rate, (long long) weight),
+				 errhint("Take a smaller weight, or define a larger limit.")));
+	ereport(ERROR,
+			(errcode(MAKE_SQLSTATE('P', 'T', '4', '2', '9')),
+			 errmsg("rate limit exceeded for bucket \"%s\"", name),
+			 errdetail("limit %s reached.", rate),
+			 errhint("Retry after %lld ms.", (long long) d.retry_after)));
+	PG_RETURN_VOID();
+}
+
+Datum
+pyrate_count(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *name = arg_name(fcinfo, 0);
+	PyrateBucket b;
+
+	pyrate_bucket_init(&b, nsp, name);
+	PG_RETURN_INT64(pyrate_engine(b.def.storage)->count(&b));
+}
+
+Datum
+pyrate_peek(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *name = arg_name(fcinfo, 0);
+	PyrateBucket b;
+	int64		ts;
+	int64		weight;
+	TupleDesc	desc;
+	Datum		values[3];
+	bool		nulls[3] = {false};
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the index to peek at cannot be NULL")));
+	pyrate_bucket_init(&b, nsp, name);
+	if (!pyrate_engine(b.def.storage)->peek(&b, PG_GETARG_INT32(1), &ts, &weight))
+		PG_RETURN_NULL();
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pyrate_peek must return a composite type");
+	desc = BlessTupleDesc(desc);
+	values[0] = CStringGetTextDatum(name);
+	values[1] = Int32GetDatum((int32) weight);
+	values[2] = Int64GetDatum(ts);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+static int64
+leak_bucket(const PyrateEngine *e, PyrateBucket *b, int64 at)
+{
+	int64		before = at - b->def.rates[b->def.nrates - 1].interval;
+
+	return e->leak(b, before, 0);
+}
+
+Datum
+pyrate_leak(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *name = arg_name(fcinfo, 0);
+	int64		at = arg_at(fcinfo, 1, nsp);
+	PyrateBucket b;
+
+	pyrate_bucket_init(&b, nsp, name);
+	PG_RETURN_INT64(leak_bucket(pyrate_engine(b.def.storage), &b, at));
+}
+
+static void
+collect_name(const char *name, int64 count, void *arg)
+{
+	List	  **names = arg;
+
+	if (count > 0)
+		*names = lappend(*names, pstrdup(name));
+}
+
+/*
+ * Leak every bucket of every engine whose name still routes to a definition
+ * (its largest interval says what is old); returns the units removed.
+ */
+int64
+pyrate_leak_every_bucket(Oid nsp, int64 at)
+{
+	const PyrateEngine *engines[PYRATE_MAX_ENGINES];
+	int			nengines = pyrate_engines(engines);
+	int64		removed = 0;
+	int			i;
+
+	for (i = 0; i < nengines; i++)
+	{
+		List	   *names = NIL;
+		ListCell   *lc;
+
+		engines[i]->each_bucket(nsp, collect_name, &names);
+		foreach(lc, names)
+		{
+			const char *name = lfirst(lc);
+			const PyrateDefinition *d = pyrate_route_or_null(nsp, name);
+			PyrateBucket b;
+
+			if (d == NULL)
+				continue;
+			b.nsp = nsp;
+			b.name = name;
+			b.def = *d;
+			removed += leak_bucket(engines[i], &b, at);
+		}
+		list_free_deep(names);
+	}
+	return removed;
+}
+
+Datum
+pyrate_leak_all(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(pyrate_leak_every_bucket(pyrate_namespace(fcinfo), pyrate_now_ms()));
+}
+
+Datum
+pyrate_flush(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *name = arg_name(fcinfo, 0);
+	PyrateBucket b;
+
+	pyrate_bucket_init(&b, nsp, name);
+	pyrate_engine(b.def.storage)->flush(&b);
+	PG_RETURN_VOID();
+}
+
+Datum
+pyrate_dispose(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *name = arg_name(fcinfo, 0);
+	const PyrateEngine *engines[PYRATE_MAX_ENGINES];
+	int			nengines = pyrate_engines(engines);
+	PyrateBucket b;
+	bool		existed = false;
+	int			i;
+
+	pyrate_check_name("bucket name", name);
+	memset(&b, 0, sizeof(b));
+	b.nsp = nsp;
+	b.name = name;
+	/* wherever its items are, even when its definition is gone */
+	for (i = 0; i < nengines; i++)
+		existed |= engines[i]->dispose(&b);
+	PG_RETURN_BOOL(existed);
+}
+
+typedef struct ListBuckets
+{
+	Oid			nsp;
+	Oid			rate_array_type;
+	ReturnSetInfo *rsinfo;
+	const char *storage;
+} ListBuckets;
+
+
+static void
+emit_bucket(const char *name, int64 count, void *arg)
+{
+	ListBuckets *lb = arg;
+	const PyrateDefinition *d = pyrate_route_or_null(lb->nsp, name);
+	Datum		values[5];
+	bool		nulls[5] = {false};
+
+	values[0] = CStringGetTextDatum(name);
+	values[2] = CStringGetTextDatum(lb->storage);
+	values[4] = Int64GetDatum(count);
+	if (d)
+	{
+		values[1] = CStringGetTextDatum(d->pattern);
+		values[3] = PointerGetDatum(pyrate_rates_to_array(get_element_type(lb->rate_array_type),
+														  d->rates, d->nrates));
+	}
+	else
+		nulls[1] = nulls[3] = true;
+	tuplestore_putvalues(lb->rsinfo->setResult, lb->rsinfo->setDesc, values, nulls);
+}
+
+Datum
+pyrate_buckets(PG_FUNCTION_ARGS)
+{
+	const PyrateEngine *engines[PYRATE_MAX_ENGINES];
+	int			nengines = pyrate_engines(engines);
+	ListBuckets lb;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	lb.nsp = pyrate_namespace(fcinfo);
+	lb.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	lb.rate_array_type = TupleDescAttr(lb.rsinfo->setDesc, 3)->atttypid;
+	for (i = 0; i < nengines; i++)
+	{
+		lb.storage = engines[i]->name;
+		engines[i]->each_bucket(lb.nsp, emit_bucket, &lb);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * Limiter.try_acquire: put at the current time; when rejected and blocking,
+ * sleep waiting + pyrate.buffer_ms and retry, until admitted, until the
+ * timeout passes, or until the weight can never fit.  No lock is held while
+ * sleeping, and the sleep wakes for cancel, timeouts and shutdown.
+ */
+Datum
+pyrate_try_acquire(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *name = arg_name(fcinfo, 0);
+	int64		weight = arg_weight(fcinfo, 1);
+	bool		blocking;
+	double		timeout;
+	int64		deadline = -1;
+	MemoryContext loop_cxt;
+	MemoryContext old;
+	bool		admitted = false;
+
+	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("blocking and timeout cannot be NULL"),
+				 errhint("Leave them out for the defaults: blocking => true, timeout => -1 (wait as long as it takes).")));
+	blocking = PG_GETARG_BOOL(2);
+	timeout = PG_GETARG_FLOAT8(3);
+	if (isnan(timeout) || (timeout < 0 && timeout != -1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid timeout %g", timeout),
+				 errhint("The timeout is in seconds, 0 or more, or -1 to wait as long as it takes.")));
+	if (!blocking && timeout != -1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a timeout needs blocking => true"),
+				 errhint("Drop the timeout, or let the call block.")));
+	if (timeout >= 0 && !isinf(timeout))
+		deadline = pyrate_now_ms() + (int64) ceil(Min(timeout, 1e12) * 1000.0);
+
+	loop_cxt = AllocSetContextCreate(CurrentMemoryContext, "pyrate_try_acquire",
+									 ALLOCSET_SMALL_SIZES);
+	for (;;)
+	{
+		PyrateBucket b;
+		pyr_decision d;
+		int64		now;
+		int64		delay;
+
+		old = MemoryContextSwitchTo(loop_cxt);
+		pyrate_bucket_init(&b, nsp, name);
+		now = pyrate_now_ms();
+		decide(&b, now, weight, true, &d);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(loop_cxt);
+
+		if (d.admitted)
+		{
+			admitted = true;
+			break;
+		}
+		if (!blocking || d.waiting < 0)
+			break;
+		delay = d.waiting + pyrate_buffer_ms;
+		if (deadline >= 0)
+		{
+			now = pyrate_now_ms();
+			if (now >= deadline)
+				break;
+			delay = Min(delay, deadline - now);
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 (long) Max(delay, 1), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	MemoryContextDelete(loop_cxt);
+	PG_RETURN_BOOL(admitted);
+}

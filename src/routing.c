@@ -1,0 +1,397 @@
+/*
+ * routing.c — definitions, and which definition a bucket name routes to.
+ *
+ * Definitions live in pyrate_definition_data (dumped by pg_dump).  Each
+ * backend caches them; any change to the table invalidates the cache through
+ * a relcache invalidation, sent by pyrate_define/pyrate_undefine and by a
+ * trigger for direct edits, so every backend routes by committed definitions.
+ *
+ * Routing: an exact name beats a pattern; among patterns ('*' matches any
+ * run of characters) the longest literal prefix wins, then the most literal
+ * characters, then the pattern that sorts first.
+ */
+#include "pyrate.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "engine.h"
+#include "tuples.h"
+
+#define DEFINITIONS_TABLE "pyrate_definition_data"
+
+enum
+{
+	Anum_def_pattern = 1,
+	Anum_def_rates,
+	Anum_def_storage,
+	Anum_def_dry_run,
+	Anum_def_created,
+	Natts_def = Anum_def_created
+};
+
+typedef struct RoutingCache
+{
+	bool		valid;
+	Oid			nsp;
+	Oid			relid;
+	MemoryContext cxt;
+	int			nexact;
+	PyrateDefinition *exact;	/* sorted by pattern */
+	int			npatterns;
+	PyrateDefinition *patterns; /* most specific first */
+} RoutingCache;
+
+static RoutingCache cache;
+
+PG_FUNCTION_INFO_V1(pyrate_define);
+PG_FUNCTION_INFO_V1(pyrate_undefine);
+PG_FUNCTION_INFO_V1(pyrate_definitions_changed);
+
+static void
+routing_relcache_cb(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == cache.relid)
+		cache.valid = false;
+}
+
+void
+pyrate_routing_init(void)
+{
+	CacheRegisterRelcacheCallback(routing_relcache_cb, (Datum) 0);
+}
+
+void
+pyrate_definitions_invalidate(Oid nsp)
+{
+	Oid			relid = get_relname_relid(DEFINITIONS_TABLE, nsp);
+
+	if (OidIsValid(relid))
+		CacheInvalidateRelcacheByRelid(relid);
+	cache.valid = false;
+}
+
+bool
+pyrate_pattern_match(const char *pattern, const char *name)
+{
+	const char *star_p = NULL;
+	const char *star_n = NULL;
+
+	while (*name)
+	{
+		if (*pattern == '*')
+		{
+			star_p = ++pattern;
+			star_n = name;
+		}
+		else if (*pattern == *name)
+		{
+			pattern++;
+			name++;
+		}
+		else if (star_p)
+		{
+			pattern = star_p;
+			name = ++star_n;
+		}
+		else
+			return false;
+	}
+	while (*pattern == '*')
+		pattern++;
+	return *pattern == '\0';
+}
+
+static size_t
+literal_prefix(const char *pattern)
+{
+	return strcspn(pattern, "*");
+}
+
+static size_t
+literal_chars(const char *pattern)
+{
+	size_t		n = 0;
+
+	for (; *pattern; pattern++)
+		n += *pattern != '*';
+	return n;
+}
+
+static int
+cmp_exact(const void *a, const void *b)
+{
+	return strcmp(((const PyrateDefinition *) a)->pattern,
+				  ((const PyrateDefinition *) b)->pattern);
+}
+
+static int
+cmp_specific(const void *a, const void *b)
+{
+	const char *pa = ((const PyrateDefinition *) a)->pattern;
+	const char *pb = ((const PyrateDefinition *) b)->pattern;
+	size_t		la = literal_prefix(pa),
+				lb = literal_prefix(pb);
+
+	if (la != lb)
+		return la > lb ? -1 : 1;
+	la = literal_chars(pa);
+	lb = literal_chars(pb);
+	if (la != lb)
+		return la > lb ? -1 : 1;
+	return strcmp(pa, pb);
+}
+
+static PyrateStorage
+storage_from_text(const char *s)
+{
+	const struct config_enum_entry *e;
+
+	for (e = pyrate_storage_options; e->name; e++)
+		if (strcmp(e->name, s) == 0)
+			return (PyrateStorage) e->val;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown storage \"%s\"", s),
+			 errhint("Use 'table' (durable, transactional) or 'memory' (shared memory, needs shared_preload_libraries = 'pyrate').")));
+	return PYRATE_STORAGE_TABLE;	/* keep compiler quiet */
+}
+
+static void
+load_cache(Oid nsp)
+{
+	PyrateRel	rel;
+	Snapshot	snap;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	MemoryContext old;
+	List	   *exact = NIL;
+	List	   *patterns = NIL;
+	ListCell   *lc;
+	int			i;
+
+	if (cache.cxt == NULL)
+		cache.cxt = AllocSetContextCreate(TopMemoryContext, "pyrate routing",
+										  ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(cache.cxt);
+	cache.valid = false;
+	cache.nexact = cache.npatterns = 0;
+
+	pyrate_rel_open(&rel, nsp, DEFINITIONS_TABLE, AccessShareLock);
+	cache.nsp = nsp;
+	cache.relid = RelationGetRelid(rel.heap);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel.heap, snap, 0, NULL);
+	old = MemoryContextSwitchTo(cache.cxt);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Datum		values[Natts_def];
+		bool		nulls[Natts_def];
+		PyrateDefinition *d = palloc0(sizeof(PyrateDefinition));
+
+		heap_deform_tuple(tup, RelationGetDescr(rel.heap), values, nulls);
+		if (nulls[Anum_def_pattern - 1] || nulls[Anum_def_rates - 1] ||
+			nulls[Anum_def_storage - 1] || nulls[Anum_def_dry_run - 1])
+			continue;
+		d->pattern = TextDatumGetCString(values[Anum_def_pattern - 1]);
+		d->nrates = pyrate_rates_from_array(DatumGetArrayTypeP(values[Anum_def_rates - 1]),
+											d->rates);
+		d->storage = storage_from_text(TextDatumGetCString(values[Anum_def_storage - 1]));
+		d->dry_run = DatumGetBool(values[Anum_def_dry_run - 1]);
+		if (strchr(d->pattern, '*'))
+			patterns = lappend(patterns, d);
+		else
+			exact = lappend(exact, d);
+	}
+	cache.exact = palloc(sizeof(PyrateDefinition) * Max(list_length(exact), 1));
+	cache.patterns = palloc(sizeof(PyrateDefinition) * Max(list_length(patterns), 1));
+	i = 0;
+	foreach(lc, exact)
+		cache.exact[i++] = *(PyrateDefinition *) lfirst(lc);
+	cache.nexact = i;
+	i = 0;
+	foreach(lc, patterns)
+		cache.patterns[i++] = *(PyrateDefinition *) lfirst(lc);
+	cache.npatterns = i;
+	MemoryContextSwitchTo(old);
+	qsort(cache.exact, cache.nexact, sizeof(PyrateDefinition), cmp_exact);
+	qsort(cache.patterns, cache.npatterns, sizeof(PyrateDefinition), cmp_specific);
+
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	pyrate_rel_close(&rel);
+	cache.valid = true;
+}
+
+const PyrateDefinition *
+pyrate_route_or_null(Oid nsp, const char *name)
+{
+	PyrateDefinition key;
+	const PyrateDefinition *d;
+	int			i;
+
+	if (!cache.valid || cache.nsp != nsp)
+		load_cache(nsp);
+	key.pattern = (char *) name;
+	d = bsearch(&key, cache.exact, cache.nexact, sizeof(PyrateDefinition), cmp_exact);
+	if (d)
+		return d;
+	for (i = 0; i < cache.npatterns; i++)
+		if (pyrate_pattern_match(cache.patterns[i].pattern, name))
+			return &cache.patterns[i];
+	return NULL;
+}
+
+const PyrateDefinition *
+pyrate_route(Oid nsp, const char *name)
+{
+	const PyrateDefinition *d = pyrate_route_or_null(nsp, name);
+
+	if (d == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("no rate limit is defined for bucket \"%s\"", name),
+				 errhint("Define one for the name or a pattern matching it, as in SELECT pyrate_define('%s', '{5/s,1000/h}').",
+						 name)));
+	return d;
+}
+
+/* Find a definition row by pattern; leaves it in rel->slot. */
+static bool
+find_definition(PyrateRel *rel, const char *pattern)
+{
+	static const AttrNumber key_atts[] = {Anum_def_pattern};
+	ScanKeyData key;
+
+	pyrate_key_text(&key, 1, pattern);
+	return pyrate_probe(rel, pyrate_rel_index(rel, 1, key_atts), &key, 1,
+						ForwardScanDirection, SnapshotSelf);
+}
+
+static Oid
+rate_type_oid(Oid nsp)
+{
+	Oid			typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+										CStringGetDatum("pyrate_rate"),
+										ObjectIdGetDatum(nsp));
+
+	if (!OidIsValid(typid))
+		elog(ERROR, "type pyrate_rate is missing from pyrate's schema");
+	return typid;
+}
+
+Datum
+pyrate_define(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *pattern;
+	pyr_rate	rates[PYR_MAX_RATES];
+	int			nrates;
+	PyrateStorage storage;
+	bool		dry_run;
+	PyrateRel	rel;
+	Datum		values[Natts_def];
+	bool		nulls[Natts_def] = {false};
+	HeapTuple	tup;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the pattern of a definition cannot be NULL")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the rates of a definition cannot be NULL"),
+				 errhint("Give a rate list such as '{5/s,1000/h}'.")));
+	pattern = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	pyrate_check_name("pattern", pattern);
+	nrates = pyrate_rates_from_array(PG_GETARG_ARRAYTYPE_P(1), rates);
+	storage = PG_ARGISNULL(2) ? (PyrateStorage) pyrate_default_storage
+		: storage_from_text(text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	dry_run = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
+	(void) pyrate_engine(storage);	/* errors when the engine is unavailable */
+	PreventCommandIfReadOnly("pyrate_define()");
+
+	pyrate_rel_open(&rel, nsp, DEFINITIONS_TABLE, RowExclusiveLock);
+	/* one definer at a time: the upsert below must not race another */
+	LockRelationOid(RelationGetRelid(rel.heap), ShareUpdateExclusiveLock);
+
+	values[Anum_def_pattern - 1] = CStringGetTextDatum(pattern);
+	values[Anum_def_rates - 1] = PointerGetDatum(pyrate_rates_to_array(rate_type_oid(nsp), rates, nrates));
+	values[Anum_def_storage - 1] = CStringGetTextDatum(pyrate_storage_name(storage));
+	values[Anum_def_dry_run - 1] = BoolGetDatum(dry_run);
+	values[Anum_def_created - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	if (find_definition(&rel, pattern))
+	{
+		/* redefining replaces the rates; the bucket's items stay */
+		values[Anum_def_created - 1] = rel.slot->tts_values[Anum_def_created - 1];
+		nulls[Anum_def_created - 1] = rel.slot->tts_isnull[Anum_def_created - 1];
+		tup = heap_form_tuple(RelationGetDescr(rel.heap), values, nulls);
+		pyrate_rel_update(&rel, &rel.slot->tts_tid, tup);
+	}
+	else
+	{
+		tup = heap_form_tuple(RelationGetDescr(rel.heap), values, nulls);
+		pyrate_rel_insert(&rel, tup);
+	}
+	pyrate_rel_close(&rel);
+	pyrate_definitions_invalidate(nsp);
+	CommandCounterIncrement();
+	PG_RETURN_VOID();
+}
+
+Datum
+pyrate_undefine(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *pattern;
+	PyrateRel	rel;
+	bool		found;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the pattern to undefine cannot be NULL")));
+	pattern = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	PreventCommandIfReadOnly("pyrate_undefine()");
+	pyrate_rel_open(&rel, nsp, DEFINITIONS_TABLE, RowExclusiveLock);
+	LockRelationOid(RelationGetRelid(rel.heap), ShareUpdateExclusiveLock);
+	found = find_definition(&rel, pattern) && pyrate_rel_delete(&rel, &rel.slot->tts_tid);
+	pyrate_rel_close(&rel);
+	if (found)
+	{
+		pyrate_definitions_invalidate(nsp);
+		CommandCounterIncrement();
+	}
+	PG_RETURN_BOOL(found);
+}
+
+/* Statement trigger on the definitions table: direct edits reach every cache. */
+Datum
+pyrate_definitions_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("pyrate_definitions_changed() must be called as a trigger")));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	cache.valid = false;
+	PG_RETURN_POINTER(NULL);
+}

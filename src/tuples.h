@@ -1,0 +1,59 @@
+/*
+ * tuples.h — direct access to pyrate's own tables.
+ *
+ * The extension's tables are reached with heap and index calls, not SQL:
+ * nothing depends on the caller's search_path or privileges (the tables are
+ * closed to PUBLIC; the functions that use them are the interface), and an
+ * acquire costs a few index probes rather than planned queries.
+ */
+#ifndef PYRATE_TUPLES_H
+#define PYRATE_TUPLES_H
+
+#include "pyrate.h"
+
+#include "access/genam.h"
+#include "access/sdir.h"
+#include "access/skey.h"
+#include "executor/tuptable.h"
+#include "nodes/execnodes.h"
+#include "storage/lockdefs.h"
+#include "utils/relcache.h"
+#include "utils/snapshot.h"
+
+#define PYRATE_MAX_INDEXES 4
+
+typedef struct PyrateRel
+{
+	Relation	heap;
+	int			nindexes;
+	Relation	indexes[PYRATE_MAX_INDEXES];
+	IndexInfo  *info[PYRATE_MAX_INDEXES];
+	TupleTableSlot *slot;		/* holds the last probe's tuple */
+	LOCKMODE	lockmode;
+} PyrateRel;
+
+/* Open a table of the extension by name, with its indexes. */
+void		pyrate_rel_open(PyrateRel *r, Oid nsp, const char *relname, LOCKMODE mode);
+void		pyrate_rel_close(PyrateRel *r);
+/* The index over exactly these heap columns, in this order. */
+Relation	pyrate_rel_index(PyrateRel *r, int natts, const AttrNumber *atts);
+
+/* Insert, with index entries. */
+void		pyrate_rel_insert(PyrateRel *r, HeapTuple tup);
+/* Replace the tuple at otid, with index entries unless the update was HOT. */
+void		pyrate_rel_update(PyrateRel *r, ItemPointer otid, HeapTuple tup);
+/* Delete; false when another transaction deleted it first. */
+bool		pyrate_rel_delete(PyrateRel *r, ItemPointer tid);
+
+/*
+ * The first tuple of index order (dir) that satisfies keys, as seen by snap,
+ * left in r->slot with all attributes deformed.  False when none.
+ */
+bool		pyrate_probe(PyrateRel *r, Relation index, ScanKey keys, int nkeys,
+						 ScanDirection dir, Snapshot snap);
+
+/* Scan keys on int8 and text (collation "C") index columns. */
+void		pyrate_key_int8(ScanKey key, AttrNumber att, StrategyNumber strategy, int64 value);
+void		pyrate_key_text(ScanKey key, AttrNumber att, const char *value);
+
+#endif							/* PYRATE_TUPLES_H */
