@@ -24,6 +24,8 @@
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "commands/sequence.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
@@ -246,11 +248,20 @@ insert_item(TableBucket *tb, int64 ts, int64 weight)
 	pyrate_rel_insert(&tb->items, heap_form_tuple(RelationGetDescr(tb->items.heap), values, nulls));
 }
 
+/* Table buckets write WAL: not in a read-only transaction, not on a standby. */
 static void
-prevent_writes(const char *what)
+prevent_writes(const char *what, const char *name)
 {
-	PreventCommandIfReadOnly(what);
-	PreventCommandDuringRecovery(what);
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot %s table bucket \"%s\" during recovery", what, name),
+				 errhint("Table buckets live on the primary; a standby can use buckets with storage 'memory'.")));
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot %s table bucket \"%s\" in a read-only transaction", what, name),
+				 errhint("Table buckets store their items in tables: use a read-write transaction, or storage 'memory'.")));
 }
 
 static void
@@ -260,7 +271,7 @@ table_acquire(const PyrateBucket *b, int64 ts, int64 weight, bool store, pyr_dec
 	pyr_view	view;
 
 	if (store)
-		prevent_writes("acquiring from a table bucket");
+		prevent_writes("take permits from", b->name);
 	tb_open(&tb, b, store ? RowExclusiveLock : AccessShareLock, store);
 	view.ctx = &tb;
 	view.since = view_since;
@@ -355,7 +366,7 @@ table_leak(const PyrateBucket *b, int64 before, int64 max_items)
 	TableBucket tb;
 	int64		removed;
 
-	prevent_writes("pyrate_leak()");
+	prevent_writes("leak", b->name);
 	tb_open(&tb, b, RowExclusiveLock, false);
 	removed = delete_items(&tb, before, max_items);
 	tb_close(&tb);
@@ -367,7 +378,7 @@ table_flush(const PyrateBucket *b)
 {
 	TableBucket tb;
 
-	prevent_writes("pyrate_flush()");
+	prevent_writes("flush", b->name);
 	tb_open(&tb, b, RowExclusiveLock, true);
 	(void) delete_items(&tb, PG_INT64_MAX, 0);
 	tb_close(&tb);
@@ -380,7 +391,7 @@ table_dispose(const PyrateBucket *b)
 	PyrateRel	buckets;
 	bool		existed;
 
-	prevent_writes("pyrate_dispose()");
+	prevent_writes("dispose of", b->name);
 	tb_open(&tb, b, RowExclusiveLock, true);
 	(void) delete_items(&tb, PG_INT64_MAX, 0);
 	existed = lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets) >= 0 &&

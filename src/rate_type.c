@@ -58,7 +58,7 @@ pyrate_rate_in(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type pyrate_rate: \"%s\"", text),
-				 errdetail("%s.", err),
+				 errdetail("%c%s.", pg_toupper((unsigned char) err[0]), err + 1),
 				 errhint("Write limit/interval, as in 5/s, 100/1m, 10/1500ms, 1000/h, 7/2d or 1/w; a bare number is milliseconds.")));
 	PG_RETURN_POINTER(make_rate(r.limit, r.interval));
 }
@@ -226,7 +226,7 @@ pyrate_rates_from_array(ArrayType *arr, pyr_rate *rates)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid rate list"),
-				 errdetail("%s.", err),
+				 errdetail("%c%s.", pg_toupper((unsigned char) err[0]), err + 1),
 				 errhint("Sorted by interval, intervals and limits must strictly increase and limit/interval must never increase, as in '{5/s,100/1m,1000/h}'.")));
 	return n;
 }

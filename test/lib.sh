@@ -42,12 +42,8 @@ pyrate_build() {
 		make -C "$PYRATE_TOP" -s PG_CONFIG="$PG_BINDIR/pg_config" install >/dev/null
 }
 
+# The temp root of this script's servers (made by pyrate_trap).
 pyrate_tmp() {
-	if [ -z "$PYRATE_TMP" ]; then
-		PYRATE_TMP=$(mktemp -d /tmp/pyrate.XXXXXX)
-		chmod 755 "$PYRATE_TMP"
-		chown postgres: "$PYRATE_TMP"
-	fi
 	echo "$PYRATE_TMP"
 }
 
@@ -144,7 +140,13 @@ pyrate_cleanup() {
 	fi
 }
 
+# Make the temp root and stop everything started here on exit.
 pyrate_trap() {
+	if [ -z "$PYRATE_TMP" ]; then
+		PYRATE_TMP=$(mktemp -d /tmp/pyrate.XXXXXX)
+		chmod 755 "$PYRATE_TMP"
+		chown postgres: "$PYRATE_TMP"
+	fi
 	trap pyrate_cleanup EXIT
 	trap 'exit 130' INT TERM
 }

@@ -1,0 +1,89 @@
+-- AbstractBucket on the table engine, with explicit timestamps.
+SELECT pyrate_define('b', '{3/1000,5/10000}');
+
+-- put until the 1 s rate rejects; weights take several units
+SELECT pyrate_put('b', 1, 100), pyrate_put('b', 2, 200), pyrate_put('b', 1, 300);
+SELECT * FROM pyrate_acquire('b', 1, 400);
+SELECT pyrate_waiting('b', 1, 400), pyrate_waiting('b', 2, 400), pyrate_waiting('b', 4, 400);
+-- at 1101 the first item has left the 1 s window
+SELECT pyrate_waiting('b', 1, 1101);
+SELECT * FROM pyrate_acquire('b', 1, 1101);
+SELECT * FROM pyrate_acquire('b', 1, 2500);
+-- now the 10 s rate is full
+SELECT * FROM pyrate_acquire('b', 1, 2600);
+-- both rates reject: failing_rate is the first, retry_after waits for every rate
+SELECT pyrate_waiting('b', 3, 2600), * FROM pyrate_acquire('b', 3, 2600);
+SELECT * FROM pyrate_acquire('b', 1, 10101);
+-- weight 0 is always admitted and stores nothing
+SELECT pyrate_put('b', 0, 10102), pyrate_count('b');
+
+-- peek counts units from the newest; a weight-2 item holds two units
+SELECT i, (pyrate_peek('b', i)).* FROM generate_series(-1, 6) i;
+SELECT pyrate_count('b');
+
+-- leak removes items older than the largest interval
+SELECT pyrate_leak('b', 10150), pyrate_count('b');
+SELECT pyrate_leak('b', 10250), pyrate_count('b');
+SELECT pyrate_leak('b', 99999), pyrate_count('b');
+SELECT pyrate_put('b', 1, 100000), pyrate_put('b', 1, 100001), pyrate_count('b');
+SELECT pyrate_flush('b');
+SELECT pyrate_count('b'), pyrate_peek('b', 0);
+
+-- a clock stepping back never breaks the order: the item is stored as the newest
+SELECT pyrate_put('b', 1, 200000), pyrate_put('b', 1, 150000);
+SELECT (pyrate_peek('b', 0)).ts, (pyrate_peek('b', 1)).ts;
+
+-- a weight that can never fit
+SELECT * FROM pyrate_acquire('b', 4, 300000);
+SELECT pyrate_waiting('b', 4, 300000);
+
+-- a rollback gives the permit back (table engine)
+SELECT pyrate_flush('b');
+BEGIN;
+SELECT pyrate_put('b', 3, 400000);
+SELECT pyrate_count('b');
+ROLLBACK;
+SELECT pyrate_count('b'), pyrate_put('b', 3, 400001);
+
+-- buckets and dispose
+SELECT name, pattern, storage, rates, count FROM pyrate_buckets() WHERE name = 'b';
+SELECT pyrate_dispose('b'), pyrate_dispose('b');
+SELECT count(*) FROM pyrate_buckets() WHERE name = 'b';
+
+-- pyrate_now is the server clock in ms since the epoch
+SELECT abs(pyrate_now() - (extract(epoch FROM clock_timestamp()) * 1000)::bigint) < 1000 AS close;
+-- with at NULL the item is stamped by the server clock
+SELECT pyrate_put('b', 1, NULL), abs((pyrate_peek('b', 0)).ts - pyrate_now()) < 1000 AS stamped_now;
+SELECT pyrate_dispose('b');
+
+-- errors: each names what is wrong and what to do
+SELECT pyrate_undefine('*');
+SELECT pyrate_put('nowhere');
+SELECT pyrate_put(NULL);
+SELECT pyrate_put('b', NULL);
+SELECT pyrate_put('b', -1);
+SELECT pyrate_put('b', 1, -5);
+SELECT pyrate_put('b', 1, 253402300800000);
+SELECT pyrate_put('');
+SELECT pyrate_put(repeat('k', 1025));
+SELECT pyrate_peek('b', NULL);
+SELECT sqlstate_of($$SELECT pyrate_put('nowhere')$$) AS unknown_bucket,
+       sqlstate_of($$SELECT pyrate_put(NULL)$$) AS null_name,
+       sqlstate_of($$SELECT pyrate_put('b', -1)$$) AS negative_weight,
+       sqlstate_of($$SELECT pyrate_put('b', 1, -5)$$) AS bad_at,
+       sqlstate_of($$SELECT pyrate_put(repeat('k', 1025))$$) AS long_name;
+-- a name of 1024 bytes is fine
+SELECT pyrate_define(repeat('k', 1024), '{1/s}');
+SELECT pyrate_put(repeat('k', 1024), 1, 1000), pyrate_put(repeat('k', 1024), 1, 1001);
+SELECT pyrate_dispose(repeat('k', 1024)), pyrate_undefine(repeat('k', 1024));
+-- every function refuses an unknown bucket the same way
+SELECT sqlstate_of($$SELECT pyrate_waiting('nowhere')$$), sqlstate_of($$SELECT pyrate_count('nowhere')$$),
+       sqlstate_of($$SELECT pyrate_peek('nowhere', 0)$$), sqlstate_of($$SELECT pyrate_leak('nowhere')$$),
+       sqlstate_of($$SELECT pyrate_flush('nowhere')$$), sqlstate_of($$SELECT * FROM pyrate_acquire('nowhere')$$);
+-- disposing of a bucket nobody defined is not an error: there is nothing to dispose of
+SELECT pyrate_dispose('nowhere');
+
+-- in a read-only transaction a table bucket cannot take permits
+BEGIN READ ONLY;
+SELECT pyrate_put('b', 1);
+ROLLBACK;

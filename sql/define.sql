@@ -1,0 +1,53 @@
+-- Definitions and routing.
+SELECT pyrate_define('api:*', '{5/s,1000/h}');
+SELECT pyrate_define('api:admin', '{100/s}');
+SELECT pyrate_define('api:admin:*', '{50/s}');
+SELECT pyrate_define('api:*:reports', '{1/m}');
+SELECT pyrate_define('*', '{1/d}');
+SELECT pyrate_define('jobs', '{1000/h,5/s}', 'table', true);
+SELECT pattern, rates, storage, dry_run FROM pyrate_definitions ORDER BY pattern;
+
+-- the most specific definition wins: exact name, then the longest literal prefix
+SELECT count(*) FILTER (WHERE pyrate_put(n, 1, 1000)) AS admitted
+FROM unnest(ARRAY['api:42', 'api:admin', 'api:admin:7', 'api:7:reports', 'other', 'jobs']) n;
+SELECT name, pattern, storage, rates, count FROM pyrate_buckets() ORDER BY name;
+
+-- redefining replaces the rates; the definition keeps its place
+SELECT pyrate_define('api:*', '{10/s,2000/h}');
+SELECT pattern, rates FROM pyrate_definitions WHERE pattern = 'api:*';
+
+-- undefine
+SELECT pyrate_undefine('api:*:reports'), pyrate_undefine('api:*:reports');
+
+-- errors
+SELECT pyrate_define(NULL, '{5/s}');
+SELECT pyrate_define('p', NULL);
+SELECT pyrate_define('', '{5/s}');
+SELECT pyrate_define(repeat('p', 1025), '{5/s}');
+SELECT pyrate_define('p', '{}');
+SELECT pyrate_define('p', '{5/s,6/s}');
+SELECT pyrate_define('p', '{5/s,4/m}');
+SELECT pyrate_define('p', '{1/100,20/1000}');
+SELECT pyrate_define('p', ARRAY[NULL]::pyrate_rate[]);
+SELECT pyrate_define('p', '{5/s}', 'disk');
+SELECT pyrate_undefine(NULL);
+SELECT sqlstate_of($$SELECT pyrate_define('p', '{5/s,6/s}')$$) AS invalid_rates,
+       sqlstate_of($$SELECT pyrate_define('p', '{5/s}', 'disk')$$) AS bad_storage,
+       sqlstate_of($$SELECT pyrate_define(repeat('p', 1025), '{5/s}')$$) AS too_long,
+       sqlstate_of($$SELECT pyrate_define(NULL, '{5/s}')$$) AS null_pattern;
+-- nothing was stored by the failed calls
+SELECT count(*) FROM pyrate_definitions WHERE pattern = 'p';
+
+-- the table is guarded too: direct edits obey the rules
+INSERT INTO pyrate_definition_data VALUES ('q', '{5/s,6/s}', 'table', false, '2026-01-01');
+INSERT INTO pyrate_definition_data VALUES ('q', '{5/s}', 'disk', false, '2026-01-01');
+-- and a direct edit reaches the routing cache at once
+INSERT INTO pyrate_definition_data (pattern, rates, storage) VALUES ('direct', '{1/s}', 'table');
+SELECT pyrate_put('direct', 1, 1000), pyrate_put('direct', 1, 1001);
+SELECT pattern FROM pyrate_buckets() WHERE name = 'direct';
+DELETE FROM pyrate_definition_data WHERE pattern = 'direct';
+SELECT pattern FROM pyrate_buckets() WHERE name = 'direct';
+SELECT pyrate_dispose('direct');
+
+-- pg_dump keeps definitions: the table is marked as configuration
+SELECT extconfig::regclass[] FROM pg_extension WHERE extname = 'pyrate';
