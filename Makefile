@@ -46,3 +46,13 @@ clean-replay:
 print-regress:
 	@echo $(REGRESS)
 .PHONY: print-regress
+
+# Unit tests of the algorithm module, under ASan and UBSan (not installed).
+test/unit/test_core: test/unit/test_core.c src/core/rate.c src/core/swlog.c src/core/pyrate_core.h
+	$(CC) -O1 -g -Wall -Wextra -fsanitize=address,undefined -fno-sanitize-recover=all \
+		-Isrc/core -o $@ test/unit/test_core.c src/core/rate.c src/core/swlog.c
+all: test/unit/test_core
+clean: clean-unit
+clean-unit:
+	rm -f test/unit/test_core
+.PHONY: clean-unit

@@ -1,0 +1,283 @@
+/*
+ * test_core — unit tests of the algorithm module (src/core), including a
+ * randomized comparison of the log against a naive model of the same rules.
+ * Ends with "N passed, N failed".
+ */
+#include "pyrate_core.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int	passed;
+static int	failed;
+
+#define CHECK(cond, ...) \
+	do { \
+		if (cond) \
+			passed++; \
+		else \
+		{ \
+			failed++; \
+			printf("not ok %s:%d: ", __FILE__, __LINE__); \
+			printf(__VA_ARGS__); \
+			putchar('\n'); \
+		} \
+	} while (0)
+
+static void
+test_parse_format(void)
+{
+	static const struct
+	{
+		const char *in;
+		const char *out;
+	}			cases[] = {
+		{"5/s", "5/1s"}, {"100/1m", "100/1m"}, {"10/1500ms", "10/1500ms"},
+		{"1000/h", "1000/1h"}, {"7/2d", "7/2d"}, {"1/w", "1/1w"}, {"10/10", "10/10ms"},
+		{"3/60s", "3/1m"}, {" 4 / 2 H ", "4/2h"}, {"2/90000", "2/90s"},
+	};
+	static const char *bad[] = {"", "5", "5/", "/s", "x/s", "5/x", "0/s", "5/0", "5/s x",
+	"-1/s", "5/-1s", "99999999999/s", "5/999999999999999d", "5//s"};
+	size_t		i;
+	char		buf[64];
+	char		err[PYR_MSG_LEN];
+	pyr_rate	r;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		bool		okp = pyr_rate_parse(cases[i].in, &r, err, sizeof(err));
+
+		if (okp)
+			pyr_rate_format(&r, buf, sizeof(buf));
+		CHECK(okp && strcmp(buf, cases[i].out) == 0, "parse/format %s", cases[i].in);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(!pyr_rate_parse(bad[i], &r, err, sizeof(err)) && err[0] != '\0',
+			  "rejects '%s'", bad[i]);
+	CHECK(pyr_duration("hour") == PYR_HOUR && pyr_duration("WEEK") == PYR_WEEK &&
+		  pyr_duration("year") == -1, "durations");
+	pyr_duration_readable(1500, buf, sizeof(buf));
+	CHECK(strcmp(buf, "1.5s") == 0, "readable 1500 = %s", buf);
+	pyr_duration_readable(42, buf, sizeof(buf));
+	CHECK(strcmp(buf, "42ms") == 0, "readable 42 = %s", buf);
+}
+
+static void
+test_validate(void)
+{
+	pyr_rate	ok[] = {{1000, PYR_HOUR}, {5, PYR_SECOND}, {100, PYR_MINUTE}};
+	pyr_rate	same_interval[] = {{5, 1000}, {6, 1000}};
+	pyr_rate	limits[] = {{5, 1000}, {5, 60000}};
+	pyr_rate	density[] = {{1, 100}, {20, 1000}};
+	pyr_rate	zero[] = {{0, 1000}};
+	char		err[PYR_MSG_LEN];
+
+	CHECK(pyr_rates_validate(ok, 3, err, sizeof(err)) == PYR_RATES_OK &&
+		  ok[0].interval == PYR_SECOND && ok[2].interval == PYR_HOUR, "sorts a valid list");
+	CHECK(pyr_rates_validate(ok, 0, err, sizeof(err)) == PYR_RATES_EMPTY, "empty");
+	CHECK(pyr_rates_validate(same_interval, 2, err, sizeof(err)) == PYR_RATES_INTERVALS &&
+		  strstr(err, "5/1s") && strstr(err, "6/1s"), "same interval named: %s", err);
+	CHECK(pyr_rates_validate(limits, 2, err, sizeof(err)) == PYR_RATES_LIMITS, "limits");
+	CHECK(pyr_rates_validate(density, 2, err, sizeof(err)) == PYR_RATES_DENSITY, "density");
+	CHECK(pyr_rates_validate(zero, 1, err, sizeof(err)) == PYR_RATES_BAD_LIMIT, "zero limit");
+}
+
+/* ---- a naive model: items in a plain array, windows by scanning -------- */
+
+typedef struct naive
+{
+	int64_t		ts[4096];
+	int64_t		w[4096];
+	int			n;
+} naive;
+
+static int64_t
+naive_since(const naive *m, int64_t since)
+{
+	int64_t		units = 0;
+	int			i;
+
+	for (i = 0; i < m->n; i++)
+		if (m->ts[i] >= since)
+			units += m->w[i];
+	return units;
+}
+
+static bool
+naive_peek(const naive *m, int64_t index, int64_t *ts, int64_t *w)
+{
+	int			i;
+
+	for (i = m->n - 1; i >= 0 && index >= 0; i--)
+	{
+		if (index < m->w[i])
+		{
+			*ts = m->ts[i];
+			*w = m->w[i];
+			return true;
+		}
+		index -= m->w[i];
+	}
+	return false;
+}
+
+static int64_t
+naive_count(const naive *m)
+{
+	return naive_since(m, INT64_MIN);
+}
+
+/* a log that grows and shrinks like an engine's would */
+static pyr_log *
+resize(pyr_log *log, uint32_t cap)
+{
+	pyr_log    *bigger = malloc(pyr_log_size(cap));
+
+	pyr_log_init(bigger, cap);
+	pyr_log_move(bigger, log);
+	free(log);
+	return bigger;
+}
+
+static void
+test_random(unsigned seed)
+{
+	pyr_rate	rates[] = {{7, 10}, {15, 100}, {40, 1000}};
+	naive	   *m = calloc(1, sizeof(naive));
+	pyr_log    *log = malloc(pyr_log_size(2));
+	int64_t		t = 1000000;
+	int			op;
+	int			bad = 0;
+
+	srand(seed);
+	pyr_log_init(log, 2);
+	for (op = 0; op < 20000 && !bad; op++)
+	{
+		int			kind = rand() % 10;
+
+		t += rand() % 7;
+		if (kind < 6)
+		{
+			int64_t		w = rand() % 5;
+			pyr_decision d;
+			pyr_put_result r = pyr_log_put(log, rates, 3, t, w, &d);
+			bool		fits = true;
+			int			i;
+
+			for (i = 0; i < 3; i++)
+				if (w > 0 && naive_since(m, t - rates[i].interval) + w > rates[i].limit)
+				{
+					fits = false;
+					break;
+				}
+			if (fits != d.admitted || (!fits && d.failing != i))
+				bad = printf("op %d: put %" PRId64 " at %" PRId64 ": log %d, model %d\n",
+							 op, w, t, d.admitted, fits);
+			if (r == PYR_PUT_FULL)
+			{
+				log = resize(log, log->cap * 2);
+				pyr_log_push(log, t, w);
+			}
+			if (fits && w > 0)
+			{
+				m->ts[m->n] = t;
+				m->w[m->n++] = w;
+			}
+			/* retry_after is exact: rejected one ms before, admitted at it */
+			if (!d.admitted && d.retry_after > 0)
+			{
+				pyr_view	v = pyr_log_view(log);
+				pyr_decision later;
+
+				pyr_decide(&v, rates, 3, t + d.retry_after, w, &later);
+				if (!later.admitted)
+					bad = printf("op %d: not admitted after retry_after\n", op);
+				pyr_decide(&v, rates, 3, t + d.retry_after - 1, w, &later);
+				if (later.admitted)
+					bad = printf("op %d: retry_after %" PRId64 " not the least\n", op, d.retry_after);
+			}
+		}
+		else if (kind < 8)
+		{
+			int64_t		idx = rand() % 60;
+			int64_t		a_ts = 0,
+						a_w = 0,
+						b_ts = 0,
+						b_w = 0;
+			bool		a = pyr_log_peek(log, idx, &a_ts, &a_w);
+			bool		b = naive_peek(m, idx, &b_ts, &b_w);
+
+			if (a != b || a_ts != b_ts || a_w != b_w)
+				bad = printf("op %d: peek %" PRId64 " differs\n", op, idx);
+		}
+		else
+		{
+			int64_t		before = t - rates[2].interval;
+			int64_t		removed = pyr_log_leak(log, before);
+			int64_t		expect = 0;
+			int			i,
+						k = 0;
+
+			for (i = 0; i < m->n; i++)
+				if (m->ts[i] < before)
+					expect += m->w[i];
+				else
+				{
+					m->ts[k] = m->ts[i];
+					m->w[k++] = m->w[i];
+				}
+			m->n = k;
+			if (removed != expect)
+				bad = printf("op %d: leak removed %" PRId64 ", model %" PRId64 "\n", op, removed, expect);
+			if (log->len < log->cap / 4 && log->cap > 2)
+				log = resize(log, log->cap / 2);
+		}
+		if (pyr_log_count(log) != naive_count(m))
+			bad = printf("op %d: count %" PRId64 " vs %" PRId64 "\n", op,
+						 pyr_log_count(log), naive_count(m));
+	}
+	CHECK(!bad, "random run with seed %u agrees with the naive model", seed);
+	free(log);
+	free(m);
+}
+
+static void
+test_clock_back_and_flush(void)
+{
+	pyr_log    *log = malloc(pyr_log_size(8));
+	pyr_rate	r = {10, 100};
+	pyr_decision d;
+	int64_t		ts,
+				w;
+
+	pyr_log_init(log, 8);
+	pyr_log_put(log, &r, 1, 5000, 1, &d);
+	pyr_log_put(log, &r, 1, 4000, 2, &d);
+	CHECK(pyr_log_peek(log, 0, &ts, &w) && ts == 5000 && w == 2, "an older timestamp is stored as the newest");
+	CHECK(pyr_log_since(log, 4990) == 3, "window counts after a clock step back");
+	pyr_log_flush(log);
+	CHECK(pyr_log_count(log) == 0 && !pyr_log_peek(log, 0, &ts, &w), "flush empties");
+	pyr_log_put(log, &r, 1, 100, 1, &d);
+	CHECK(pyr_log_peek(log, 0, &ts, &w) && ts == 100, "after flush the clock starts anew");
+	pyr_log_put(log, &r, 1, 100, 11, &d);
+	CHECK(!d.admitted && d.waiting == -1 && d.retry_after == -1, "a weight over the limit never fits");
+	pyr_log_put(log, &r, 1, 100, 0, &d);
+	CHECK(d.admitted && pyr_log_count(log) == 1, "weight 0 stores nothing");
+	free(log);
+}
+
+int
+main(void)
+{
+	unsigned	seed;
+
+	test_parse_format();
+	test_validate();
+	test_clock_back_and_flush();
+	for (seed = 1; seed <= 20; seed++)
+		test_random(seed);
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
