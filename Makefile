@@ -28,13 +28,18 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# The conformance replay tool (not installed).
+# The conformance replay tool (not installed); its client drivers go
+# through libpyrate, built by src/client's own Makefile.
 REPLAY = test/conformance/replay
 REPLAY_SRCS = test/conformance/replay.c test/conformance/driver_core.c \
-	test/conformance/driver_sql.c src/core/rate.c src/core/swlog.c
-$(REPLAY): $(REPLAY_SRCS) test/conformance/replay.h src/core/pyrate_core.h
-	$(CC) -O2 -g -Wall -Wextra -Isrc/core -Itest/conformance -I$(shell $(PG_CONFIG) --includedir) \
-		-o $@ $(REPLAY_SRCS) -L$(shell $(PG_CONFIG) --libdir) -lpq
+	test/conformance/driver_sql.c test/conformance/driver_client.c
+LIBPYRATE = src/client/libpyrate.a
+$(LIBPYRATE): FORCE
+	$(MAKE) -C src/client libpyrate.a PG_CONFIG=$(PG_CONFIG)
+$(REPLAY): $(REPLAY_SRCS) test/conformance/replay.h src/core/pyrate_core.h src/client/pyrate.h $(LIBPYRATE)
+	$(CC) -O2 -g -Wall -Wextra -Isrc/core -Isrc/client -Itest/conformance -I$(shell $(PG_CONFIG) --includedir) \
+		-o $@ $(REPLAY_SRCS) $(LIBPYRATE) -L$(shell $(PG_CONFIG) --libdir) -lpq -lhiredis -lsqlite3 -lpthread -lm
+.PHONY: FORCE
 
 all: $(REPLAY)
 clean: clean-replay

@@ -16,12 +16,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* libpyrate's buckets, in driver_client.c */
+extern const replay_driver replay_memory_driver;
+extern const replay_driver replay_multiprocess_driver;
+extern const replay_driver replay_sqlite_driver;
+extern const replay_driver replay_redis_driver;
+extern const replay_driver replay_postgres_driver;
+
 static const replay_driver *const drivers[] = {
 	&replay_core_driver,
 	&replay_sql_driver,
-#ifdef REPLAY_CLIENT_DRIVERS
-	REPLAY_CLIENT_DRIVERS
-#endif
+	&replay_memory_driver,
+	&replay_multiprocess_driver,
+	&replay_sqlite_driver,
+	&replay_redis_driver,
+	&replay_postgres_driver,
 };
 
 static long passed;

@@ -1,0 +1,950 @@
+/*
+ * bucket_postgres.c — PostgresBucket and PostgresClock over libpq.
+ *
+ * Every operation is one statement calling the pyrate extension, sent
+ * without session state: parameters through the extended protocol and, by
+ * default, the unnamed statement, so a pooler in transaction mode can hand
+ * each call to any server connection.  With use_prepared the statements are
+ * prepared once per connection and prepared again when the server says it
+ * does not know them.
+ *
+ * The connection is nonblocking and every wait is a poll() bounded by the
+ * call's deadline, so a server that never answers costs timeout_ms and no
+ * more; a connection that failed or timed out is dropped and the next call
+ * opens a new one.  The same machinery drives the async acquire.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum
+{
+	Q_ACQUIRE, Q_WAITING, Q_COUNT, Q_PEEK, Q_LEAK, Q_LEAK_ALL, Q_FLUSH,
+	Q_DISPOSE, Q_NOW, Q_DEFINE, N_QUERIES
+};
+
+static const char *const query_templates[N_QUERIES] = {
+	"SELECT d.acquired, d.failing_rate, d.retry_after_ms, d.remaining "
+	"FROM %s.pyrate_acquire($1::pg_catalog.text, $2::pg_catalog.int4, $3::pg_catalog.int8) d",
+	"SELECT %s.pyrate_waiting($1::pg_catalog.text, $2::pg_catalog.int4, $3::pg_catalog.int8)",
+	"SELECT %s.pyrate_count($1::pg_catalog.text)",
+	"SELECT p.ts, p.weight FROM %s.pyrate_peek($1::pg_catalog.text, $2::pg_catalog.int4) p",
+	"SELECT %s.pyrate_leak($1::pg_catalog.text, $2::pg_catalog.int8)",
+	"SELECT %s.pyrate_leak()",
+	"SELECT %s.pyrate_flush($1::pg_catalog.text)",
+	"SELECT %s.pyrate_dispose($1::pg_catalog.text)",
+	"SELECT %s.pyrate_now()",
+	"SELECT %1$s.pyrate_define($1::pg_catalog.text, $2::%1$s.pyrate_rate[], "
+	"pg_catalog.coalesce($3::pg_catalog.text, pg_catalog.current_setting('pyrate.default_storage', true), 'table'), "
+	"$4::pg_catalog.bool)"
+};
+
+static const char *const schema_query =
+"SELECT n.nspname FROM pg_catalog.pg_extension e "
+"JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pyrate'";
+
+typedef enum async_state
+{
+	A_IDLE, A_CONNECTING, A_LOOKUP, A_ACQUIRE, A_DONE
+} async_state;
+
+typedef struct pg_bucket
+{
+	pyrate_bucket base;
+	pthread_mutex_t mutex;		/* guards everything below */
+	PGconn	   *conn;			/* NULL until (re)connected */
+	char	   *conninfo;
+	char	   *name;			/* bound bucket name, or NULL */
+	char	   *schema;			/* given or looked up; NULL until known */
+	char	   *sql[N_QUERIES];	/* built once the schema is known */
+	int			timeout_ms;
+	bool		use_prepared;
+	uint32_t	prepared;		/* bit per query prepared on conn */
+	char		sqlstate[6];	/* of the last failed statement */
+	/* the async acquire */
+	async_state astate;
+	char	   *aname;
+	char		aweight[24];
+	PGresult   *ares;
+	pyrate_error aerr;
+} pg_bucket;
+
+static void
+drop_conn(pg_bucket *p)
+{
+	if (p->conn)
+		PQfinish(p->conn);
+	p->conn = NULL;
+	p->prepared = 0;
+}
+
+static int
+conn_fail(pg_bucket *p, pyrate_error *err, int code, const char *what)
+{
+	char		msg[PYRATE_MSG_LEN];
+	size_t		len;
+
+	char	   *c;
+
+	snprintf(msg, sizeof(msg), "%s", p->conn ? PQerrorMessage(p->conn) : "no connection");
+	/* libpq's messages span lines; ours are one */
+	for (c = msg; *c; c++)
+		if (*c == '\n' || *c == '\t')
+			*c = ' ';
+	len = strlen(msg);
+	while (len > 0 && msg[len - 1] == ' ')
+		msg[--len] = '\0';
+	drop_conn(p);
+	return pyr_fail(err, code, "postgres: %s: %s", what, msg[0] ? msg : "connection lost");
+}
+
+static int64_t
+deadline_after(int ms)
+{
+	return pyr_monotonic_ms() + ms;
+}
+
+/* wait for the socket; false on timeout or a poll error */
+static bool
+wait_socket(PGconn *conn, bool for_write, int64_t deadline)
+{
+	struct pollfd pfd;
+	int			rc;
+
+	pfd.fd = PQsocket(conn);
+	pfd.events = for_write ? POLLOUT | POLLIN : POLLIN;
+	do
+	{
+		int64_t		left = deadline - pyr_monotonic_ms();
+
+		if (left <= 0)
+			return false;
+		rc = poll(&pfd, 1, (int) (left > 60000 ? 60000 : left));
+	} while ((rc < 0 && errno == EINTR) || rc == 0);
+	return rc > 0;
+}
+
+/* build the statements once the schema is known */
+static int
+build_sql(pg_bucket *p, PGconn *conn, const char *schema, pyrate_error *err)
+{
+	char	   *q = PQescapeIdentifier(conn, schema, strlen(schema));
+	int			i;
+
+	if (!q)
+		return pyr_fail(err, PYRATE_ENOMEM, "postgres: cannot quote the schema name");
+	for (i = 0; i < N_QUERIES; i++)
+	{
+		size_t		len = strlen(query_templates[i]) + 3 * strlen(q) + 1;
+
+		free(p->sql[i]);
+		if (!(p->sql[i] = malloc(len)))
+		{
+			PQfreemem(q);
+			return pyr_fail(err, PYRATE_ENOMEM, "out of memory");
+		}
+		snprintf(p->sql[i], len, query_templates[i], q);
+	}
+	PQfreemem(q);
+	if (p->schema != schema)
+	{
+		free(p->schema);
+		if (!(p->schema = strdup(schema)))
+			return pyr_fail(err, PYRATE_ENOMEM, "out of memory");
+	}
+	return PYRATE_OK;
+}
+
+/* map a failed result to a code and message; drops a broken connection */
+static int
+result_fail(pg_bucket *p, PGresult *res, pyrate_error *err)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	int			code = PYRATE_ESERVER;
+
+	if (!state)
+		state = "";
+	snprintf(p->sqlstate, sizeof(p->sqlstate), "%s", state);
+	if (strcmp(state, "42704") == 0)
+		code = PYRATE_ENOTFOUND;
+	else if (strcmp(state, "22023") == 0 || strcmp(state, "22P02") == 0)
+		code = PYRATE_EINVAL;
+	else if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 || state[0] == '\0')
+		code = PYRATE_EBACKEND;
+	if (code == PYRATE_EBACKEND || PQstatus(p->conn) != CONNECTION_OK)
+	{
+		code = PYRATE_EBACKEND;
+		return conn_fail(p, err, code, primary ? primary : "query failed");
+	}
+	return pyr_fail(err, code, "postgres: %s", primary ? primary : PQresultErrorMessage(res));
+}
+
+/* wait for and return the one result of the statement sent last */
+static int
+collect(pg_bucket *p, int64_t deadline, PGresult **out, pyrate_error *err)
+{
+	PGresult   *res;
+	PGresult   *first = NULL;
+	int			f;
+
+	p->sqlstate[0] = '\0';
+	while ((f = PQflush(p->conn)) == 1)
+	{
+		if (!wait_socket(p->conn, true, deadline))
+			return conn_fail(p, err, PYRATE_ETIMEOUT, "timed out sending");
+		if (PQconsumeInput(p->conn) == 0)
+			return conn_fail(p, err, PYRATE_EBACKEND, "sending");
+	}
+	if (f < 0)
+		return conn_fail(p, err, PYRATE_EBACKEND, "sending");
+	for (;;)
+	{
+		while (PQisBusy(p->conn))
+		{
+			if (!wait_socket(p->conn, false, deadline))
+			{
+				PQclear(first);
+				return conn_fail(p, err, PYRATE_ETIMEOUT, "timed out waiting for the server");
+			}
+			if (PQconsumeInput(p->conn) == 0)
+			{
+				PQclear(first);
+				return conn_fail(p, err, PYRATE_EBACKEND, "reading");
+			}
+		}
+		if (!(res = PQgetResult(p->conn)))
+			break;
+		if (first)
+			PQclear(res);
+		else
+			first = res;
+	}
+	if (!first)
+		return conn_fail(p, err, PYRATE_EBACKEND, "no result");
+	if (PQresultStatus(first) != PGRES_TUPLES_OK && PQresultStatus(first) != PGRES_COMMAND_OK)
+	{
+		int			rc = result_fail(p, first, err);
+
+		PQclear(first);
+		return rc;
+	}
+	*out = first;
+	return PYRATE_OK;
+}
+
+static int
+start_connect(pg_bucket *p, pyrate_error *err)
+{
+	drop_conn(p);
+	p->conn = PQconnectStart(p->conninfo);
+	if (!p->conn)
+		return pyr_fail(err, PYRATE_ENOMEM, "postgres: out of memory");
+	if (PQstatus(p->conn) == CONNECTION_BAD)
+		return conn_fail(p, err, PYRATE_EBACKEND, "cannot connect");
+	return PYRATE_OK;
+}
+
+/* a connection that is up: reuse it, or connect (and find the schema) by deadline */
+static int
+ensure_conn(pg_bucket *p, int64_t deadline, pyrate_error *err)
+{
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	int			rc;
+
+	/* read what arrived while idle: a server that went away shows up here */
+	if (p->conn && PQconsumeInput(p->conn) != 0 && PQstatus(p->conn) == CONNECTION_OK)
+		return PYRATE_OK;
+	if ((rc = start_connect(p, err)) != PYRATE_OK)
+		return rc;
+	while (st != PGRES_POLLING_OK)
+	{
+		if (st == PGRES_POLLING_FAILED)
+			return conn_fail(p, err, PYRATE_EBACKEND, "cannot connect");
+		if (!wait_socket(p->conn, st == PGRES_POLLING_WRITING, deadline))
+			return conn_fail(p, err, PYRATE_ETIMEOUT, "timed out connecting");
+		st = PQconnectPoll(p->conn);
+	}
+	if (PQsetnonblocking(p->conn, 1) != 0)
+		return conn_fail(p, err, PYRATE_EBACKEND, "cannot make the connection nonblocking");
+	if (!p->sql[0])
+	{
+		PGresult   *res = NULL;
+
+		if (p->schema)
+			return build_sql(p, p->conn, p->schema, err);
+		if (!PQsendQueryParams(p->conn, schema_query, 0, NULL, NULL, NULL, NULL, 0))
+			return conn_fail(p, err, PYRATE_EBACKEND, "sending");
+		if ((rc = collect(p, deadline, &res, err)) != PYRATE_OK)
+			return rc;
+		if (PQntuples(res) != 1)
+			rc = pyr_fail(err, PYRATE_ENOTFOUND,
+						  "postgres: extension \"pyrate\" is not installed in this database (CREATE EXTENSION pyrate)");
+		else
+			rc = build_sql(p, p->conn, PQgetvalue(res, 0, 0), err);
+		PQclear(res);
+	}
+	return rc;
+}
+
+static const char *
+stmt_name(int which)
+{
+	static const char *const names[N_QUERIES] = {
+		"pyrate_acquire_1", "pyrate_waiting_1", "pyrate_count_1", "pyrate_peek_1",
+		"pyrate_leak_1", "pyrate_leak_all_1", "pyrate_flush_1", "pyrate_dispose_1",
+		"pyrate_now_1", "pyrate_define_1"
+	};
+
+	return names[which];
+}
+
+/* prepare statement which on this connection unless it is known there */
+static int
+prepare(pg_bucket *p, int which, int nparams, int64_t deadline, pyrate_error *err)
+{
+	PGresult   *res = NULL;
+	int			rc;
+
+	if (p->prepared & (1u << which))
+		return PYRATE_OK;
+	if (!PQsendPrepare(p->conn, stmt_name(which), p->sql[which], nparams, NULL))
+		return conn_fail(p, err, PYRATE_EBACKEND, "sending");
+	rc = collect(p, deadline, &res, err);
+	PQclear(res);
+	/* another client of a pooled server connection may have prepared it already */
+	if (rc == PYRATE_OK || (p->conn && strcmp(p->sqlstate, "42P05") == 0))
+	{
+		p->prepared |= 1u << which;
+		return PYRATE_OK;
+	}
+	return rc;
+}
+
+/*
+ * Run statement which with text parameters; the caller holds the mutex and
+ * clears *out.
+ */
+static int
+run_query(pg_bucket *p, int which, int nparams, const char *const *values, PGresult **out,
+		  pyrate_error *err)
+{
+	int64_t		deadline = deadline_after(p->timeout_ms);
+	int			attempt;
+	int			rc;
+
+	if (p->astate != A_IDLE)
+		return pyr_fail(err, PYRATE_EINVAL, "postgres: an async acquire is in flight on this bucket");
+	for (attempt = 0; attempt < 2; attempt++)
+	{
+		if ((rc = ensure_conn(p, deadline, err)) != PYRATE_OK)
+			return rc;
+		if (!p->use_prepared)
+		{
+			if (!PQsendQueryParams(p->conn, p->sql[which], nparams, NULL, values, NULL, NULL, 0))
+				return conn_fail(p, err, PYRATE_EBACKEND, "sending");
+			return collect(p, deadline, out, err);
+		}
+		if ((rc = prepare(p, which, nparams, deadline, err)) != PYRATE_OK)
+			return rc;
+		if (!PQsendQueryPrepared(p->conn, stmt_name(which), nparams, values, NULL, NULL, 0))
+			return conn_fail(p, err, PYRATE_EBACKEND, "sending");
+		rc = collect(p, deadline, out, err);
+		/* the server forgot the statement (a pooler switched connections): prepare again */
+		if (p->conn && strcmp(p->sqlstate, "26000") == 0)
+		{
+			p->prepared &= ~(1u << which);
+			continue;
+		}
+		return rc;
+	}
+	return rc;
+}
+
+/* run a query and parse one int8 from row 0, column 0 (NULL is an error) */
+static int
+query_int(pg_bucket *p, int which, int nparams, const char *const *values, int64_t *out,
+		  pyrate_error *err)
+{
+	PGresult   *res = NULL;
+	int			rc;
+
+	pthread_mutex_lock(&p->mutex);
+	rc = run_query(p, which, nparams, values, &res, err);
+	pthread_mutex_unlock(&p->mutex);
+	if (rc != PYRATE_OK)
+		return rc;
+	if (PQntuples(res) != 1 || PQnfields(res) < 1)
+		rc = pyr_fail(err, PYRATE_ESERVER, "postgres: unexpected result shape");
+	else if (out && !PQgetisnull(res, 0, 0))
+	{
+		const char *v = PQgetvalue(res, 0, 0);
+
+		*out = v[0] == 't' ? 1 : v[0] == 'f' ? 0 : strtoll(v, NULL, 10);
+	}
+	else if (out)
+		*out = 0;
+	PQclear(res);
+	return rc;
+}
+
+static const char *
+bucket_name(pg_bucket *p, const char *name)
+{
+	return name ? name : p->name;
+}
+
+#define NEED_NAME(p, name, err) \
+	do { \
+		if (!bucket_name(p, name)) \
+			return pyr_fail(err, PYRATE_EINVAL, "postgres: a bucket name is required (the bucket is not bound to one)"); \
+	} while (0)
+
+/* decision columns (acquired, failing_rate, retry_after_ms, remaining) */
+static int
+parse_decision(PGresult *res, int64_t at, pyrate_decision *d, pyrate_error *err)
+{
+	if (PQntuples(res) != 1 || PQnfields(res) != 4 || PQgetisnull(res, 0, 0))
+		return pyr_fail(err, PYRATE_ESERVER, "postgres: pyrate_acquire answered an unexpected row");
+	d->acquired = PQgetvalue(res, 0, 0)[0] == 't';
+	d->failing_rate = (pyrate_rate) {0, 0};
+	if (!PQgetisnull(res, 0, 1) &&
+		pyrate_rate_parse(PQgetvalue(res, 0, 1), &d->failing_rate, err) != PYRATE_OK)
+		return PYRATE_ESERVER;
+	d->retry_after_ms = PQgetisnull(res, 0, 2) ? 0 : strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+	d->remaining = PQgetisnull(res, 0, 3) ? -1 : strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+	d->timestamp = at;
+	return PYRATE_OK;
+}
+
+int
+pyrate_pg_acquire(pyrate_bucket *b, const char *name, int64_t weight, int64_t at,
+				  pyrate_decision *d, pyrate_error *err)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+	char		w[24];
+	char		ts[24];
+	const char *values[3];
+	PGresult   *res = NULL;
+	int			rc;
+
+	NEED_NAME(p, name, err);
+	if (pyr_check_weight(weight, err) != PYRATE_OK)
+		return PYRATE_EINVAL;
+	snprintf(w, sizeof(w), "%lld", (long long) weight);
+	snprintf(ts, sizeof(ts), "%lld", (long long) at);
+	values[0] = bucket_name(p, name);
+	values[1] = w;
+	values[2] = at == PYRATE_NOW ? NULL : ts;
+	pthread_mutex_lock(&p->mutex);
+	rc = run_query(p, Q_ACQUIRE, 3, values, &res, err);
+	pthread_mutex_unlock(&p->mutex);
+	if (rc != PYRATE_OK)
+		return rc;
+	rc = parse_decision(res, at, d, err);
+	PQclear(res);
+	return rc;
+}
+
+int
+pyrate_pg_waiting(pyrate_bucket *b, const char *name, int64_t weight, int64_t at, int64_t *ms,
+				  pyrate_error *err)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+	char		w[24];
+	char		ts[24];
+	const char *values[3];
+
+	NEED_NAME(p, name, err);
+	snprintf(w, sizeof(w), "%lld", (long long) weight);
+	snprintf(ts, sizeof(ts), "%lld", (long long) at);
+	values[0] = bucket_name(p, name);
+	values[1] = w;
+	values[2] = at == PYRATE_NOW ? NULL : ts;
+	return query_int(p, Q_WAITING, 3, values, ms, err);
+}
+
+int
+pyrate_pg_count(pyrate_bucket *b, const char *name, int64_t *units, pyrate_error *err)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+	const char *values[1];
+
+	NEED_NAME(p, name, err);
+	values[0] = bucket_name(p, name);
+	return query_int(p, Q_COUNT, 1, values, units, err);
+}
+
+int
+pyrate_pg_peek(pyrate_bucket *b, const char *name, int64_t index, bool *found,
+			   int64_t *ts, int64_t *weight, pyrate_error *err)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+	char		idx[24];
+	const char *values[2];
+	PGresult   *res = NULL;
+	int			rc;
+
+	NEED_NAME(p, name, err);
+	if (index < 0 || index > INT32_MAX)
+		return pyr_fail(err, PYRATE_EINVAL, "peek index %lld is out of range", (long long) index);
+	snprintf(idx, sizeof(idx), "%lld", (long long) index);
+	values[0] = bucket_name(p, name);
+	values[1] = idx;
+	pthread_mutex_lock(&p->mutex);
+	rc = run_query(p, Q_PEEK, 2, values, &res, err);
+	pthread_mutex_unlock(&p->mutex);
+	if (rc != PYRATE_OK)
+		return rc;
+	*found = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
+	if (*found)
+	{
+		*ts = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		*weight = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	}
+	PQclear(res);
+	return PYRATE_OK;
+}
+
+int
+pyrate_pg_leak(pyrate_bucket *b, const char *name, int64_t at, int64_t *removed, pyrate_error *err)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+	char		ts[24];
+	const char *values[2];
+
+	if (!bucket_name(p, name))
+		return query_int(p, Q_LEAK_ALL, 0, NULL, removed, err);
+	snprintf(ts, sizeof(ts), "%lld", (long long) at);
+	values[0] = bucket_name(p, name);
+	values[1] = at == PYRATE_NOW ? NULL : ts;
+	return query_int(p, Q_LEAK, 2, values, removed, err);
+}
+
+int
+pyrate_pg_flush(pyrate_bucket *b, const char *name, pyrate_error *err)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+	const char *values[1];
+
+	NEED_NAME(p, name, err);
+	values[0] = bucket_name(p, name);
+	return query_int(p, Q_FLUSH, 1, values, NULL, err);
+}
+
+int
+pyrate_pg_dispose(pyrate_bucket *b, const char *name, bool *existed, pyrate_error *err)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+	const char *values[1];
+	int64_t		v = 0;
+	int			rc;
+
+	NEED_NAME(p, name, err);
+	values[0] = bucket_name(p, name);
+	rc = query_int(p, Q_DISPOSE, 1, values, &v, err);
+	if (existed)
+		*existed = v != 0;
+	return rc;
+}
+
+int
+pyrate_pg_now(pyrate_bucket *b, int64_t *ms, pyrate_error *err)
+{
+	return query_int((pg_bucket *) b, Q_NOW, 0, NULL, ms, err);
+}
+
+int
+pyrate_pg_define(pyrate_bucket *b, const char *pattern, const pyrate_rate *rates, int n,
+				 const char *storage, bool dry_run, pyrate_error *err)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+	char		list[PYRATE_MAX_RATES * 48 + 3];
+	size_t		len = 0;
+	const char *values[4];
+	int			i;
+
+	if (!pattern || n < 1 || n > PYRATE_MAX_RATES || !rates)
+		return pyr_fail(err, PYRATE_EINVAL, "postgres: a pattern and 1 to %d rates are required",
+						PYRATE_MAX_RATES);
+	list[len++] = '{';
+	for (i = 0; i < n; i++)
+	{
+		/* limit/interval in ms: the SQL type reads a bare number as milliseconds */
+		len += snprintf(list + len, sizeof(list) - len, "%s%lld/%lld", i ? "," : "",
+						(long long) rates[i].limit, (long long) rates[i].interval);
+	}
+	snprintf(list + len, sizeof(list) - len, "}");
+	values[0] = pattern;
+	values[1] = list;
+	values[2] = storage;
+	values[3] = dry_run ? "true" : "false";
+	return query_int(p, Q_DEFINE, 4, values, NULL, err);
+}
+
+/* ---- the bucket ops -------------------------------------------------- */
+
+static int
+pg_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate_error *err)
+{
+	return pyrate_pg_acquire(b, item->name, item->weight, item->timestamp, d, err);
+}
+
+static int
+pg_waiting(pyrate_bucket *b, const pyrate_item *item, int64_t *ms, pyrate_error *err)
+{
+	return pyrate_pg_waiting(b, item->name, item->weight, item->timestamp, ms, err);
+}
+
+static int
+pg_leak(pyrate_bucket *b, int64_t now, int64_t *removed, pyrate_error *err)
+{
+	return pyrate_pg_leak(b, NULL, now, removed, err);
+}
+
+static int
+pg_flush(pyrate_bucket *b, pyrate_error *err)
+{
+	return pyrate_pg_flush(b, NULL, err);
+}
+
+static int
+pg_count(pyrate_bucket *b, int64_t *units, pyrate_error *err)
+{
+	return pyrate_pg_count(b, NULL, units, err);
+}
+
+static int
+pg_peek(pyrate_bucket *b, int64_t index, bool *found, int64_t *ts, int64_t *weight, pyrate_error *err)
+{
+	return pyrate_pg_peek(b, NULL, index, found, ts, weight, err);
+}
+
+static void
+pg_close(pyrate_bucket *b)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+	int			i;
+
+	drop_conn(p);
+	PQclear(p->ares);
+	for (i = 0; i < N_QUERIES; i++)
+		free(p->sql[i]);
+	free(p->conninfo);
+	free(p->name);
+	free(p->schema);
+	free(p->aname);
+	pthread_mutex_destroy(&p->mutex);
+	free(p);
+}
+
+static const pyrate_bucket_ops pg_ops = {
+	"postgres", pg_put, pg_waiting, pg_leak, pg_flush, pg_count, pg_peek,
+	pyrate_pg_now, NULL, NULL, pg_close
+};
+
+pyrate_bucket *
+pyrate_pg_bucket_new(const pyrate_pg_options *opts, pyrate_error *err)
+{
+	pg_bucket  *p = calloc(1, sizeof(pg_bucket));
+	pyrate_pg_options none = {0};
+
+	if (!opts)
+		opts = &none;
+	if (!p)
+	{
+		pyr_fail(err, PYRATE_ENOMEM, "out of memory");
+		return NULL;
+	}
+	if (opts->timeout_ms < 0)
+	{
+		free(p);
+		pyr_fail(err, PYRATE_EINVAL, "postgres: timeout_ms must not be negative");
+		return NULL;
+	}
+	pyrate_bucket_init(&p->base, &pg_ops, NULL, 0, NULL);
+	pthread_mutex_init(&p->mutex, NULL);
+	p->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 5000;
+	p->use_prepared = opts->use_prepared;
+	p->conninfo = strdup(opts->conninfo ? opts->conninfo : "");
+	p->name = opts->name ? strdup(opts->name) : NULL;
+	p->schema = opts->schema ? strdup(opts->schema) : NULL;
+	if (!p->conninfo || (opts->name && !p->name) || (opts->schema && !p->schema))
+	{
+		pg_close(&p->base);
+		pyr_fail(err, PYRATE_ENOMEM, "out of memory");
+		return NULL;
+	}
+	return &p->base;
+}
+
+/* ---- the async acquire --------------------------------------------- */
+
+static int
+async_fail(pg_bucket *p, int rc, pyrate_error *err)
+{
+	if (err)
+		p->aerr = *err;
+	p->astate = A_DONE;
+	return rc;
+}
+
+static int
+async_send_acquire(pg_bucket *p, pyrate_error *err)
+{
+	const char *values[3] = {p->aname, p->aweight, NULL};
+
+	if (!PQsendQueryParams(p->conn, p->sql[Q_ACQUIRE], 3, NULL, values, NULL, NULL, 0))
+		return conn_fail(p, err, PYRATE_EBACKEND, "sending");
+	p->astate = A_ACQUIRE;
+	return PYRATE_OK;
+}
+
+int
+pyrate_pg_acquire_start(pyrate_bucket *b, const char *name, int64_t weight, pyrate_error *err)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+	int			rc = PYRATE_OK;
+
+	if (b->ops != &pg_ops)
+		return pyr_fail(err, PYRATE_EINVAL, "async acquire needs a Postgres bucket");
+	NEED_NAME(p, name, err);
+	if (pyr_check_weight(weight, err) != PYRATE_OK)
+		return PYRATE_EINVAL;
+	pthread_mutex_lock(&p->mutex);
+	if (p->astate != A_IDLE)
+	{
+		pthread_mutex_unlock(&p->mutex);
+		return pyr_fail(err, PYRATE_EINVAL, "postgres: an async acquire is already in flight");
+	}
+	free(p->aname);
+	p->aname = strdup(bucket_name(p, name));
+	snprintf(p->aweight, sizeof(p->aweight), "%lld", (long long) weight);
+	memset(&p->aerr, 0, sizeof(p->aerr));
+	if (!p->aname)
+		rc = pyr_fail(err, PYRATE_ENOMEM, "out of memory");
+	else if (p->conn && PQconsumeInput(p->conn) != 0 && PQstatus(p->conn) == CONNECTION_OK)
+	{
+		if (!p->sql[0] && p->schema)
+			rc = build_sql(p, p->conn, p->schema, err);
+		if (rc == PYRATE_OK)
+			rc = async_send_acquire(p, err);
+	}
+	else if ((rc = start_connect(p, err)) == PYRATE_OK)
+		p->astate = A_CONNECTING;
+	pthread_mutex_unlock(&p->mutex);
+	return rc;
+}
+
+int
+pyrate_pg_socket(pyrate_bucket *b)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+	int			fd;
+
+	pthread_mutex_lock(&p->mutex);
+	fd = p->conn ? PQsocket(p->conn) : -1;
+	pthread_mutex_unlock(&p->mutex);
+	return fd;
+}
+
+/* one step of the state machine; caller holds the mutex */
+static int
+async_step(pg_bucket *p, pyrate_pg_poll *state, pyrate_error *err)
+{
+	int			rc;
+
+	for (;;)
+	{
+		switch (p->astate)
+		{
+			case A_IDLE:
+				return pyr_fail(err, PYRATE_EINVAL, "postgres: no async acquire in flight");
+			case A_DONE:
+				*state = PYRATE_PG_DONE;
+				return PYRATE_OK;
+			case A_CONNECTING:
+				switch (PQconnectPoll(p->conn))
+				{
+					case PGRES_POLLING_READING:
+						*state = PYRATE_PG_WANT_READ;
+						return PYRATE_OK;
+					case PGRES_POLLING_WRITING:
+						*state = PYRATE_PG_WANT_WRITE;
+						return PYRATE_OK;
+					case PGRES_POLLING_FAILED:
+						return async_fail(p, conn_fail(p, err, PYRATE_EBACKEND, "cannot connect"), err);
+					default:
+						break;
+				}
+				if (PQsetnonblocking(p->conn, 1) != 0)
+					return async_fail(p, conn_fail(p, err, PYRATE_EBACKEND, "nonblocking"), err);
+				if (p->sql[0] || (p->schema && build_sql(p, p->conn, p->schema, err) == PYRATE_OK))
+					rc = async_send_acquire(p, err);
+				else if (p->schema)
+					rc = PYRATE_ENOMEM;
+				else if (PQsendQueryParams(p->conn, schema_query, 0, NULL, NULL, NULL, NULL, 0))
+				{
+					p->astate = A_LOOKUP;
+					rc = PYRATE_OK;
+				}
+				else
+					rc = conn_fail(p, err, PYRATE_EBACKEND, "sending");
+				if (rc != PYRATE_OK)
+					return async_fail(p, rc, err);
+				continue;
+			case A_LOOKUP:
+			case A_ACQUIRE:
+				{
+					int			f = PQflush(p->conn);
+					PGresult   *res;
+					PGresult   *first = NULL;
+
+					if (f < 0)
+						return async_fail(p, conn_fail(p, err, PYRATE_EBACKEND, "sending"), err);
+					if (f == 1)
+					{
+						*state = PYRATE_PG_WANT_WRITE;
+						return PYRATE_OK;
+					}
+					if (PQconsumeInput(p->conn) == 0)
+						return async_fail(p, conn_fail(p, err, PYRATE_EBACKEND, "reading"), err);
+					if (PQisBusy(p->conn))
+					{
+						*state = PYRATE_PG_WANT_READ;
+						return PYRATE_OK;
+					}
+					while ((res = PQgetResult(p->conn)))
+					{
+						if (first)
+							PQclear(res);
+						else
+							first = res;
+					}
+					if (!first)
+						return async_fail(p, conn_fail(p, err, PYRATE_EBACKEND, "no result"), err);
+					if (PQresultStatus(first) != PGRES_TUPLES_OK)
+					{
+						rc = result_fail(p, first, err);
+						PQclear(first);
+						return async_fail(p, rc, err);
+					}
+					if (p->astate == A_ACQUIRE)
+					{
+						p->ares = first;
+						p->astate = A_DONE;
+						continue;
+					}
+					if (PQntuples(first) != 1)
+						rc = pyr_fail(err, PYRATE_ENOTFOUND,
+									  "postgres: extension \"pyrate\" is not installed in this database");
+					else
+						rc = build_sql(p, p->conn, PQgetvalue(first, 0, 0), err);
+					PQclear(first);
+					if (rc == PYRATE_OK)
+						rc = async_send_acquire(p, err);
+					if (rc != PYRATE_OK)
+						return async_fail(p, rc, err);
+					continue;
+				}
+		}
+	}
+}
+
+int
+pyrate_pg_acquire_poll(pyrate_bucket *b, pyrate_pg_poll *state, pyrate_error *err)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+	int			rc;
+
+	if (!state)
+		return pyr_fail(err, PYRATE_EINVAL, "state is required");
+	pthread_mutex_lock(&p->mutex);
+	rc = async_step(p, state, err);
+	pthread_mutex_unlock(&p->mutex);
+	/* a failure is reported by finish too, so poll loops need one exit only */
+	if (rc != PYRATE_OK && p->astate == A_DONE)
+	{
+		*state = PYRATE_PG_DONE;
+		return PYRATE_OK;
+	}
+	return rc;
+}
+
+int
+pyrate_pg_acquire_finish(pyrate_bucket *b, pyrate_decision *d, pyrate_error *err)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+	int			rc;
+
+	if (!d)
+		return pyr_fail(err, PYRATE_EINVAL, "decision is required");
+	pthread_mutex_lock(&p->mutex);
+	if (p->astate != A_DONE)
+	{
+		pthread_mutex_unlock(&p->mutex);
+		return pyr_fail(err, PYRATE_EINVAL, "postgres: the async acquire has not finished");
+	}
+	if (p->ares)
+		rc = parse_decision(p->ares, PYRATE_NOW, d, err);
+	else
+	{
+		rc = p->aerr.code ? p->aerr.code : PYRATE_EBACKEND;
+		if (err)
+		{
+			*err = p->aerr;
+			err->code = rc;
+		}
+	}
+	PQclear(p->ares);
+	p->ares = NULL;
+	p->astate = A_IDLE;
+	pthread_mutex_unlock(&p->mutex);
+	return rc;
+}
+
+/* ---- PostgresClock ------------------------------------------------- */
+
+typedef struct pg_clock
+{
+	pyrate_clock base;
+	pyrate_bucket *bucket;
+} pg_clock;
+
+static int
+pg_clock_now(pyrate_clock *clock, int64_t *ms, pyrate_error *err)
+{
+	return pyrate_pg_now(((pg_clock *) clock)->bucket, ms, err);
+}
+
+static void
+pg_clock_free(pyrate_clock *clock)
+{
+	pg_close(((pg_clock *) clock)->bucket);
+	free(clock);
+}
+
+pyrate_clock *
+pyrate_pg_clock_new(const pyrate_pg_options *opts, pyrate_error *err)
+{
+	pg_clock   *c = calloc(1, sizeof(pg_clock));
+
+	if (!c)
+	{
+		pyr_fail(err, PYRATE_ENOMEM, "out of memory");
+		return NULL;
+	}
+	if (!(c->bucket = pyrate_pg_bucket_new(opts, err)))
+	{
+		free(c);
+		return NULL;
+	}
+	c->base.now = pg_clock_now;
+	c->base.free = pg_clock_free;
+	return &c->base;
+}

@@ -1,0 +1,328 @@
+/*
+ * common.c — errors, rates, clocks and the AbstractBucket methods that
+ * dispatch to a bucket's ops.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+int
+pyr_fail(pyrate_error *err, int code, const char *fmt, ...)
+{
+	if (err)
+	{
+		va_list		ap;
+
+		err->code = code;
+		va_start(ap, fmt);
+		vsnprintf(err->message, sizeof(err->message), fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+const char *
+pyrate_code_name(int code)
+{
+	static const char *const names[] = {
+		"PYRATE_OK", "PYRATE_EINVAL", "PYRATE_ENOMEM", "PYRATE_EBACKEND",
+		"PYRATE_ETIMEOUT", "PYRATE_ENOTFOUND", "PYRATE_ESERVER", "PYRATE_EFULL",
+		"PYRATE_EUNSUPPORTED", "PYRATE_ESYSTEM"
+	};
+
+	if (code < 0 || (size_t) code >= sizeof(names) / sizeof(names[0]))
+		return "PYRATE_UNKNOWN";
+	return names[code];
+}
+
+int64_t
+pyr_monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+pyr_realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+pyr_sleep_ms(int64_t ms)
+{
+	struct timespec ts;
+
+	if (ms <= 0)
+		return;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000;
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+int
+pyr_check_weight(int64_t weight, pyrate_error *err)
+{
+	if (weight < 0)
+		return pyr_fail(err, PYRATE_EINVAL, "weight must not be negative (got %lld)", (long long) weight);
+	if (weight > PYR_MAX_LIMIT)
+		return pyr_fail(err, PYRATE_EINVAL, "weight %lld exceeds the largest limit %lld",
+						(long long) weight, (long long) PYR_MAX_LIMIT);
+	return PYRATE_OK;
+}
+
+/* ---- rates ------------------------------------------------------------ */
+
+int
+pyrate_rate_parse(const char *text, pyrate_rate *out, pyrate_error *err)
+{
+	char		msg[PYR_MSG_LEN];
+
+	if (!text || !out)
+		return pyr_fail(err, PYRATE_EINVAL, "rate text is NULL");
+	if (!pyr_rate_parse(text, (pyr_rate *) out, msg, sizeof(msg)))
+		return pyr_fail(err, PYRATE_EINVAL, "%s", msg);
+	return PYRATE_OK;
+}
+
+void
+pyrate_rate_format(const pyrate_rate *rate, char *buf, size_t buflen)
+{
+	pyr_rate_format((const pyr_rate *) rate, buf, buflen);
+}
+
+int64_t
+pyrate_duration(const char *name)
+{
+	return name ? pyr_duration(name) : -1;
+}
+
+void
+pyrate_duration_readable(int64_t ms, char *buf, size_t buflen)
+{
+	pyr_duration_readable(ms, buf, buflen);
+}
+
+int
+pyrate_rates_validate(pyrate_rate *rates, int n, pyrate_error *err)
+{
+	char		msg[PYR_MSG_LEN];
+
+	if (!rates && n > 0)
+		return pyr_fail(err, PYRATE_EINVAL, "rates is NULL");
+	if (pyr_rates_validate((pyr_rate *) rates, n, msg, sizeof(msg)) != PYR_RATES_OK)
+		return pyr_fail(err, PYRATE_EINVAL, "%s", msg);
+	return PYRATE_OK;
+}
+
+/* ---- clocks ---------------------------------------------------------- */
+
+static int
+monotonic_now(pyrate_clock *clock, int64_t *ms, pyrate_error *err)
+{
+	(void) clock;
+	(void) err;
+	*ms = pyr_monotonic_ms();
+	return PYRATE_OK;
+}
+
+static int
+time_now(pyrate_clock *clock, int64_t *ms, pyrate_error *err)
+{
+	(void) clock;
+	(void) err;
+	*ms = pyr_realtime_ms();
+	return PYRATE_OK;
+}
+
+static pyrate_clock monotonic_clock = {monotonic_now, NULL};
+static pyrate_clock time_clock = {time_now, NULL};
+
+pyrate_clock *
+pyrate_clock_monotonic(void)
+{
+	return &monotonic_clock;
+}
+
+pyrate_clock *
+pyrate_clock_time(void)
+{
+	return &time_clock;
+}
+
+int
+pyrate_clock_now(pyrate_clock *clock, int64_t *ms, pyrate_error *err)
+{
+	if (!clock)
+	{
+		*ms = PYRATE_NOW;
+		return PYRATE_OK;
+	}
+	return clock->now(clock, ms, err);
+}
+
+void
+pyrate_clock_free(pyrate_clock *clock)
+{
+	if (clock && clock->free)
+		clock->free(clock);
+}
+
+/* ---- buckets ----------------------------------------------------------- */
+
+int
+pyrate_bucket_init(pyrate_bucket *b, const pyrate_bucket_ops *ops,
+				   const pyrate_rate *rates, int nrates, pyrate_error *err)
+{
+	if (!b || !ops || !ops->put || !ops->waiting || !ops->leak || !ops->flush ||
+		!ops->count || !ops->peek || !ops->now || !ops->close || !ops->lock != !ops->unlock)
+		return pyr_fail(err, PYRATE_EINVAL, "bucket ops: put, waiting, leak, flush, count, peek, now "
+						"and close are required, lock and unlock go together");
+	if (nrates < 0 || nrates > PYRATE_MAX_RATES || (nrates > 0 && !rates))
+		return pyr_fail(err, PYRATE_EINVAL, "a bucket takes 1 to %d rates", PYRATE_MAX_RATES);
+	memset(b, 0, sizeof(*b));
+	b->ops = ops;
+	if (nrates > 0)
+	{
+		memcpy(b->rates, rates, nrates * sizeof(pyrate_rate));
+		if (pyrate_rates_validate(b->rates, nrates, err) != PYRATE_OK)
+			return PYRATE_EINVAL;
+	}
+	b->nrates = nrates;
+	return PYRATE_OK;
+}
+
+void
+pyr_fill_decision(const pyrate_bucket *b, const pyr_decision *src, int64_t ts, pyrate_decision *d)
+{
+	d->acquired = src->admitted;
+	if (src->admitted)
+		d->failing_rate = (pyrate_rate) {0, 0};
+	else
+		d->failing_rate = b->rates[src->failing];
+	d->retry_after_ms = src->retry_after;
+	d->remaining = src->remaining;
+	d->timestamp = ts;
+}
+
+int
+pyrate_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate_error *err)
+{
+	pyrate_decision local;
+	int			rc;
+
+	if (!b || !item)
+		return pyr_fail(err, PYRATE_EINVAL, "bucket and item are required");
+	if (pyr_check_weight(item->weight, err) != PYRATE_OK)
+		return PYRATE_EINVAL;
+	if (!d)
+		d = &local;
+	d->acquired = false;
+	d->failing_rate = (pyrate_rate) {0, 0};
+	d->retry_after_ms = -1;
+	d->remaining = -1;
+	d->timestamp = item->timestamp;
+	rc = b->ops->put(b, item, d, err);
+	if (rc != PYRATE_OK)
+		return rc;
+	if (d->acquired)
+	{
+		d->retry_after_ms = 0;
+		return PYRATE_OK;
+	}
+	b->failing_rate = d->failing_rate;
+	if (d->retry_after_ms == -1 && item->weight > 0)
+	{
+		/* a bucket of the user's that does not report the wait */
+		pyrate_item at = *item;
+
+		at.timestamp = d->timestamp;
+		rc = b->ops->waiting(b, &at, &d->retry_after_ms, err);
+	}
+	return rc;
+}
+
+int
+pyrate_waiting(pyrate_bucket *b, const pyrate_item *item, int64_t *ms, pyrate_error *err)
+{
+	if (!b || !item || !ms)
+		return pyr_fail(err, PYRATE_EINVAL, "bucket, item and result are required");
+	if (pyr_check_weight(item->weight, err) != PYRATE_OK)
+		return PYRATE_EINVAL;
+	return b->ops->waiting(b, item, ms, err);
+}
+
+int
+pyrate_leak(pyrate_bucket *b, int64_t now, int64_t *removed, pyrate_error *err)
+{
+	int64_t		dummy;
+
+	if (!b)
+		return pyr_fail(err, PYRATE_EINVAL, "bucket is required");
+	return b->ops->leak(b, now, removed ? removed : &dummy, err);
+}
+
+int
+pyrate_flush(pyrate_bucket *b, pyrate_error *err)
+{
+	int			rc;
+
+	if (!b)
+		return pyr_fail(err, PYRATE_EINVAL, "bucket is required");
+	rc = b->ops->flush(b, err);
+	if (rc == PYRATE_OK)
+		b->failing_rate = (pyrate_rate) {0, 0};
+	return rc;
+}
+
+int
+pyrate_count(pyrate_bucket *b, int64_t *units, pyrate_error *err)
+{
+	if (!b || !units)
+		return pyr_fail(err, PYRATE_EINVAL, "bucket and result are required");
+	return b->ops->count(b, units, err);
+}
+
+int
+pyrate_peek(pyrate_bucket *b, int64_t index, bool *found, pyrate_item *item, pyrate_error *err)
+{
+	int64_t		ts = 0,
+				weight = 0;
+	int			rc;
+
+	if (!b || !found || !item)
+		return pyr_fail(err, PYRATE_EINVAL, "bucket and results are required");
+	*found = false;
+	if (index < 0)
+		return pyr_fail(err, PYRATE_EINVAL, "peek index must not be negative (got %lld)", (long long) index);
+	rc = b->ops->peek(b, index, found, &ts, &weight, err);
+	item->name = NULL;
+	item->timestamp = *found ? ts : 0;
+	item->weight = *found ? weight : 0;
+	return rc;
+}
+
+int
+pyrate_now(pyrate_bucket *b, int64_t *ms, pyrate_error *err)
+{
+	if (!b || !ms)
+		return pyr_fail(err, PYRATE_EINVAL, "bucket and result are required");
+	return b->ops->now(b, ms, err);
+}
+
+void
+pyrate_close(pyrate_bucket *b)
+{
+	if (b)
+		b->ops->close(b);
+}

@@ -1,0 +1,344 @@
+/*
+ * limiter.c — Limiter: try_acquire with blocking, timeout and buffer_ms, the
+ * call wrapper, and the one-call limiters.
+ *
+ * No limiter-wide lock: every built-in bucket is atomic on its own, and a
+ * bucket's optional limiter lock is held around one put, never across a
+ * sleep.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pyrate_limiter
+{
+	pyrate_factory *factory;
+	int64_t		buffer_ms;
+	pyrate_fail_mode fail_mode;
+};
+
+static bool
+check_options(const pyrate_limiter_options *opts, pyrate_error *err)
+{
+	if (opts && opts->fail_mode != PYRATE_FAIL_CLOSED && opts->fail_mode != PYRATE_FAIL_OPEN)
+	{
+		pyr_fail(err, PYRATE_EINVAL, "fail_mode must be PYRATE_FAIL_CLOSED or PYRATE_FAIL_OPEN");
+		return false;
+	}
+	return true;
+}
+
+static void
+init_limiter(pyrate_limiter *l, pyrate_factory *factory, const pyrate_limiter_options *opts)
+{
+	l->factory = factory;
+	l->buffer_ms = opts && opts->buffer_ms >= 0 ? opts->buffer_ms : 50;
+	l->fail_mode = opts ? opts->fail_mode : PYRATE_FAIL_CLOSED;
+}
+
+pyrate_limiter *
+pyrate_limiter_new(pyrate_factory *factory, const pyrate_limiter_options *opts, pyrate_error *err)
+{
+	pyrate_limiter *l;
+
+	if (!factory)
+	{
+		pyr_fail(err, PYRATE_EINVAL, "a factory is required");
+		return NULL;
+	}
+	if (!check_options(opts, err))
+		return NULL;
+	if (!(l = calloc(1, sizeof(pyrate_limiter))))
+	{
+		pyr_fail(err, PYRATE_ENOMEM, "out of memory");
+		return NULL;
+	}
+	init_limiter(l, factory, opts);
+	return l;
+}
+
+pyrate_limiter *
+pyrate_limiter_new_bucket(pyrate_bucket *bucket, const pyrate_limiter_options *opts, pyrate_error *err)
+{
+	pyrate_limiter *l;
+	pyrate_factory *f;
+
+	if (!check_options(opts, err))
+		return NULL;
+	if (!(l = calloc(1, sizeof(pyrate_limiter))))
+	{
+		pyr_fail(err, PYRATE_ENOMEM, "out of memory");
+		return NULL;
+	}
+	/* last, so that on any failure the bucket is still the caller's */
+	if (!(f = pyrate_single_bucket_factory_new(bucket, true, NULL, err)))
+	{
+		free(l);
+		return NULL;
+	}
+	init_limiter(l, f, opts);
+	return l;
+}
+
+static bool
+unreachable(int rc)
+{
+	return rc == PYRATE_EBACKEND || rc == PYRATE_ETIMEOUT;
+}
+
+int
+pyrate_try_acquire(pyrate_limiter *l, const char *name, int64_t weight, bool blocking,
+				   double timeout, bool *acquired, pyrate_acquire_info *info, pyrate_error *err)
+{
+	pyrate_acquire_info local;
+	int64_t		deadline = INT64_MAX;
+	int64_t		started = pyr_monotonic_ms();
+
+	if (!info)
+		info = &local;
+	memset(info, 0, sizeof(*info));
+	info->outcome = PYRATE_REJECTED;
+	if (!l || !acquired)
+		return pyr_fail(err, PYRATE_EINVAL, "limiter and result are required");
+	*acquired = false;
+	if (weight < 0)
+		return pyr_fail(err, PYRATE_EINVAL, "weight must be >= 0 (got %lld)", (long long) weight);
+	if (isnan(timeout) || (timeout < 0 && timeout != -1))
+		return pyr_fail(err, PYRATE_EINVAL, "timeout must be -1 (wait forever) or >= 0 seconds (got %g)", timeout);
+	if (!blocking && timeout != -1)
+		return pyr_fail(err, PYRATE_EINVAL, "a timeout needs blocking = true");
+	if (!name)
+		name = "pyrate";
+	if (timeout >= 0 && timeout * 1000 < (double) (INT64_MAX / 2))
+		deadline = started + (int64_t) llround(timeout * 1000);
+	if (weight == 0)
+	{
+		/* weight 0 is always admitted and stores nothing */
+		*acquired = true;
+		info->outcome = PYRATE_ACQUIRED;
+		return PYRATE_OK;
+	}
+
+	for (;;)
+	{
+		pyrate_item item;
+		pyrate_bucket *bucket;
+		pyrate_error e = {0, ""};
+		int			rc;
+		int64_t		delay;
+		int64_t		now;
+
+		rc = pyrate_factory_wrap_item(l->factory, name, weight, &item, &e);
+		if (rc == PYRATE_OK)
+			rc = pyrate_factory_get(l->factory, &item, &bucket, &e);
+		if (rc == PYRATE_OK && bucket->ops->lock)
+			rc = bucket->ops->lock(bucket, &e);
+		if (rc == PYRATE_OK)
+		{
+			info->attempts++;
+			rc = pyrate_put(bucket, &item, &info->decision, &e);
+			if (bucket->ops->unlock)
+				bucket->ops->unlock(bucket);
+		}
+		if (unreachable(rc))
+		{
+			info->backend_error = e;
+			info->outcome = l->fail_mode == PYRATE_FAIL_OPEN ? PYRATE_FAILED_OPEN : PYRATE_FAILED_CLOSED;
+			*acquired = l->fail_mode == PYRATE_FAIL_OPEN;
+			return PYRATE_OK;
+		}
+		if (rc != PYRATE_OK)
+			return pyr_fail(err, rc, "%s", e.message);
+		if (info->decision.acquired)
+		{
+			*acquired = true;
+			info->outcome = PYRATE_ACQUIRED;
+			return PYRATE_OK;
+		}
+		if (!blocking)
+			return PYRATE_OK;
+		if (info->decision.retry_after_ms < 0)
+		{
+			info->outcome = PYRATE_NEVER;
+			return PYRATE_OK;
+		}
+		delay = info->decision.retry_after_ms + l->buffer_ms;
+		now = pyr_monotonic_ms();
+		if (deadline != INT64_MAX && now + delay > deadline)
+		{
+			/* the wait would outlast the timeout: give up now rather than sleep for nothing */
+			info->outcome = PYRATE_TIMED_OUT;
+			return PYRATE_OK;
+		}
+		pyr_sleep_ms(delay);
+		info->waited_ms += delay;
+	}
+}
+
+int
+pyrate_call(pyrate_limiter *l, const char *name, int64_t weight, double timeout,
+			pyrate_call_fn fn, void *arg, int *fn_result, bool *called, pyrate_error *err)
+{
+	bool		acquired = false;
+	int			rc;
+
+	if (called)
+		*called = false;
+	if (!fn)
+		return pyr_fail(err, PYRATE_EINVAL, "a function is required");
+	rc = pyrate_try_acquire(l, name, weight, true, timeout, &acquired, NULL, err);
+	if (rc != PYRATE_OK || !acquired)
+		return rc;
+	rc = fn(arg);
+	if (fn_result)
+		*fn_result = rc;
+	if (called)
+		*called = true;
+	return PYRATE_OK;
+}
+
+int64_t
+pyrate_limiter_buffer_ms(pyrate_limiter *l)
+{
+	return l ? l->buffer_ms : -1;
+}
+
+pyrate_factory *
+pyrate_limiter_factory(pyrate_limiter *l)
+{
+	return l ? l->factory : NULL;
+}
+
+size_t
+pyrate_limiter_buckets(pyrate_limiter *l, pyrate_bucket **out, size_t max)
+{
+	return l ? pyrate_factory_buckets(l->factory, out, max) : 0;
+}
+
+bool
+pyrate_limiter_dispose(pyrate_limiter *l, pyrate_bucket *bucket)
+{
+	return l ? pyrate_factory_dispose(l->factory, bucket) : false;
+}
+
+void
+pyrate_limiter_free(pyrate_limiter *l)
+{
+	if (!l)
+		return;
+	pyrate_factory_free(l->factory);
+	free(l);
+}
+
+/* ---- one-call limiters ---------------------------------------------- */
+
+typedef struct memory_template
+{
+	pyrate_rate rates[PYRATE_MAX_RATES];
+	int			n;
+} memory_template;
+
+static pyrate_bucket *
+make_memory(const char *name, void *user, pyrate_error *err)
+{
+	memory_template *t = user;
+
+	(void) name;
+	return pyrate_memory_bucket_new(t->rates, t->n, err);
+}
+
+/* a limiter owning a factory, freeing both on failure */
+static pyrate_limiter *
+limiter_or_free(pyrate_factory *f, int64_t buffer_ms, pyrate_fail_mode mode, pyrate_error *err)
+{
+	pyrate_limiter_options opts = {buffer_ms, mode};
+	pyrate_limiter *l;
+
+	if (!f)
+		return NULL;
+	if (!(l = pyrate_limiter_new(f, &opts, err)))
+		pyrate_factory_free(f);
+	return l;
+}
+
+/* a single-bucket limiter owning bucket, closing it on failure */
+static pyrate_limiter *
+single_or_close(pyrate_bucket *b, bool leak, int64_t buffer_ms, pyrate_fail_mode mode, pyrate_error *err)
+{
+	pyrate_factory *f;
+
+	if (!b)
+		return NULL;
+	if (!(f = pyrate_single_bucket_factory_new(b, leak, NULL, err)))
+	{
+		pyrate_close(b);
+		return NULL;
+	}
+	return limiter_or_free(f, buffer_ms, mode, err);
+}
+
+/* each name its own in-memory bucket, built from a template the factory owns */
+pyrate_limiter *
+pyrate_limiter_new_memory(const pyrate_rate *rates, int n, int64_t buffer_ms, pyrate_error *err)
+{
+	memory_template *t;
+	pyrate_factory *f;
+	pyrate_bucket *probe;
+
+	if (n < 1 || n > PYRATE_MAX_RATES || !rates)
+	{
+		pyr_fail(err, PYRATE_EINVAL, "1 to %d rates are required", PYRATE_MAX_RATES);
+		return NULL;
+	}
+	/* validate once, up front, rather than at the first acquire */
+	if (!(probe = pyrate_memory_bucket_new(rates, n, err)))
+		return NULL;
+	if (!(t = malloc(sizeof(memory_template))))
+	{
+		pyrate_close(probe);
+		pyr_fail(err, PYRATE_ENOMEM, "out of memory");
+		return NULL;
+	}
+	t->n = n;
+	memcpy(t->rates, probe->rates, n * sizeof(pyrate_rate));
+	pyrate_close(probe);
+	if (!(f = pyrate_factory_new_keyed(make_memory, t, NULL, 0, err)))
+	{
+		free(t);
+		return NULL;
+	}
+	pyr_factory_own(f, t);
+	return limiter_or_free(f, buffer_ms, PYRATE_FAIL_CLOSED, err);
+}
+
+pyrate_limiter *
+pyrate_limiter_new_sqlite(const pyrate_rate *rates, int n, const char *path, bool use_file_lock,
+						  int64_t buffer_ms, pyrate_error *err)
+{
+	pyrate_sqlite_options o = {path, NULL, false, use_file_lock, 0};
+
+	return single_or_close(pyrate_sqlite_bucket_new(rates, n, &o, err), true, buffer_ms,
+						   PYRATE_FAIL_CLOSED, err);
+}
+
+pyrate_limiter *
+pyrate_limiter_new_redis(const pyrate_rate *rates, int n, const char *host, int port,
+						 int64_t buffer_ms, pyrate_error *err)
+{
+	pyrate_redis_options o = {host, port, NULL, NULL, "pyrate", 0, 0};
+
+	return single_or_close(pyrate_redis_bucket_new(rates, n, &o, err), true, buffer_ms,
+						   PYRATE_FAIL_CLOSED, err);
+}
+
+pyrate_limiter *
+pyrate_limiter_new_postgres(const char *conninfo, int64_t buffer_ms, pyrate_fail_mode fail_mode,
+							pyrate_error *err)
+{
+	pyrate_pg_options o = {conninfo, NULL, NULL, 0, false};
+
+	/* the extension's worker (or the user's schedule) leaks the server's buckets */
+	return single_or_close(pyrate_pg_bucket_new(&o, err), false, buffer_ms, fail_mode, err);
+}

@@ -1,0 +1,457 @@
+/*
+ * pyrate.h — libpyrate, the pyrate-limiter API in C.
+ *
+ * A sliding-window-log rate limiter with several rates per bucket, mirroring
+ * pyrate-limiter class by class:
+ *
+ *   Rate, Duration, validate_rate_list   pyrate_rate, PYRATE_SECOND..., pyrate_rates_validate
+ *   RateItem                             pyrate_item
+ *   AbstractBucket                       pyrate_bucket + pyrate_bucket_ops (implement your own)
+ *   InMemoryBucket                       pyrate_memory_bucket_new
+ *   MultiprocessBucket                   pyrate_multiprocess_bucket_new / _open
+ *   SQLiteBucket, SQLiteClock            pyrate_sqlite_bucket_new, pyrate_sqlite_clock_new
+ *   RedisBucket                          pyrate_redis_bucket_new
+ *   PostgresBucket, PostgresClock        pyrate_pg_bucket_new, pyrate_pg_clock_new
+ *   BucketFactory, SingleBucketFactory   pyrate_factory_new, pyrate_single_bucket_factory_new
+ *   Leaker                               the factory's leak thread
+ *   Limiter                              pyrate_limiter_new, pyrate_try_acquire
+ *   as_decorator                         pyrate_call
+ *   try_acquire_async                    pyrate_pg_acquire_start / _poll / _finish
+ *   MonotonicClock, TimeClock            pyrate_clock_monotonic, pyrate_clock_time
+ *   limiter_factory helpers              pyrate_limiter_new_memory, ..._sqlite, ..._redis, ..._postgres
+ *
+ * Conventions: functions returning int return a pyrate_code (0 = success)
+ * and, on failure, fill *err when err is not NULL.  Nothing prints, nothing
+ * aborts.  Timestamps are milliseconds; PYRATE_NOW as a timestamp means "the
+ * bucket's own clock stamps it" (the Postgres, SQLite or Redis server clock
+ * for those buckets).  Built-in buckets, factories and limiters are safe to
+ * use from several threads at once.
+ */
+#ifndef PYRATE_H
+#define PYRATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C"
+{
+#endif
+
+#define PYRATE_VERSION "0.1.0"
+
+/* ---- errors ---------------------------------------------------------- */
+
+typedef enum pyrate_code
+{
+	PYRATE_OK = 0,
+	PYRATE_EINVAL,				/* invalid argument (bad rate list, weight < 0, ...) */
+	PYRATE_ENOMEM,				/* out of memory */
+	PYRATE_EBACKEND,			/* backend unreachable or connection lost */
+	PYRATE_ETIMEOUT,			/* backend did not answer in time */
+	PYRATE_ENOTFOUND,			/* no bucket definition matches the name */
+	PYRATE_ESERVER,				/* the backend reported an error */
+	PYRATE_EFULL,				/* a fixed-size bucket has no room left */
+	PYRATE_EUNSUPPORTED,		/* the bucket does not implement this operation */
+	PYRATE_ESYSTEM				/* an operating-system call failed */
+} pyrate_code;
+
+#define PYRATE_MSG_LEN 256
+
+typedef struct pyrate_error
+{
+	int			code;
+	char		message[PYRATE_MSG_LEN];
+} pyrate_error;
+
+/* "PYRATE_EINVAL" and so on. */
+const char *pyrate_code_name(int code);
+
+/* ---- rates and durations -------------------------------------------- */
+
+#define PYRATE_SECOND	INT64_C(1000)
+#define PYRATE_MINUTE	INT64_C(60000)
+#define PYRATE_HOUR		INT64_C(3600000)
+#define PYRATE_DAY		INT64_C(86400000)
+#define PYRATE_WEEK		INT64_C(604800000)
+#define PYRATE_MAX_RATES 32
+
+/* Rate: limit units per interval milliseconds. */
+typedef struct pyrate_rate
+{
+	int64_t		limit;
+	int64_t		interval;
+} pyrate_rate;
+
+/* "5/s", "100/1m", "10/1500ms", "1000/h"; a bare number is milliseconds. */
+int			pyrate_rate_parse(const char *text, pyrate_rate *out, pyrate_error *err);
+/* Canonical text ("5/1s") into buf. */
+void		pyrate_rate_format(const pyrate_rate *rate, char *buf, size_t buflen);
+/* Duration by name (SECOND ... WEEK, any case), or -1. */
+int64_t		pyrate_duration(const char *name);
+/* Duration.readable: "1.5s". */
+void		pyrate_duration_readable(int64_t ms, char *buf, size_t buflen);
+
+/*
+ * validate_rate_list: sorts rates by interval and checks that intervals and
+ * limits strictly increase and density never increases.  PYRATE_EINVAL with
+ * the rule and the offending rates otherwise.
+ */
+int			pyrate_rates_validate(pyrate_rate *rates, int n, pyrate_error *err);
+
+/* ---- items and clocks ------------------------------------------------- */
+
+/* As a timestamp: let the bucket's own clock stamp the item. */
+#define PYRATE_NOW INT64_MIN
+
+/* RateItem.  name is borrowed, never copied into a bucket. */
+typedef struct pyrate_item
+{
+	const char *name;
+	int64_t		timestamp;
+	int64_t		weight;
+} pyrate_item;
+
+typedef struct pyrate_clock pyrate_clock;
+
+/* AbstractClock, for clocks of your own. */
+struct pyrate_clock
+{
+	int			(*now) (pyrate_clock *clock, int64_t *ms, pyrate_error *err);
+	void		(*free) (pyrate_clock *clock);	/* NULL for static clocks */
+};
+
+/* MonotonicClock (CLOCK_MONOTONIC, one clock for every process of a host). */
+pyrate_clock *pyrate_clock_monotonic(void);
+/* TimeClock (CLOCK_REALTIME, ms since the Unix epoch). */
+pyrate_clock *pyrate_clock_time(void);
+int			pyrate_clock_now(pyrate_clock *clock, int64_t *ms, pyrate_error *err);
+/* Frees clocks that own resources; static clocks are left alone. */
+void		pyrate_clock_free(pyrate_clock *clock);
+
+/* ---- buckets ----------------------------------------------------------- */
+
+typedef struct pyrate_bucket pyrate_bucket;
+
+/* The outcome of one put: what HTTP servers need for 429 and Retry-After. */
+typedef struct pyrate_decision
+{
+	bool		acquired;
+	pyrate_rate failing_rate;	/* first rejecting rate; {0, 0} when acquired */
+	int64_t		retry_after_ms; /* 0 when acquired; -1 never fits; else ms */
+	int64_t		remaining;		/* units left in the tightest window, or -1 unknown */
+	int64_t		timestamp;		/* the timestamp the item was judged at */
+} pyrate_decision;
+
+/*
+ * AbstractBucket.  Implement these for a backend of your own: embed a
+ * pyrate_bucket as the first member of your struct, fill it with
+ * pyrate_bucket_init and hand it to a factory or limiter.
+ *
+ * put stores the item when every rate admits it; it fills at least
+ * d->acquired and d->failing_rate (the wrapper pre-fills retry_after_ms and
+ * remaining with -1 and asks waiting when retry_after_ms is left at -1 on a
+ * rejection).  A timestamp of PYRATE_NOW means the bucket's clock (now).
+ * peek fills ts and weight of the item holding unit index (0 = newest).
+ * lock/unlock (limiter_lock) are optional: when set, the limiter holds the
+ * lock around each put, never while sleeping.  Every other op is required
+ * but may return PYRATE_EUNSUPPORTED.
+ */
+typedef struct pyrate_bucket_ops
+{
+	const char *kind;			/* "memory", "sqlite", ... */
+	int			(*put) (pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate_error *err);
+	int			(*waiting) (pyrate_bucket *b, const pyrate_item *item, int64_t *ms, pyrate_error *err);
+	int			(*leak) (pyrate_bucket *b, int64_t now, int64_t *removed, pyrate_error *err);
+	int			(*flush) (pyrate_bucket *b, pyrate_error *err);
+	int			(*count) (pyrate_bucket *b, int64_t *units, pyrate_error *err);
+	int			(*peek) (pyrate_bucket *b, int64_t index, bool *found, int64_t *ts, int64_t *weight, pyrate_error *err);
+	int			(*now) (pyrate_bucket *b, int64_t *ms, pyrate_error *err);
+	int			(*lock) (pyrate_bucket *b, pyrate_error *err);
+	void		(*unlock) (pyrate_bucket *b);
+	void		(*close) (pyrate_bucket *b);	/* releases everything, b included */
+} pyrate_bucket_ops;
+
+struct pyrate_bucket
+{
+	const pyrate_bucket_ops *ops;
+	pyrate_rate rates[PYRATE_MAX_RATES];	/* sorted by interval */
+	int			nrates;			/* 0 when the backend owns the rates (Postgres) */
+	pyrate_rate failing_rate;	/* the last rejecting rate ({0, 0} after flush) */
+};
+
+/* Validate and copy rates into b and set its ops. */
+int			pyrate_bucket_init(pyrate_bucket *b, const pyrate_bucket_ops *ops,
+							   const pyrate_rate *rates, int nrates, pyrate_error *err);
+
+/* The AbstractBucket methods, on any bucket. */
+int			pyrate_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate_error *err);
+int			pyrate_waiting(pyrate_bucket *b, const pyrate_item *item, int64_t *ms, pyrate_error *err);
+/* Removes items older than now minus the largest interval; now may be PYRATE_NOW. */
+int			pyrate_leak(pyrate_bucket *b, int64_t now, int64_t *removed, pyrate_error *err);
+int			pyrate_flush(pyrate_bucket *b, pyrate_error *err);
+int			pyrate_count(pyrate_bucket *b, int64_t *units, pyrate_error *err);
+int			pyrate_peek(pyrate_bucket *b, int64_t index, bool *found, pyrate_item *item, pyrate_error *err);
+int			pyrate_now(pyrate_bucket *b, int64_t *ms, pyrate_error *err);
+void		pyrate_close(pyrate_bucket *b);
+
+/* InMemoryBucket: thread-safe, grows as needed; its clock is monotonic. */
+pyrate_bucket *pyrate_memory_bucket_new(const pyrate_rate *rates, int n, pyrate_error *err);
+
+/*
+ * MultiprocessBucket: the log lives in a fixed shared mapping guarded by a
+ * robust process-shared mutex.  _new maps anonymous shared memory (shared
+ * with children forked afterwards); _open creates or attaches the POSIX
+ * shared memory object name ("/pyrate-api"), so unrelated processes share
+ * it.  capacity is the number of items kept (0 = 65536); when full, items
+ * outside every window are dropped first, and only then PYRATE_EFULL.
+ * _unlink removes a named object (the mappings of open buckets survive).
+ */
+pyrate_bucket *pyrate_multiprocess_bucket_new(const pyrate_rate *rates, int n,
+											  uint32_t capacity, pyrate_error *err);
+pyrate_bucket *pyrate_multiprocess_bucket_open(const char *name, const pyrate_rate *rates, int n,
+											   uint32_t capacity, pyrate_error *err);
+int			pyrate_multiprocess_unlink(const char *name, pyrate_error *err);
+
+/*
+ * SQLiteBucket.init_from_file: the items of one bucket in table (default
+ * "rate_bucket") of the file at path, in WAL mode.  Every put is one
+ * BEGIN IMMEDIATE transaction, so check-and-insert is atomic across threads
+ * and processes; use_file_lock also holds an flock on "path.lock" across
+ * it (SQLiteBucket's use_file_lock).  Timestamps come from SQLite's clock.
+ */
+typedef struct pyrate_sqlite_options
+{
+	const char *path;
+	const char *table;			/* NULL: "rate_bucket" */
+	bool		require_table;	/* fail when the table is missing instead of creating it */
+	bool		use_file_lock;
+	int			busy_timeout_ms;	/* 0: 5000 */
+} pyrate_sqlite_options;
+
+pyrate_bucket *pyrate_sqlite_bucket_new(const pyrate_rate *rates, int n,
+										const pyrate_sqlite_options *opts, pyrate_error *err);
+/* SQLiteClock: julianday('now') of the file's connection. */
+pyrate_clock *pyrate_sqlite_clock_new(const char *path, pyrate_error *err);
+
+/*
+ * RedisBucket: one sorted set per bucket key, its members encoding
+ * (cumulative units, weight) and scored by timestamp, so a weight of 1000
+ * is one member.  Each put is one EVALSHA of one Lua script (reloaded on
+ * NOSCRIPT); the key expires once its newest item is older than the largest
+ * interval.  With PYRATE_NOW timestamps the Redis server's TIME stamps the
+ * item.  A lost connection is reopened by the next call.
+ */
+typedef struct pyrate_redis_options
+{
+	const char *host;			/* NULL: 127.0.0.1 */
+	int			port;			/* 0: 6379 */
+	const char *unix_path;		/* a unix socket instead of host:port */
+	const char *password;		/* AUTH, or NULL */
+	const char *key;			/* the bucket key */
+	int			timeout_ms;		/* connect and command timeout; 0: 2000 */
+	int64_t		expire_ms;		/* idle key lifetime; 0: largest interval + 1s */
+} pyrate_redis_options;
+
+pyrate_bucket *pyrate_redis_bucket_new(const pyrate_rate *rates, int n,
+									   const pyrate_redis_options *opts, pyrate_error *err);
+
+/*
+ * PostgresBucket: the pyrate extension's buckets over libpq.  Rates live in
+ * the database (pyrate_define); a put is one call of pyrate_acquire (one
+ * round trip), stamped by the Postgres clock for PYRATE_NOW or at the
+ * item's timestamp otherwise.  No session state is kept, so it works
+ * through pgbouncer's transaction pooling (set use_prepared to false there).
+ *
+ * With name NULL the bucket is unbound: a put acts on the bucket named by
+ * the item, and count/peek/flush need the pyrate_pg_* forms.  With a name,
+ * every op acts on that name.
+ */
+typedef struct pyrate_pg_options
+{
+	const char *conninfo;		/* libpq string; NULL or "": PG* variables */
+	const char *name;			/* bound bucket name, or NULL */
+	const char *schema;			/* extension schema; NULL: looked up */
+	int			timeout_ms;		/* per call, connecting included; 0: 5000 */
+	bool		use_prepared;	/* named prepared statements, re-prepared as needed */
+} pyrate_pg_options;
+
+pyrate_bucket *pyrate_pg_bucket_new(const pyrate_pg_options *opts, pyrate_error *err);
+
+/* The SQL surface by name, on a Postgres bucket (bound or not). */
+int			pyrate_pg_acquire(pyrate_bucket *b, const char *name, int64_t weight, int64_t at,
+							  pyrate_decision *d, pyrate_error *err);
+int			pyrate_pg_define(pyrate_bucket *b, const char *pattern, const pyrate_rate *rates, int n,
+							 const char *storage, bool dry_run, pyrate_error *err);
+int			pyrate_pg_waiting(pyrate_bucket *b, const char *name, int64_t weight, int64_t at,
+							  int64_t *ms, pyrate_error *err);
+int			pyrate_pg_count(pyrate_bucket *b, const char *name, int64_t *units, pyrate_error *err);
+int			pyrate_pg_peek(pyrate_bucket *b, const char *name, int64_t index, bool *found,
+						   int64_t *ts, int64_t *weight, pyrate_error *err);
+/* name NULL: every bucket (pyrate_leak()). */
+int			pyrate_pg_leak(pyrate_bucket *b, const char *name, int64_t at, int64_t *removed,
+						   pyrate_error *err);
+int			pyrate_pg_flush(pyrate_bucket *b, const char *name, pyrate_error *err);
+int			pyrate_pg_dispose(pyrate_bucket *b, const char *name, bool *existed, pyrate_error *err);
+int			pyrate_pg_now(pyrate_bucket *b, int64_t *ms, pyrate_error *err);
+
+/* PostgresClock: pyrate_now() of the server. */
+pyrate_clock *pyrate_pg_clock_new(const pyrate_pg_options *opts, pyrate_error *err);
+
+/*
+ * try_acquire_async for event loops: start sends pyrate_acquire without
+ * blocking (connecting first if needed), then wait on pyrate_pg_socket for
+ * the events poll asks for, call poll until it reports PYRATE_PG_DONE, and
+ * collect the decision with finish.  One call in flight per bucket; the
+ * blocking ops of the bucket must not be used meanwhile.
+ */
+typedef enum pyrate_pg_poll
+{
+	PYRATE_PG_WANT_READ = 1,
+	PYRATE_PG_WANT_WRITE = 2,
+	PYRATE_PG_DONE = 3
+} pyrate_pg_poll;
+
+int			pyrate_pg_acquire_start(pyrate_bucket *b, const char *name, int64_t weight,
+									pyrate_error *err);
+int			pyrate_pg_socket(pyrate_bucket *b);
+int			pyrate_pg_acquire_poll(pyrate_bucket *b, pyrate_pg_poll *state, pyrate_error *err);
+int			pyrate_pg_acquire_finish(pyrate_bucket *b, pyrate_decision *d, pyrate_error *err);
+
+/* ---- factories ------------------------------------------------------- */
+
+typedef struct pyrate_factory pyrate_factory;
+
+/*
+ * Routing: given an item, return the bucket for it.  Usually looks the
+ * bucket up with pyrate_factory_lookup and, when missing, builds one and
+ * registers it with pyrate_factory_create.  Called with the factory's
+ * (recursive) lock held, so lookup and create are atomic.
+ */
+typedef int (*pyrate_route_fn) (pyrate_factory *f, const pyrate_item *item, void *user,
+								pyrate_bucket **out, pyrate_error *err);
+/* wrap_item: stamp an item; NULL uses the factory clock. */
+typedef int (*pyrate_wrap_fn) (pyrate_factory *f, const char *name, int64_t weight, void *user,
+							   pyrate_item *out, pyrate_error *err);
+/* Builds the bucket of a name (pyrate_factory_new_keyed). */
+typedef pyrate_bucket *(*pyrate_make_bucket_fn) (const char *name, void *user, pyrate_error *err);
+
+typedef struct pyrate_factory_options
+{
+	pyrate_route_fn route;		/* required */
+	pyrate_wrap_fn wrap;		/* NULL: stamp with clock */
+	void	   *user;			/* passed to route and wrap */
+	pyrate_clock *clock;		/* NULL: every bucket's own clock (PYRATE_NOW) */
+	int64_t		leak_interval_ms;	/* 0: 10000; < 0: no leaker thread */
+} pyrate_factory_options;
+
+pyrate_factory *pyrate_factory_new(const pyrate_factory_options *opts, pyrate_error *err);
+/* SingleBucketFactory: every item goes to bucket (owned by the factory). */
+pyrate_factory *pyrate_single_bucket_factory_new(pyrate_bucket *bucket, bool schedule_leak,
+												 pyrate_clock *clock, pyrate_error *err);
+/* A factory giving each item name its own bucket, built by make on first use. */
+pyrate_factory *pyrate_factory_new_keyed(pyrate_make_bucket_fn make, void *user, pyrate_clock *clock,
+										 int64_t leak_interval_ms, pyrate_error *err);
+
+int			pyrate_factory_wrap_item(pyrate_factory *f, const char *name, int64_t weight,
+									 pyrate_item *out, pyrate_error *err);
+int			pyrate_factory_get(pyrate_factory *f, const pyrate_item *item, pyrate_bucket **out,
+							   pyrate_error *err);
+/* The bucket registered under key, or NULL. */
+pyrate_bucket *pyrate_factory_lookup(pyrate_factory *f, const char *key);
+/* Register bucket under key (the factory owns it from now on) and schedule its leak. */
+int			pyrate_factory_create(pyrate_factory *f, const char *key, pyrate_bucket *bucket,
+								  pyrate_error *err);
+/* Have the leaker leak a registered bucket (create does this). */
+int			pyrate_factory_schedule_leak(pyrate_factory *f, pyrate_bucket *bucket, pyrate_error *err);
+/* Unregister and close a bucket; false when it was not registered. */
+bool		pyrate_factory_dispose(pyrate_factory *f, pyrate_bucket *bucket);
+/* Up to max registered buckets into out; returns how many are registered. */
+size_t		pyrate_factory_buckets(pyrate_factory *f, pyrate_bucket **out, size_t max);
+int64_t		pyrate_factory_leak_interval(pyrate_factory *f);
+/* Stops the leaker (waits for it), closes every bucket, frees f. */
+void		pyrate_factory_free(pyrate_factory *f);
+
+/* ---- the limiter --------------------------------------------------------- */
+
+typedef struct pyrate_limiter pyrate_limiter;
+
+typedef enum pyrate_fail_mode
+{
+	PYRATE_FAIL_CLOSED = 0,		/* an unreachable backend rejects (default) */
+	PYRATE_FAIL_OPEN			/* an unreachable backend admits */
+} pyrate_fail_mode;
+
+typedef struct pyrate_limiter_options
+{
+	int64_t		buffer_ms;		/* added to every sleep; < 0: 50 */
+	pyrate_fail_mode fail_mode;
+} pyrate_limiter_options;
+
+/* Why try_acquire answered what it did. */
+typedef enum pyrate_outcome
+{
+	PYRATE_ACQUIRED = 0,
+	PYRATE_REJECTED,			/* non-blocking, over a limit */
+	PYRATE_TIMED_OUT,			/* blocking, the timeout passed */
+	PYRATE_NEVER,				/* the weight exceeds a limit: can never fit */
+	PYRATE_FAILED_OPEN,			/* backend unreachable, admitted (fail open) */
+	PYRATE_FAILED_CLOSED		/* backend unreachable, rejected (fail closed) */
+} pyrate_outcome;
+
+typedef struct pyrate_acquire_info
+{
+	pyrate_outcome outcome;
+	pyrate_decision decision;	/* of the last put */
+	int64_t		waited_ms;		/* time spent sleeping */
+	int			attempts;		/* puts made */
+	pyrate_error backend_error; /* for the FAILED_* outcomes */
+} pyrate_acquire_info;
+
+/* Limiter over a factory (owned by the limiter from now on). opts may be NULL. */
+pyrate_limiter *pyrate_limiter_new(pyrate_factory *factory, const pyrate_limiter_options *opts,
+								   pyrate_error *err);
+/* Limiter(bucket): a SingleBucketFactory with a scheduled leak. */
+pyrate_limiter *pyrate_limiter_new_bucket(pyrate_bucket *bucket, const pyrate_limiter_options *opts,
+										  pyrate_error *err);
+
+/*
+ * try_acquire(name, weight, blocking, timeout).  *acquired tells the answer;
+ * info (may be NULL) tells why.  Argument errors as in pyrate-limiter:
+ * weight < 0, timeout < 0 other than -1, a timeout with blocking false.
+ * An unreachable backend yields PYRATE_OK with the fail mode's answer and
+ * outcome FAILED_OPEN / FAILED_CLOSED; other backend errors are returned.
+ * name NULL is "pyrate".
+ */
+int			pyrate_try_acquire(pyrate_limiter *l, const char *name, int64_t weight, bool blocking,
+							   double timeout, bool *acquired, pyrate_acquire_info *info,
+							   pyrate_error *err);
+
+/* as_decorator: acquire (blocking), then call fn(arg) when admitted. */
+typedef int (*pyrate_call_fn) (void *arg);
+int			pyrate_call(pyrate_limiter *l, const char *name, int64_t weight, double timeout,
+						pyrate_call_fn fn, void *arg, int *fn_result, bool *called, pyrate_error *err);
+
+int64_t		pyrate_limiter_buffer_ms(pyrate_limiter *l);
+pyrate_factory *pyrate_limiter_factory(pyrate_limiter *l);
+size_t		pyrate_limiter_buckets(pyrate_limiter *l, pyrate_bucket **out, size_t max);
+bool		pyrate_limiter_dispose(pyrate_limiter *l, pyrate_bucket *bucket);
+/* close: frees the limiter, its factory, the leaker and every bucket. */
+void		pyrate_limiter_free(pyrate_limiter *l);
+
+/* limiter_factory: one-call limiters.  Memory and SQLite ones are keyed: one bucket per name. */
+pyrate_limiter *pyrate_limiter_new_memory(const pyrate_rate *rates, int n, int64_t buffer_ms,
+										  pyrate_error *err);
+pyrate_limiter *pyrate_limiter_new_sqlite(const pyrate_rate *rates, int n, const char *path,
+										  bool use_file_lock, int64_t buffer_ms, pyrate_error *err);
+pyrate_limiter *pyrate_limiter_new_redis(const pyrate_rate *rates, int n, const char *host, int port,
+										 int64_t buffer_ms, pyrate_error *err);
+pyrate_limiter *pyrate_limiter_new_postgres(const char *conninfo, int64_t buffer_ms,
+											pyrate_fail_mode fail_mode, pyrate_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif							/* PYRATE_H */
