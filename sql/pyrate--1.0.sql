@@ -106,7 +106,9 @@ CREATE TABLE @extschema@.pyrate_item_data (
 	weight integer NOT NULL,
 	PRIMARY KEY (bucket, cum)
 );
-CREATE INDEX pyrate_item_data_ts ON @extschema@.pyrate_item_data (bucket, ts);
+-- ties on ts are ordered by cum: the first item at or after a time is the
+-- oldest of them, whichever heap page it landed on
+CREATE INDEX pyrate_item_data_ts ON @extschema@.pyrate_item_data (bucket, ts, cum);
 
 REVOKE ALL ON @extschema@.pyrate_definition_data, @extschema@.pyrate_bucket_data,
 	@extschema@.pyrate_item_data, @extschema@.pyrate_bucket_id_seq FROM PUBLIC;

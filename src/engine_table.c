@@ -68,7 +68,7 @@ enum
 
 static const AttrNumber bucket_name_key[] = {Anum_bucket_name};
 static const AttrNumber item_cum_key[] = {Anum_item_bucket, Anum_item_cum};
-static const AttrNumber item_ts_key[] = {Anum_item_bucket, Anum_item_ts};
+static const AttrNumber item_ts_key[] = {Anum_item_bucket, Anum_item_ts, Anum_item_cum};
 
 typedef struct TableBucket
 {
@@ -132,7 +132,7 @@ tb_open(TableBucket *tb, const PyrateBucket *b, LOCKMODE mode, bool lock)
 	tb->b = b;
 	pyrate_rel_open(&tb->items, b->nsp, ITEMS_TABLE, mode);
 	tb->by_cum = pyrate_rel_index(&tb->items, 2, item_cum_key);
-	tb->by_ts = pyrate_rel_index(&tb->items, 2, item_ts_key);
+	tb->by_ts = pyrate_rel_index(&tb->items, 3, item_ts_key);
 	if (lock)
 		bucket_lock(tb);
 	tb->id = lookup_bucket(b->nsp, b->name, AccessShareLock, NULL);

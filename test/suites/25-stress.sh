@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Stress on the table engine: pgbench clients racing on one key with two
+# rates.  Afterwards no window of either rate holds more than its limit, and
+# the limiter admitted exactly as many as the rates allow.
+set -u
+cd "$(dirname "$0")/../.."
+. test/lib.sh
+pyrate_trap
+
+PORT=55431
+CLIENTS=${PYRATE_STRESS_CLIENTS:-8}
+pg_start stress $PORT "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" "max_connections = 120" ||
+	{ echo "0 passed, 1 failed"; exit 1; }
+DSN=$(pg_conninfo stress $PORT)
+sql() { psql -X -At -v ON_ERROR_STOP=1 "$DSN" "$@"; }
+sql -q -c "CREATE EXTENSION pyrate" \
+	-c "SELECT pyrate_define('stress:phased', '{20/1000,50/10000}')" \
+	-c "SELECT pyrate_define('stress:reference', '{20/1000,50/10000}')" \
+	-c "SELECT pyrate_define('stress:clock', '{10/100,50/1000}')" \
+	-c "SELECT pyrate_define('stress:key:*', '{3/50,10/1000}')" >/dev/null
+work=$(pyrate_tmp)/stress-work
+mkdir -p "$work"
+
+# 1. Frozen clock, phase by phase: within a phase every item has the same
+#    time, so the number admitted cannot depend on the order of the racers;
+#    it must equal what one session admits doing the same attempts in turn.
+echo "SELECT pyrate_put('stress:phased', 1, :at);" >"$work/phased.sql"
+phase_ok=1
+total=0
+for k in $(seq 0 12); do
+	at=$((1000 + k * 1001))
+	pgbench -n -c "$CLIENTS" -j 2 -t 40 -f "$work/phased.sql" -D at=$at "$DSN" >"$work/pgbench.log" 2>&1 ||
+		{ cat "$work/pgbench.log"; phase_ok=0; }
+	got=$(sql -c "SELECT count(*) FROM pyrate_item_data i JOIN pyrate_bucket_data b ON b.id = i.bucket WHERE b.name = 'stress:phased' AND i.ts = $at")
+	want=$(sql -c "SELECT count(*) FILTER (WHERE pyrate_put('stress:reference', 1, $at)) FROM generate_series(1, $((CLIENTS * 40)))")
+	echo "phase at=$at: $CLIENTS clients admitted $got, one session $want"
+	[ "$got" = "$want" ] || phase_ok=0
+	total=$((total + got))
+done
+# 20 per second, 50 per 10 s: 20+20+10 in the first 10 s, refilled after
+[ "$total" = 100 ] || phase_ok=0
+check "racing clients admit exactly what the rates allow, phase by phase" test $phase_ok = 1
+
+# 2. The server clock: $CLIENTS clients for 3 s on one hot key.
+echo "SELECT pyrate_put('stress:clock');" >"$work/clock.sql"
+pgbench -n -c "$CLIENTS" -j 2 -T 3 -f "$work/clock.sql" "$DSN" >"$work/pgbench.log" 2>&1
+check "pgbench on the hot key ran without errors" grep -q "number of failed transactions: 0\|^tps" "$work/pgbench.log"
+admitted=$(sql -c "SELECT pyrate_count('stress:clock')")
+echo "hot key: $admitted admitted in 3 s (50 per second at most)"
+# 50 per second: 150 over 3 s of demand, up to 200 if the run overshoots
+check "the hot key admitted what 3 s of demand allow" test "$admitted" -ge 100 -a "$admitted" -le 200
+
+# 3. Many keys at once: random keys, blocking acquires.
+echo "\\set k random(1, 20)
+SELECT pyrate_try_acquire('stress:key:' || :k, 1, true, 0.2);" >"$work/keys.sql"
+pgbench -n -c "$CLIENTS" -j 2 -T 3 -f "$work/keys.sql" "$DSN" >"$work/pgbench.log" 2>&1
+check "pgbench on 20 keys ran without errors" grep -q "^tps" "$work/pgbench.log"
+
+# Every window of every rate, from the stored items.
+violations=$(sql -v like='stress:%' -f test/stress/window_check.sql)
+if [ -z "$violations" ]; then
+	ok "no window of any rate holds more than its limit"
+else
+	echo "$violations"
+	not_ok "no window of any rate holds more than its limit"
+fi
+check "no lock is left behind" \
+	test "$(sql -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 28786")" = 0
+suite_end
