@@ -1,0 +1,805 @@
+/*
+ * test_local.c — libpyrate without servers: rates, the in-memory,
+ * multiprocess and SQLite buckets, a user-implemented bucket, factories,
+ * the leaker, and the limiter's arguments, blocking and timeouts.
+ *
+ *   test_local DIR      (DIR: where SQLite files go)
+ */
+#include "tap.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[1024];
+
+static void
+test_rates(void)
+{
+	pyrate_rate r;
+	pyrate_rate list[3];
+	pyrate_error e = {0, ""};
+	char		buf[64];
+
+	CHECK_OK(pyrate_rate_parse("5/s", &r, &e), "parse 5/s");
+	CHECK(r.limit == 5 && r.interval == 1000, "5/s is 5 per 1000 ms");
+	CHECK_OK(pyrate_rate_parse("10/1500ms", &r, &e), "parse 10/1500ms");
+	pyrate_rate_format(&r, buf, sizeof(buf));
+	CHECK(strcmp(buf, "10/1500ms") == 0, "format 10/1500ms: %s", buf);
+	CHECK(pyrate_rate_parse("5/parsec", &r, &e) == PYRATE_EINVAL && e.code == PYRATE_EINVAL && e.message[0],
+		  "bad unit rejected: %s", e.message);
+	CHECK(pyrate_duration("minute") == PYRATE_MINUTE && pyrate_duration("fortnight") == -1, "durations");
+	pyrate_duration_readable(1500, buf, sizeof(buf));
+	CHECK(strcmp(buf, "1.5s") == 0, "readable 1500 ms: %s", buf);
+
+	list[0] = (pyrate_rate) {100, PYRATE_MINUTE};
+	list[1] = (pyrate_rate) {5, PYRATE_SECOND};
+	CHECK_OK(pyrate_rates_validate(list, 2, &e), "valid list, out of order");
+	CHECK(list[0].interval == PYRATE_SECOND, "validate sorts by interval");
+	list[0] = (pyrate_rate) {5, PYRATE_SECOND};
+	list[1] = (pyrate_rate) {5, PYRATE_MINUTE};
+	CHECK(pyrate_rates_validate(list, 2, &e) == PYRATE_EINVAL && strstr(e.message, "5/1s"),
+		  "limits must increase, names the rates: %s", e.message);
+	list[1] = (pyrate_rate) {6000, PYRATE_MINUTE};
+	CHECK(pyrate_rates_validate(list, 2, &e) == PYRATE_EINVAL, "density must not increase: %s", e.message);
+	CHECK(pyrate_memory_bucket_new(list, 2, &e) == NULL && e.code == PYRATE_EINVAL,
+		  "a bucket refuses an invalid list");
+	CHECK(strcmp(pyrate_code_name(PYRATE_ETIMEOUT), "PYRATE_ETIMEOUT") == 0, "code names");
+}
+
+/* the AbstractBucket methods on any bucket, at explicit timestamps */
+static void
+test_bucket_semantics(const char *kind, pyrate_bucket *b)
+{
+	pyrate_error e = {0, ""};
+	pyrate_decision d;
+	pyrate_item item = {"x", 1000, 1};
+	pyrate_item got;
+	bool		found;
+	int64_t		n;
+	int64_t		ms;
+	int			i;
+
+	CHECK_OK(pyrate_flush(b, &e), "flush");
+	for (i = 0; i < 3; i++)
+		CHECK_OK(pyrate_put(b, &item, &d, &e), "put");
+	CHECK(d.acquired && d.remaining == 0, "%s: third of 3/s admitted, 0 remaining (%" PRId64 ")", kind, d.remaining);
+	item.timestamp = 1500;
+	CHECK_OK(pyrate_put(b, &item, &d, &e), "put over the limit");
+	CHECK(!d.acquired && d.failing_rate.limit == 3 && d.failing_rate.interval == 1000,
+		  "%s: fourth rejected by 3/1s", kind);
+	CHECK(d.retry_after_ms == 501, "%s: retry after 501 ms (got %" PRId64 ")", kind, d.retry_after_ms);
+	CHECK(b->failing_rate.limit == 3, "%s: failing_rate kept on the bucket", kind);
+	CHECK_OK(pyrate_waiting(b, &item, &ms, &e), "waiting");
+	CHECK(ms == 501, "%s: waiting 501 (got %" PRId64 ")", kind, ms);
+	item.weight = 4;
+	CHECK_OK(pyrate_waiting(b, &item, &ms, &e), "waiting, weight 4");
+	CHECK(ms == -1, "%s: weight over the limit waits -1", kind);
+	item.weight = 0;
+	CHECK_OK(pyrate_put(b, &item, &d, &e), "put weight 0");
+	CHECK(d.acquired, "%s: weight 0 always admitted", kind);
+	item.weight = -1;
+	CHECK(pyrate_put(b, &item, &d, &e) == PYRATE_EINVAL, "%s: negative weight is an error", kind);
+	item.weight = 2;
+	item.timestamp = 2001;
+	CHECK_OK(pyrate_put(b, &item, &d, &e), "put weight 2");
+	CHECK(d.acquired, "%s: weight 2 admitted once the window moved", kind);
+	CHECK_OK(pyrate_count(b, &n, &e), "count");
+	CHECK(n == 5, "%s: count 5 units (got %" PRId64 ")", kind, n);
+	CHECK_OK(pyrate_peek(b, 1, &found, &got, &e), "peek 1");
+	CHECK(found && got.timestamp == 2001 && got.weight == 2, "%s: unit 1 is in the weight-2 item", kind);
+	CHECK_OK(pyrate_peek(b, 2, &found, &got, &e), "peek 2");
+	CHECK(found && got.timestamp == 1000 && got.weight == 1, "%s: unit 2 is an older item", kind);
+	CHECK_OK(pyrate_peek(b, 5, &found, &got, &e), "peek past the end");
+	CHECK(!found, "%s: nothing past the end", kind);
+	CHECK(pyrate_peek(b, -1, &found, &got, &e) == PYRATE_EINVAL, "%s: negative peek index", kind);
+	/* the largest interval is 60 s: at 61001 the three items of ts 1000 are out */
+	CHECK_OK(pyrate_leak(b, 61001, &n, &e), "leak");
+	CHECK(n == 3, "%s: leak removes 3 units (got %" PRId64 ")", kind, n);
+	CHECK_OK(pyrate_count(b, &n, &e), "count");
+	CHECK(n == 2, "%s: 2 units left", kind);
+	CHECK_OK(pyrate_flush(b, &e), "flush");
+	CHECK_OK(pyrate_count(b, &n, &e), "count");
+	CHECK(n == 0 && b->failing_rate.limit == 0, "%s: flush empties and clears failing_rate", kind);
+	/* the bucket's own clock */
+	item.timestamp = PYRATE_NOW;
+	item.weight = 1;
+	CHECK_OK(pyrate_put(b, &item, &d, &e), "put stamped by the bucket clock");
+	CHECK_OK(pyrate_now(b, &ms, &e), "now");
+	CHECK(d.acquired && d.timestamp != PYRATE_NOW && d.timestamp <= ms && ms - d.timestamp < 5000,
+		  "%s: item stamped by the bucket's clock", kind);
+	pyrate_flush(b, NULL);
+}
+
+static const pyrate_rate rates_3s[2] = {{3, 1000}, {100, 60000}};
+
+static void
+test_memory(void)
+{
+	pyrate_error e;
+	pyrate_bucket *b = pyrate_memory_bucket_new(rates_3s, 2, &e);
+	pyrate_item item = {"x", 0, 1};
+	pyrate_decision d;
+	int64_t		n;
+	int			i;
+	int			admitted = 0;
+
+	test_bucket_semantics("memory", b);
+	/* growth past the initial ring */
+	pyrate_close(b);
+	b = pyrate_memory_bucket_new((pyrate_rate[]) {{100000, 1000}}, 1, &e);
+	for (i = 0; i < 5000; i++)
+	{
+		item.timestamp = i / 10;
+		pyrate_put(b, &item, &d, NULL);
+		admitted += d.acquired;
+	}
+	pyrate_count(b, &n, NULL);
+	CHECK(admitted == 5000 && n == 5000, "memory: 5000 items stored through growth");
+	pyrate_close(b);
+}
+
+/* ---- threads and processes on one bucket ------------------------------ */
+
+typedef struct hammer
+{
+	pyrate_bucket *b;
+	int			ms;				/* how long to keep putting */
+	int			admitted;
+	int			errors;
+} hammer;
+
+/* put weights 1..3 for h->ms, over several windows of the busy rates */
+static void *
+hammer_main(void *arg)
+{
+	hammer	   *h = arg;
+	pyrate_item item = {"h", PYRATE_NOW, 1};
+	int64_t		until = tap_ms() + h->ms;
+	int			i;
+
+	for (i = 0; tap_ms() < until; i++)
+	{
+		pyrate_decision d;
+
+		item.weight = 1 + i % 3;
+		if (pyrate_put(h->b, &item, &d, NULL) != PYRATE_OK)
+			h->errors++;
+		else if (d.acquired)
+			h->admitted += item.weight;
+		usleep(100 + (i % 5) * 100);
+	}
+	return NULL;
+}
+
+/* nthreads threads putting into b for ms; returns the units admitted */
+static int
+run_threads(pyrate_bucket *b, int nthreads, int ms, int *errors)
+{
+	pthread_t	t[16];
+	hammer		h[16];
+	int			i;
+	int			total = 0;
+
+	for (i = 0; i < nthreads; i++)
+	{
+		h[i] = (hammer) {b, ms, 0, 0};
+		pthread_create(&t[i], NULL, hammer_main, &h[i]);
+	}
+	for (i = 0; i < nthreads; i++)
+	{
+		pthread_join(t[i], NULL);
+		total += h[i].admitted;
+		*errors += h[i].errors;
+	}
+	return total;
+}
+
+static const pyrate_rate busy_rates[2] = {{20, 50}, {150, 1000}};
+
+static void
+check_shared(const char *kind, pyrate_bucket *b, int admitted, int errors)
+{
+	char		why[256] = "";
+	int64_t		units = 0;
+
+	CHECK(errors == 0, "%s: no errors under contention (%d)", kind, errors);
+	CHECK(tap_windows_ok(b, busy_rates, 2, &units, why, sizeof(why)),
+		  "%s: no window over its limit %s", kind, why);
+	/* 1.3 s of puts: the 150/s rate bound, over 150 units and at most 300 */
+	CHECK(units == admitted && admitted > 150 && admitted <= 300,
+		  "%s: stored units (%" PRId64 ") = admitted units (%d), 150 < units <= 300", kind, units, admitted);
+}
+
+static void
+test_memory_threads(void)
+{
+	pyrate_error e;
+	pyrate_bucket *b = pyrate_memory_bucket_new(busy_rates, 2, &e);
+	int			errors = 0;
+	int			admitted = run_threads(b, 4, 1300, &errors);
+
+	check_shared("memory, 4 threads", b, admitted, errors);
+	pyrate_close(b);
+}
+
+/*
+ * nproc forked processes, each with nthreads threads, through a bucket each
+ * child opens with open(arg) (NULL: use the inherited one).  The children
+ * report admitted units through a pipe.
+ */
+static int
+run_processes(pyrate_bucket *inherited, pyrate_bucket *(*open) (void *), void *arg, int nproc,
+			  int nthreads, int ms, int *errors)
+{
+	int			fds[2];
+	int			i;
+	int			total = 0;
+
+	if (pipe(fds) != 0)
+		return -1;
+	for (i = 0; i < nproc; i++)
+	{
+		pid_t		pid = fork();
+
+		if (pid == 0)
+		{
+			pyrate_bucket *b = open ? open(arg) : inherited;
+			int			res[2] = {0, 0};
+
+			close(fds[0]);
+			if (b)
+				res[0] = run_threads(b, nthreads, ms, &res[1]);
+			else
+				res[1] = 1;
+			if (write(fds[1], res, sizeof(res)) != sizeof(res))
+				_exit(1);
+			if (open)
+				pyrate_close(b);
+			_exit(0);
+		}
+	}
+	close(fds[1]);
+	for (i = 0; i < nproc; i++)
+	{
+		int			res[2];
+
+		if (read(fds[0], res, sizeof(res)) == sizeof(res))
+		{
+			total += res[0];
+			*errors += res[1];
+		}
+		else
+			(*errors)++;
+	}
+	close(fds[0]);
+	while (wait(NULL) > 0 || errno == EINTR)
+		;
+	return total;
+}
+
+static pyrate_bucket *
+open_named_mp(void *arg)
+{
+	return pyrate_multiprocess_bucket_open(arg, NULL, 0, 0, NULL);
+}
+
+static void
+test_multiprocess(void)
+{
+	pyrate_error e;
+	pyrate_bucket *b = pyrate_multiprocess_bucket_new(rates_3s, 2, 1000, &e);
+	pyrate_bucket *other;
+	pyrate_item item = {"x", 0, 1};
+	pyrate_decision d;
+	char		name[64];
+	int			errors = 0;
+	int			admitted;
+	int			i;
+	int			rc;
+
+	test_bucket_semantics("multiprocess", b);
+	pyrate_close(b);
+
+	b = pyrate_multiprocess_bucket_new(busy_rates, 2, 0, &e);
+	admitted = run_processes(b, NULL, NULL, 3, 2, 1300, &errors);
+	check_shared("multiprocess, forked 3x2", b, admitted, errors);
+	pyrate_close(b);
+
+	snprintf(name, sizeof(name), "/pyrate-test-%d", (int) getpid());
+	pyrate_multiprocess_unlink(name, NULL);
+	b = pyrate_multiprocess_bucket_open(name, busy_rates, 2, 0, &e);
+	CHECK(b != NULL, "named multiprocess bucket created: %s", b ? "" : e.message);
+	if (b)
+	{
+		errors = 0;
+		admitted = run_processes(NULL, open_named_mp, name, 3, 2, 1300, &errors);
+		check_shared("multiprocess, named, 3 processes attaching", b, admitted, errors);
+		other = pyrate_multiprocess_bucket_open(name, rates_3s, 2, 0, &e);
+		CHECK(!other && e.code == PYRATE_EINVAL, "attaching with other rates is refused: %s", e.message);
+		pyrate_close(b);
+	}
+	CHECK_OK(pyrate_multiprocess_unlink(name, &e), "unlink the named bucket");
+	CHECK(!pyrate_multiprocess_bucket_open(name, NULL, 0, 0, &e) && e.code == PYRATE_ENOTFOUND,
+		  "attaching a missing name: %s", e.message);
+
+	/* a fixed mapping: a full log drops what left every window, then says EFULL */
+	b = pyrate_multiprocess_bucket_new((pyrate_rate[]) {{1000, 100}}, 1, 16, &e);
+	for (i = 0; i < 40; i++)
+	{
+		item.timestamp = i * 50;
+		rc = pyrate_put(b, &item, &d, &e);
+		if (rc != PYRATE_OK)
+			break;
+	}
+	CHECK(rc == PYRATE_OK, "full ring recovers by dropping items outside the window");
+	for (i = 0; i < 20 && rc == PYRATE_OK; i++)
+	{
+		item.timestamp = 5000;
+		rc = pyrate_put(b, &item, &d, &e);
+	}
+	CHECK(rc == PYRATE_EFULL && strstr(e.message, "capacity"), "EFULL past capacity: %s", e.message);
+	pyrate_close(b);
+
+	/* processes killed mid-put (likely holding the lock) do not wedge the bucket */
+	b = pyrate_multiprocess_bucket_new((pyrate_rate[]) {{10, 1000}}, 1, 0, &e);
+	item.timestamp = PYRATE_NOW;
+	for (i = 0; i < 5; i++)
+	{
+		pid_t		pid = fork();
+
+		if (pid == 0)
+			for (;;)
+				pyrate_put(b, &item, &d, NULL);
+		usleep(20000);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	alarm(10);
+	rc = pyrate_put(b, &item, &d, &e);
+	alarm(0);
+	CHECK(rc == PYRATE_OK, "puts go on after holders of the lock were killed: %s", rc ? e.message : "");
+	pyrate_close(b);
+}
+
+/* ---- SQLite ------------------------------------------------------------ */
+
+static pyrate_bucket *
+open_sqlite(void *arg)
+{
+	char		path[1100];
+	pyrate_sqlite_options o = {path, "busy", false, arg != NULL, 0};
+
+	snprintf(path, sizeof(path), "%s/shared.db", dir);
+	return pyrate_sqlite_bucket_new(busy_rates, 2, &o, NULL);
+}
+
+static void
+test_sqlite(void)
+{
+	char		path[1100];
+	pyrate_sqlite_options o = {path, NULL, false, false, 0};
+	pyrate_error e = {0, ""};
+	pyrate_bucket *b;
+	pyrate_bucket *again;
+	pyrate_clock *clock;
+	pyrate_item item = {"x", 1000, 1};
+	pyrate_decision d;
+	int64_t		n;
+	int64_t		now;
+	int			errors = 0;
+	int			admitted;
+
+	snprintf(path, sizeof(path), "%s/semantics.db", dir);
+	b = pyrate_sqlite_bucket_new(rates_3s, 2, &o, &e);
+	CHECK(b != NULL, "sqlite bucket in a file: %s", b ? "" : e.message);
+	if (!b)
+		return;
+	test_bucket_semantics("sqlite", b);
+	pyrate_put(b, &item, &d, NULL);
+	pyrate_close(b);
+	/* the file keeps the items */
+	b = pyrate_sqlite_bucket_new(rates_3s, 2, &o, &e);
+	CHECK(b && pyrate_count(b, &n, &e) == PYRATE_OK && n == 1, "sqlite: items survive reopening");
+	pyrate_close(b);
+
+	o.table = "missing";
+	o.require_table = true;
+	CHECK(!pyrate_sqlite_bucket_new(rates_3s, 2, &o, &e) && e.code == PYRATE_ENOTFOUND,
+		  "require_table refuses a missing table: %s", e.message);
+	o.path = "/nonexistent-dir/x.db";
+	o.require_table = false;
+	CHECK(!pyrate_sqlite_bucket_new(rates_3s, 2, &o, &e) && e.code == PYRATE_EBACKEND,
+		  "unopenable file: %s", e.message);
+
+	clock = pyrate_sqlite_clock_new(NULL, &e);
+	CHECK(clock && pyrate_clock_now(clock, &now, &e) == PYRATE_OK, "SQLite clock reads");
+	CHECK(llabs(now - (int64_t) time(NULL) * 1000) < 5000, "SQLite clock is wall-clock ms");
+	pyrate_clock_free(clock);
+
+	/* processes with threads, each process its own connection, with and without flock */
+	b = open_sqlite(NULL);
+	pyrate_flush(b, NULL);
+	admitted = run_processes(NULL, open_sqlite, NULL, 3, 2, 1300, &errors);
+	check_shared("sqlite, 3 processes x 2 threads", b, admitted, errors);
+	pyrate_flush(b, NULL);
+	errors = 0;
+	admitted = run_processes(NULL, open_sqlite, "flock", 3, 2, 1300, &errors);
+	check_shared("sqlite with use_file_lock, 3 processes x 2 threads", b, admitted, errors);
+	again = open_sqlite("flock");
+	CHECK(again != NULL, "sqlite: lock file opened");
+	pyrate_close(again);
+	pyrate_close(b);
+}
+
+/* ---- a bucket of the user's ------------------------------------------- */
+
+typedef struct user_bucket
+{
+	pyrate_bucket base;
+	int64_t		units;			/* a toy: one fixed window, never leaks */
+	int			locks;
+	int			unlocks;
+	bool		closed;
+} user_bucket;
+
+static int
+ub_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate_error *err)
+{
+	user_bucket *u = (user_bucket *) b;
+
+	(void) err;
+	d->acquired = u->units + item->weight <= b->rates[0].limit;
+	if (d->acquired)
+		u->units += item->weight;
+	else
+		d->failing_rate = b->rates[0];
+	return PYRATE_OK;
+}
+
+static int
+ub_waiting(pyrate_bucket *b, const pyrate_item *item, int64_t *ms, pyrate_error *err)
+{
+	(void) b;
+	(void) item;
+	(void) err;
+	*ms = 42;
+	return PYRATE_OK;
+}
+
+static int
+ub_unsupported(pyrate_bucket *b, pyrate_error *err)
+{
+	(void) b;
+	err->code = PYRATE_EUNSUPPORTED;
+	snprintf(err->message, sizeof(err->message), "the toy bucket cannot do that");
+	return PYRATE_EUNSUPPORTED;
+}
+
+static int
+ub_leak(pyrate_bucket *b, int64_t now, int64_t *removed, pyrate_error *err)
+{
+	(void) now;
+	*removed = 0;
+	return ub_unsupported(b, err);
+}
+
+static int
+ub_count(pyrate_bucket *b, int64_t *units, pyrate_error *err)
+{
+	(void) err;
+	*units = ((user_bucket *) b)->units;
+	return PYRATE_OK;
+}
+
+static int
+ub_peek(pyrate_bucket *b, int64_t index, bool *found, int64_t *ts, int64_t *weight, pyrate_error *err)
+{
+	(void) index;
+	(void) ts;
+	(void) weight;
+	*found = false;
+	return ub_unsupported(b, err);
+}
+
+static int
+ub_now(pyrate_bucket *b, int64_t *ms, pyrate_error *err)
+{
+	(void) b;
+	(void) err;
+	*ms = 7;
+	return PYRATE_OK;
+}
+
+static int
+ub_lock(pyrate_bucket *b, pyrate_error *err)
+{
+	(void) err;
+	((user_bucket *) b)->locks++;
+	return PYRATE_OK;
+}
+
+static void
+ub_unlock(pyrate_bucket *b)
+{
+	((user_bucket *) b)->unlocks++;
+}
+
+static void
+ub_close(pyrate_bucket *b)
+{
+	((user_bucket *) b)->closed = true;
+}
+
+static const pyrate_bucket_ops user_ops = {
+	"toy", ub_put, ub_waiting, ub_leak, ub_unsupported, ub_count, ub_peek,
+	ub_now, ub_lock, ub_unlock, ub_close
+};
+
+static void
+test_user_bucket(void)
+{
+	user_bucket u;
+	pyrate_error e = {0, ""};
+	pyrate_limiter *l;
+	pyrate_acquire_info info;
+	pyrate_decision d;
+	pyrate_item item = {"t", PYRATE_NOW, 2};
+	bool		ok;
+	pyrate_bucket_ops broken = user_ops;
+
+	broken.lock = NULL;
+	CHECK(pyrate_bucket_init(&u.base, &broken, rates_3s, 2, &e) == PYRATE_EINVAL,
+		  "ops with lock but no unlock refused: %s", e.message);
+	memset(&u, 0, sizeof(u));
+	CHECK_OK(pyrate_bucket_init(&u.base, &user_ops, rates_3s, 2, &e), "user bucket init");
+	CHECK_OK(pyrate_put(&u.base, &item, &d, &e), "user put");
+	CHECK_OK(pyrate_put(&u.base, &item, &d, &e), "user put");
+	CHECK(!d.acquired && d.retry_after_ms == 42, "a rejection asks the bucket's waiting (%" PRId64 ")",
+		  d.retry_after_ms);
+	CHECK(pyrate_flush(&u.base, &e) == PYRATE_EUNSUPPORTED, "an op the bucket lacks: %s", e.message);
+	u.units = 0;
+	l = pyrate_limiter_new_bucket(&u.base, NULL, &e);
+	CHECK_OK(pyrate_try_acquire(l, "t", 1, false, -1, &ok, &info, &e), "limiter over a user bucket");
+	CHECK(ok && u.locks == 1 && u.unlocks == 1, "the limiter holds the bucket's limiter lock around put");
+	pyrate_limiter_free(l);
+	CHECK(u.closed, "the limiter closes the bucket it was given");
+}
+
+/* ---- factories, leaker, limiter ---------------------------------------- */
+
+static int	routed;
+
+static int
+route_by_prefix(pyrate_factory *f, const pyrate_item *item, void *user, pyrate_bucket **out,
+				pyrate_error *err)
+{
+	const char *key = strncmp(item->name, "api:", 4) == 0 ? "api" : "other";
+	pyrate_bucket *b = pyrate_factory_lookup(f, key);
+
+	(void) user;
+	routed++;
+	if (!b)
+	{
+		pyrate_rate r = strcmp(key, "api") == 0 ? (pyrate_rate) {2, 60000} : (pyrate_rate) {5, 60000};
+
+		if (!(b = pyrate_memory_bucket_new(&r, 1, err)))
+			return err->code;
+		if (pyrate_factory_create(f, key, b, err) != PYRATE_OK)
+		{
+			pyrate_close(b);
+			return err->code;
+		}
+	}
+	*out = b;
+	return PYRATE_OK;
+}
+
+static void
+test_factory(void)
+{
+	pyrate_factory_options fo = {route_by_prefix, NULL, NULL, NULL, 50};
+	pyrate_error e = {0, ""};
+	pyrate_factory *f = pyrate_factory_new(&fo, &e);
+	pyrate_limiter *l = pyrate_limiter_new(f, NULL, &e);
+	pyrate_bucket *list[4];
+	pyrate_item item;
+	pyrate_bucket *b;
+	bool		ok;
+	int			i;
+	int			api = 0,
+				other = 0;
+
+	for (i = 0; i < 6; i++)
+	{
+		pyrate_try_acquire(l, "api:1", 1, false, -1, &ok, NULL, &e);
+		api += ok;
+		pyrate_try_acquire(l, "web", 1, false, -1, &ok, NULL, &e);
+		other += ok;
+	}
+	CHECK(api == 2 && other == 5, "user routing: api:* 2/min, others 5/min (%d, %d)", api, other);
+	CHECK(pyrate_limiter_buckets(l, list, 4) == 2, "two buckets created");
+	CHECK(pyrate_factory_leak_interval(f) == 50, "leak_interval");
+	CHECK_OK(pyrate_factory_wrap_item(f, "api:2", 3, &item, &e), "wrap_item");
+	CHECK(item.timestamp == PYRATE_NOW && item.weight == 3, "wrap_item without a clock leaves stamping to the bucket");
+	CHECK_OK(pyrate_factory_get(f, &item, &b, &e), "get");
+	CHECK(b == pyrate_factory_lookup(f, "api"), "get routes to the api bucket");
+	CHECK(pyrate_limiter_dispose(l, b) && pyrate_limiter_buckets(l, NULL, 0) == 1, "dispose");
+	CHECK(!pyrate_limiter_dispose(l, b), "dispose twice is false");
+	pyrate_try_acquire(l, "api:1", 1, false, -1, &ok, NULL, &e);
+	CHECK(ok, "a disposed bucket comes back empty");
+	CHECK(pyrate_try_acquire(l, "api:1", 1, false, 1, &ok, NULL, &e) == PYRATE_EINVAL,
+		  "a timeout without blocking is an error: %s", e.message);
+	CHECK(pyrate_try_acquire(l, "api:1", 1, true, -2, &ok, NULL, &e) == PYRATE_EINVAL,
+		  "timeout -2 is an error: %s", e.message);
+	CHECK(pyrate_try_acquire(l, "api:1", -1, true, -1, &ok, NULL, &e) == PYRATE_EINVAL,
+		  "negative weight is an error: %s", e.message);
+	pyrate_limiter_free(l);
+}
+
+static void
+test_leaker(void)
+{
+	pyrate_error e = {0, ""};
+	pyrate_rate r = {1000, 100};
+	pyrate_bucket *b = pyrate_memory_bucket_new(&r, 1, &e);
+	pyrate_factory *f = pyrate_single_bucket_factory_new(b, true, NULL, &e);
+	pyrate_factory_options fo = {route_by_prefix, NULL, NULL, NULL, 20};
+	pyrate_item item;
+	int64_t		n = -1;
+	int64_t		start;
+	int			i;
+
+	CHECK(pyrate_factory_leak_interval(f) == 10000, "default leak_interval 10 s");
+	pyrate_factory_free(f);
+	CHECK(!pyrate_factory_new_keyed(NULL, NULL, NULL, 20, &e) && e.code == PYRATE_EINVAL,
+		  "a keyed factory needs a constructor");
+
+	/* a 20 ms leaker: items older than the largest interval go without any put */
+	f = pyrate_factory_new(&fo, &e);
+	b = pyrate_memory_bucket_new(&r, 1, &e);
+	CHECK_OK(pyrate_factory_create(f, "fast", b, &e), "create registers and schedules");
+	CHECK(pyrate_factory_create(f, "fast", b, &e) == PYRATE_EINVAL, "a key registers once");
+	pyrate_factory_wrap_item(f, "fast", 1, &item, &e);
+	for (i = 0; i < 5; i++)
+		pyrate_put(b, &item, NULL, NULL);
+	start = tap_ms();
+	do
+	{
+		usleep(10000);
+		pyrate_count(b, &n, NULL);
+	} while (n > 0 && tap_ms() - start < 3000);
+	CHECK(n == 0 && tap_ms() - start >= 90, "the leaker thread emptied the bucket after %" PRId64 " ms",
+		  tap_ms() - start);
+	start = tap_ms();
+	pyrate_factory_free(f);
+	CHECK(tap_ms() - start < 1000, "free stops the leaker at once");
+}
+
+static int	calls;
+
+typedef struct blocker
+{
+	pyrate_limiter *l;
+	int			got;
+} blocker;
+
+static void *
+blocker_main(void *arg)
+{
+	blocker    *b = arg;
+	int			i;
+
+	for (i = 0; i < 10; i++)
+	{
+		bool		ok = false;
+
+		if (pyrate_try_acquire(b->l, "t", 1, true, -1, &ok, NULL, NULL) == PYRATE_OK && ok)
+			b->got++;
+	}
+	return NULL;
+}
+
+static int
+work(void *arg)
+{
+	calls++;
+	return *(int *) arg;
+}
+
+static void
+test_limiter(void)
+{
+	pyrate_error e = {0, ""};
+	pyrate_rate r[2] = {{2, 200}, {3, 2000}};
+	pyrate_limiter *l = pyrate_limiter_new_memory(r, 2, 10, &e);
+	pyrate_acquire_info info;
+	bool		ok = false;
+	bool		called;
+	int64_t		start;
+	int			value = 7;
+	int			result = 0;
+
+	CHECK(l && pyrate_limiter_buffer_ms(l) == 10, "memory limiter, buffer 10 ms");
+	CHECK_OK(pyrate_try_acquire(l, NULL, 2, false, -1, &ok, &info, &e), "acquire 2");
+	CHECK(ok && info.outcome == PYRATE_ACQUIRED && info.decision.remaining == 0, "admitted, 0 remaining");
+	CHECK_OK(pyrate_try_acquire(l, NULL, 1, false, -1, &ok, &info, &e), "acquire again");
+	CHECK(!ok && info.outcome == PYRATE_REJECTED && info.decision.failing_rate.limit == 2 &&
+		  info.decision.retry_after_ms > 0 && info.decision.retry_after_ms <= 201,
+		  "rejected by 2/200ms, retry after %" PRId64, info.decision.retry_after_ms);
+	start = tap_ms();
+	CHECK_OK(pyrate_try_acquire(l, NULL, 1, true, -1, &ok, &info, &e), "blocking acquire");
+	CHECK(ok && info.attempts >= 2 && tap_ms() - start >= 150 && tap_ms() - start < 1500,
+		  "blocking acquire waited %" PRId64 " ms for the window", tap_ms() - start);
+	/* 3 per 2 s are used up: the next fits in ~2 s, more than the 0.3 s timeout */
+	start = tap_ms();
+	CHECK_OK(pyrate_try_acquire(l, NULL, 1, true, 0.3, &ok, &info, &e), "blocking with timeout");
+	CHECK(!ok && info.outcome == PYRATE_TIMED_OUT && tap_ms() - start < 300,
+		  "a wait beyond the timeout gives up without sleeping (%" PRId64 " ms)", tap_ms() - start);
+	CHECK_OK(pyrate_try_acquire(l, NULL, 5, true, -1, &ok, &info, &e), "weight above every limit");
+	CHECK(!ok && info.outcome == PYRATE_NEVER, "can never fit: false at once");
+	CHECK_OK(pyrate_try_acquire(l, NULL, 0, false, -1, &ok, &info, &e), "weight 0");
+	CHECK(ok, "weight 0 is admitted");
+	CHECK_OK(pyrate_call(l, "fn", 1, -1, work, &value, &result, &called, &e), "call wrapper");
+	CHECK(called && calls == 1 && result == 7, "the wrapped function ran and its result came back");
+	pyrate_call(l, "fn", 1, -1, work, &value, &result, &called, &e);
+	pyrate_call(l, "fn", 5, 0.1, work, &value, &result, &called, &e);
+	CHECK(!called && calls == 2, "the wrapped function is not called when rejected");
+	pyrate_limiter_free(l);
+
+	CHECK(!pyrate_limiter_new_memory(r, 0, 0, &e) && e.code == PYRATE_EINVAL, "no rates: error");
+	{
+		pyrate_bucket *b = pyrate_memory_bucket_new(r, 2, &e);
+		pyrate_limiter_options bad = {0, (pyrate_fail_mode) 9};
+
+		CHECK(!pyrate_limiter_new_bucket(b, &bad, &e) && e.code == PYRATE_EINVAL,
+			  "bad fail mode refused, bucket still the caller's");
+		pyrate_close(b);
+	}
+
+	/* threads through one limiter, blocking: everyone gets in, windows hold */
+	{
+		pyrate_rate tr[1] = {{10, 100}};
+		pyrate_bucket *b = pyrate_memory_bucket_new(tr, 1, &e);
+		pyrate_limiter *tl = pyrate_limiter_new_bucket(b, &(pyrate_limiter_options) {5, PYRATE_FAIL_CLOSED}, &e);
+		pthread_t	t[3];
+		blocker		bl[3];
+		char		why[256] = "";
+		int			i;
+		int			got = 0;
+
+		start = tap_ms();
+		for (i = 0; i < 3; i++)
+		{
+			bl[i] = (blocker) {tl, 0};
+			pthread_create(&t[i], NULL, blocker_main, &bl[i]);
+		}
+		for (i = 0; i < 3; i++)
+		{
+			pthread_join(t[i], NULL);
+			got += bl[i].got;
+		}
+		CHECK(got == 30 && tap_ms() - start >= 180,
+			  "3 threads x 10 blocking acquires at 10/100ms: all in, after %" PRId64 " ms", tap_ms() - start);
+		CHECK(tap_windows_ok(b, tr, 1, NULL, why, sizeof(why)), "blocking acquires keep the windows %s", why);
+		pyrate_limiter_free(tl);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	snprintf(dir, sizeof(dir), "%s", argc > 1 ? argv[1] : "/tmp");
+	test_rates();
+	test_memory();
+	test_memory_threads();
+	test_multiprocess();
+	test_sqlite();
+	test_user_bucket();
+	test_factory();
+	test_leaker();
+	test_limiter();
+	return tap_end();
+}
