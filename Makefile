@@ -13,6 +13,10 @@ OBJS = \
 	src/routing.o \
 	src/engine.o \
 	src/engine_table.o \
+	src/engine_memory.o \
+	src/memory_file.o \
+	src/shmem.o \
+	src/worker.o \
 	src/limiter.o \
 	src/tuples.o \
 	$(CORE_OBJS)

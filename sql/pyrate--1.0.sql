@@ -208,3 +208,27 @@ REVOKE ALL ON FUNCTION @extschema@.pyrate_define(text, @extschema@.pyrate_rate[]
 	@extschema@.pyrate_definitions_changed()
 	FROM PUBLIC;
 GRANT SELECT ON @extschema@.pyrate_definitions TO PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- The memory engine and the background worker (shared_preload_libraries)
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.pyrate_memory_status(
+	OUT available boolean, OUT size_bytes bigint, OUT used_bytes bigint,
+	OUT buckets bigint, OUT items bigint, OUT evicted bigint, OUT full_errors bigint)
+RETURNS record
+	AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.pyrate_memory_status() IS 'the memory engine''s shared memory, over every database: its size, the bytes its buckets use, buckets, items stored, buckets evicted, acquires refused because it was full';
+
+CREATE FUNCTION @extschema@.pyrate_worker_status(
+	OUT pid integer, OUT database text, OUT state text, OUT leak_interval_ms integer,
+	OUT started timestamptz, OUT last_leak timestamptz, OUT last_leak_ms double precision,
+	OUT last_memory_units bigint, OUT last_table_units bigint, OUT total_units bigint,
+	OUT leak_runs bigint, OUT last_error_at timestamptz, OUT last_error text)
+RETURNS record
+	AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.pyrate_worker_status() IS 'what the background worker (pyrate leaker) is doing and last did';
+
+REVOKE ALL ON FUNCTION @extschema@.pyrate_memory_status(),
+	@extschema@.pyrate_worker_status()
+	FROM PUBLIC;

@@ -24,6 +24,8 @@ pyrate_engine(PyrateStorage storage)
 {
 	if (storage == PYRATE_STORAGE_TABLE)
 		return &pyrate_table_engine;
+	if (pyrate_memory_available())
+		return &pyrate_memory_engine;
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("the memory storage engine is not available"),
@@ -35,8 +37,12 @@ pyrate_engine(PyrateStorage storage)
 int
 pyrate_engines(const PyrateEngine **engines)
 {
-	engines[0] = &pyrate_table_engine;
-	return 1;
+	int			n = 0;
+
+	engines[n++] = &pyrate_table_engine;
+	if (pyrate_memory_available())
+		engines[n++] = &pyrate_memory_engine;
+	return n;
 }
 
 void

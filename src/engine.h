@@ -32,7 +32,9 @@ typedef struct PyrateEngine
 	bool		(*peek) (const PyrateBucket *b, int64 index, int64 *ts, int64 *weight);
 	/*
 	 * Remove items with ts < before, at most max_items of them when max_items
-	 * > 0 (the worker leaks in bounded batches); returns the units removed.
+	 * > 0 (the worker leaks table buckets in bounded batches); returns the
+	 * units removed.  An engine whose leak is one O(log n) step whatever it
+	 * removes (memory) may ignore max_items.
 	 */
 	int64		(*leak) (const PyrateBucket *b, int64 before, int64 max_items);
 	void		(*flush) (const PyrateBucket *b);
@@ -43,6 +45,10 @@ typedef struct PyrateEngine
 } PyrateEngine;
 
 extern const PyrateEngine pyrate_table_engine;
+extern const PyrateEngine pyrate_memory_engine;
+
+/* Whether the memory engine's shared memory exists (pyrate was preloaded). */
+bool		pyrate_memory_available(void);
 
 /* The engine for a storage; ERROR when it is not available here. */
 const PyrateEngine *pyrate_engine(PyrateStorage storage);

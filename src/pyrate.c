@@ -7,6 +7,8 @@
 
 #include "utils/guc.h"
 
+#include "shmem.h"
+
 PG_MODULE_MAGIC;
 
 int			pyrate_buffer_ms = 50;
@@ -55,6 +57,9 @@ _PG_init(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	/* the memory engine's GUCs; its shared memory and the worker when preloading */
+	pyrate_shmem_init();
 
 	MarkGUCPrefixReserved("pyrate");
 

@@ -1,0 +1,765 @@
+/*
+ * engine_memory.c — the "memory" storage engine: buckets in shared memory.
+ *
+ * A bucket is (database, name) -> a pyr_log (the algorithm module's ring of
+ * (timestamp, cumulative units) entries, 16 bytes per stored item).  Buckets
+ * hang off a fixed directory of chain heads; a bucket's entry and its log are
+ * separate blocks of the DSA area in pyrate's shared memory (shmem.c).  The
+ * log starts with room for one item and doubles when full, so memory follows
+ * the items actually stored, never the limit; a leak halves it once a quarter
+ * is used, and frees it when it empties.  An empty bucket keeps only its
+ * entry (its name) until it is disposed of, its database or pyrate is
+ * dropped, or memory runs short.
+ *
+ * Locking (see PyrateShared): the partition lock of the name's hash guards
+ * the chain, the bucket and its log.  It is held for one lookup and one
+ * O(log n) decision, plus an allocation when the log grows; the caller never
+ * sleeps with it.  Errors are raised after it is released.
+ *
+ * When the area is full, an acquire evicts every bucket that has leaked
+ * empty (one partition at a time, holding no other lock) and tries once
+ * more; then it fails with SQLSTATE 53200.  A failed allocation changes
+ * nothing: a log grows by copying into a new block before the old is freed.
+ *
+ * Non-transactional: a stored item stays whatever becomes of the caller's
+ * transaction, as in pyrate-limiter's own buckets.
+ */
+#include "pyrate.h"
+
+#include "access/xact.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "common/hashfn.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+
+#include "engine.h"
+#include "shmem.h"
+
+typedef struct MemBucket
+{
+	dsa_pointer next;			/* next on the chain */
+	dsa_pointer log;			/* the pyr_log; InvalidDsaPointer while empty */
+	Oid			dbid;
+	uint32		hash;
+	uint32		namelen;
+	char		name[FLEXIBLE_ARRAY_MEMBER];	/* namelen bytes, then NUL */
+} MemBucket;
+
+#define BUCKET_SIZE(namelen) (offsetof(MemBucket, name) + (namelen) + 1)
+
+/* largest ring: capacities are powers of two in a uint32 */
+#define MAX_CAP (UINT32_C(1) << 31)
+
+typedef struct Key
+{
+	Oid			dbid;
+	const char *name;
+	uint32		namelen;
+	uint32		hash;
+} Key;
+
+/* where a bucket sits: the link pointing at it, and the bucket */
+typedef struct Slot
+{
+	dsa_pointer *link;
+	dsa_pointer dp;
+	MemBucket  *b;
+} Slot;
+
+static object_access_hook_type prev_object_access_hook = NULL;
+
+/* a database whose buckets go when the current transaction commits */
+static Oid	clear_at_commit = InvalidOid;
+static SubTransactionId clear_subid = InvalidSubTransactionId;
+
+/* an empty log with no room: decisions on a bucket that has none */
+static pyr_log empty_log = {0, 0, 0, 0, 0};
+
+bool
+pyrate_memory_available(void)
+{
+	return pyrate_shared != NULL;
+}
+
+static void
+key_init(Key *k, Oid dbid, const char *name)
+{
+	uint64		h;
+
+	k->dbid = dbid;
+	k->name = name;
+	k->namelen = (uint32) strlen(name);
+	h = hash_bytes_extended((const unsigned char *) name, k->namelen, dbid);
+	k->hash = (uint32) (h ^ (h >> 32));
+}
+
+static inline int
+partition_of(uint32 hash)
+{
+	return hash & (PYRATE_PARTITIONS - 1);
+}
+
+static inline LWLock *
+partition_lock(int p)
+{
+	return &pyrate_locks[p].lock;
+}
+
+static inline PyratePartition *
+partition(int p)
+{
+	return &pyrate_shared->parts[p];
+}
+
+/* Find the bucket; the partition lock is held.  false when absent. */
+static bool
+find(dsa_area *a, const Key *k, Slot *s)
+{
+	dsa_pointer *link = &pyrate_heads[k->hash & (pyrate_shared->nheads - 1)];
+
+	while (DsaPointerIsValid(*link))
+	{
+		MemBucket  *b = dsa_get_address(a, *link);
+
+		if (b->hash == k->hash && b->dbid == k->dbid && b->namelen == k->namelen &&
+			memcmp(b->name, k->name, k->namelen) == 0)
+		{
+			s->link = link;
+			s->dp = *link;
+			s->b = b;
+			return true;
+		}
+		link = &b->next;
+	}
+	s->link = link;				/* the chain's end: where a new bucket goes */
+	s->dp = InvalidDsaPointer;
+	s->b = NULL;
+	return false;
+}
+
+static inline pyr_log *
+log_of(dsa_area *a, const MemBucket *b)
+{
+	if (b == NULL || !DsaPointerIsValid(b->log))
+		return &empty_log;
+	return dsa_get_address(a, b->log);
+}
+
+static dsa_pointer
+alloc_block(dsa_area *a, Size size)
+{
+	return dsa_allocate_extended(a, size, DSA_ALLOC_NO_OOM | DSA_ALLOC_HUGE);
+}
+
+/* A new log of capacity cap holding the items of old (NULL: none). */
+static dsa_pointer
+new_log(dsa_area *a, const pyr_log *old, uint32 cap)
+{
+	dsa_pointer dp = alloc_block(a, pyr_log_size(cap));
+	pyr_log    *log;
+
+	if (!DsaPointerIsValid(dp))
+		return dp;
+	log = dsa_get_address(a, dp);
+	pyr_log_init(log, cap);
+	if (old != NULL)
+		pyr_log_move(log, old);
+	return dp;
+}
+
+static void
+free_log(dsa_area *a, MemBucket *b, PyratePartition *part)
+{
+	pyr_log    *log;
+
+	if (!DsaPointerIsValid(b->log))
+		return;
+	log = dsa_get_address(a, b->log);
+	part->items -= log->len;
+	part->bytes -= pyr_log_size(log->cap);
+	dsa_free(a, b->log);
+	b->log = InvalidDsaPointer;
+}
+
+static void
+unlink_bucket(dsa_area *a, Slot *s, PyratePartition *part)
+{
+	free_log(a, s->b, part);
+	*s->link = s->b->next;
+	part->buckets--;
+	part->bytes -= BUCKET_SIZE(s->b->namelen);
+	dsa_free(a, s->dp);
+}
+
+/* Make the block at bdp an empty bucket for k, at the end of its chain. */
+static void
+link_bucket(dsa_area *a, const Key *k, Slot *s, dsa_pointer bdp, PyratePartition *part)
+{
+	MemBucket  *b = dsa_get_address(a, bdp);
+
+	b->next = InvalidDsaPointer;
+	b->log = InvalidDsaPointer;
+	b->dbid = k->dbid;
+	b->hash = k->hash;
+	b->namelen = k->namelen;
+	memcpy(b->name, k->name, k->namelen);
+	b->name[k->namelen] = '\0';
+	*s->link = bdp;
+	s->dp = bdp;
+	s->b = b;
+	part->buckets++;
+	part->bytes += BUCKET_SIZE(k->namelen);
+}
+
+/*
+ * Make room for one more item in the bucket at s, creating it when absent.
+ * The partition lock is held exclusively.  On failure nothing has changed
+ * and *needed says how many bytes were wanted.
+ */
+static bool
+make_room(dsa_area *a, const Key *k, Slot *s, PyratePartition *part, Size *needed)
+{
+	dsa_pointer bdp = InvalidDsaPointer;
+	MemBucket  *b = s->b;
+	const pyr_log *old = log_of(a, b);
+	uint32		cap;
+	dsa_pointer ldp;
+
+	if (old->cap >= MAX_CAP)
+	{
+		*needed = pyr_log_size(MAX_CAP);
+		return false;
+	}
+	cap = old->cap == 0 ? 1 : old->cap * 2;
+	if (b == NULL)
+	{
+		*needed = BUCKET_SIZE(k->namelen) + pyr_log_size(cap);
+		bdp = alloc_block(a, BUCKET_SIZE(k->namelen));
+		if (!DsaPointerIsValid(bdp))
+			return false;
+	}
+	else
+		*needed = pyr_log_size(cap);
+	ldp = new_log(a, old->cap == 0 ? NULL : old, cap);
+	if (!DsaPointerIsValid(ldp))
+	{
+		if (DsaPointerIsValid(bdp))
+			dsa_free(a, bdp);
+		return false;
+	}
+	if (b == NULL)
+	{
+		link_bucket(a, k, s, bdp, part);
+		b = s->b;
+	}
+	if (DsaPointerIsValid(b->log))
+	{
+		part->bytes -= pyr_log_size(old->cap);
+		dsa_free(a, b->log);
+	}
+	b->log = ldp;
+	part->bytes += pyr_log_size(cap);
+	return true;
+}
+
+/* Evict every bucket, in every database, that holds no item. */
+static int64
+evict_empty(dsa_area *a)
+{
+	int64		n = 0;
+	int			p;
+
+	for (p = 0; p < PYRATE_PARTITIONS; p++)
+	{
+		uint32		h;
+
+		LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
+		for (h = p; h < pyrate_shared->nheads; h += PYRATE_PARTITIONS)
+		{
+			Slot		s;
+
+			s.link = &pyrate_heads[h];
+			while (DsaPointerIsValid(*s.link))
+			{
+				s.dp = *s.link;
+				s.b = dsa_get_address(a, s.dp);
+				if (DsaPointerIsValid(s.b->log))
+				{
+					s.link = &s.b->next;
+					continue;
+				}
+				unlink_bucket(a, &s, partition(p));
+				n++;
+			}
+		}
+		LWLockRelease(partition_lock(p));
+	}
+	pg_atomic_fetch_add_u64(&pyrate_shared->evicted, n);
+	return n;
+}
+
+/* Remove every bucket of a database (InvalidOid: of every database). */
+static void
+clear_database(dsa_area *a, Oid dbid)
+{
+	int			p;
+
+	for (p = 0; p < PYRATE_PARTITIONS; p++)
+	{
+		uint32		h;
+
+		LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
+		for (h = p; h < pyrate_shared->nheads; h += PYRATE_PARTITIONS)
+		{
+			Slot		s;
+
+			s.link = &pyrate_heads[h];
+			while (DsaPointerIsValid(*s.link))
+			{
+				s.dp = *s.link;
+				s.b = dsa_get_address(a, s.dp);
+				if (OidIsValid(dbid) && s.b->dbid != dbid)
+					s.link = &s.b->next;
+				else
+					unlink_bucket(a, &s, partition(p));
+			}
+		}
+		LWLockRelease(partition_lock(p));
+	}
+}
+
+typedef struct MemoryTotals
+{
+	int64		buckets;
+	int64		items;
+	int64		bytes;
+} MemoryTotals;
+
+static void
+memory_totals(MemoryTotals *t)
+{
+	int			p;
+
+	memset(t, 0, sizeof(*t));
+	for (p = 0; p < PYRATE_PARTITIONS; p++)
+	{
+		LWLockAcquire(partition_lock(p), LW_SHARED);
+		t->buckets += partition(p)->buckets;
+		t->items += partition(p)->items;
+		t->bytes += partition(p)->bytes;
+		LWLockRelease(partition_lock(p));
+	}
+}
+
+static void
+report_full(const char *name, Size needed)
+{
+	MemoryTotals t;
+
+	pg_atomic_fetch_add_u64(&pyrate_shared->full_errors, 1);
+	memory_totals(&t);
+	ereport(ERROR,
+			(errcode(ERRCODE_OUT_OF_MEMORY),
+			 errmsg("pyrate's shared memory is full"),
+			 errdetail("Bucket \"%s\" needs %zu more bytes; pyrate.memory_size is %zu kB, "
+					   "and %lld buckets hold %lld items in %lld kB of it.",
+					   name, needed, pyrate_shared->arena_size / 1024,
+					   (long long) t.buckets, (long long) t.items, (long long) (t.bytes / 1024)),
+			 errhint("Leak buckets more often (pyrate.leak_interval), dispose of buckets no longer needed, "
+					 "or raise pyrate.memory_size and restart the server.")));
+}
+
+static void
+memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_decision *d)
+{
+	dsa_area   *a = pyrate_area();
+	Key			k;
+	int			p;
+	bool		evicted = false;
+
+	key_init(&k, MyDatabaseId, pb->name);
+	p = partition_of(k.hash);
+	if (!store || weight == 0)
+	{
+		Slot		s;
+		pyr_view	v;
+
+		LWLockAcquire(partition_lock(p), LW_SHARED);
+		(void) find(a, &k, &s);
+		v = pyr_log_view(log_of(a, s.b));
+		pyr_decide(&v, pb->def.rates, pb->def.nrates, ts, weight, d);
+		LWLockRelease(partition_lock(p));
+		return;
+	}
+	for (;;)
+	{
+		Slot		s;
+		Size		needed = 0;
+		bool		full = false;
+
+		LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
+		(void) find(a, &k, &s);
+		if (pyr_log_put(log_of(a, s.b), pb->def.rates, pb->def.nrates,
+						ts, weight, d) == PYR_PUT_FULL)
+		{
+			if (make_room(a, &k, &s, partition(p), &needed))
+			{
+				pyr_log    *log = dsa_get_address(a, s.b->log);
+
+				(void) pyr_log_push(log, ts, weight);
+				partition(p)->items++;
+			}
+			else
+				full = true;
+		}
+		else if (d->admitted)
+			partition(p)->items++;
+		LWLockRelease(partition_lock(p));
+		if (!full)
+			return;
+		if (evicted)
+			report_full(pb->name, needed);
+		(void) evict_empty(a);
+		evicted = true;
+	}
+}
+
+static int64
+memory_count(const PyrateBucket *pb)
+{
+	dsa_area   *a = pyrate_area();
+	Key			k;
+	Slot		s;
+	int64		n;
+	int			p;
+
+	key_init(&k, MyDatabaseId, pb->name);
+	p = partition_of(k.hash);
+	LWLockAcquire(partition_lock(p), LW_SHARED);
+	(void) find(a, &k, &s);
+	n = pyr_log_count(log_of(a, s.b));
+	LWLockRelease(partition_lock(p));
+	return n;
+}
+
+static bool
+memory_peek(const PyrateBucket *pb, int64 index, int64 *ts, int64 *weight)
+{
+	dsa_area   *a = pyrate_area();
+	Key			k;
+	Slot		s;
+	bool		found;
+	int			p;
+
+	key_init(&k, MyDatabaseId, pb->name);
+	p = partition_of(k.hash);
+	LWLockAcquire(partition_lock(p), LW_SHARED);
+	(void) find(a, &k, &s);
+	found = pyr_log_peek(log_of(a, s.b), index, ts, weight);
+	LWLockRelease(partition_lock(p));
+	return found;
+}
+
+/*
+ * A leak is one O(log n) step on the ring however many items go, so
+ * max_items (the table engine's batch bound) does not apply here.
+ */
+static int64
+memory_leak(const PyrateBucket *pb, int64 before, int64 max_items)
+{
+	dsa_area   *a = pyrate_area();
+	Key			k;
+	Slot		s;
+	int64		removed = 0;
+	int			p;
+
+	key_init(&k, MyDatabaseId, pb->name);
+	p = partition_of(k.hash);
+	LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
+	if (find(a, &k, &s) && DsaPointerIsValid(s.b->log))
+	{
+		pyr_log    *log = dsa_get_address(a, s.b->log);
+		uint32		len = log->len;
+
+		removed = pyr_log_leak(log, before);
+		partition(p)->items -= len - log->len;
+		if (log->len == 0)
+			free_log(a, s.b, partition(p));
+		else if (log->cap > 1 && log->len <= log->cap / 4)
+		{
+			/* shrink by half; when that allocation fails, keep the ring */
+			dsa_pointer ldp = new_log(a, log, log->cap / 2);
+
+			if (DsaPointerIsValid(ldp))
+			{
+				partition(p)->bytes += pyr_log_size(log->cap / 2) - pyr_log_size(log->cap);
+				dsa_free(a, s.b->log);
+				s.b->log = ldp;
+			}
+		}
+	}
+	LWLockRelease(partition_lock(p));
+	return removed;
+}
+
+static void
+memory_flush(const PyrateBucket *pb)
+{
+	dsa_area   *a = pyrate_area();
+	Key			k;
+	Slot		s;
+	int			p;
+
+	key_init(&k, MyDatabaseId, pb->name);
+	p = partition_of(k.hash);
+	LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
+	if (find(a, &k, &s))
+		free_log(a, s.b, partition(p));
+	LWLockRelease(partition_lock(p));
+}
+
+static bool
+memory_dispose(const PyrateBucket *pb)
+{
+	dsa_area   *a = pyrate_area();
+	Key			k;
+	Slot		s;
+	bool		found;
+	int			p;
+
+	key_init(&k, MyDatabaseId, pb->name);
+	p = partition_of(k.hash);
+	LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
+	found = find(a, &k, &s);
+	if (found)
+		unlink_bucket(a, &s, partition(p));
+	LWLockRelease(partition_lock(p));
+	return found;
+}
+
+typedef struct Listed
+{
+	char	   *name;
+	int64		count;
+} Listed;
+
+static void
+memory_each_bucket(Oid nsp, PyrateBucketCallback cb, void *arg)
+{
+	dsa_area   *a = pyrate_area();
+	List	   *found = NIL;
+	ListCell   *lc;
+	int			p;
+
+	for (p = 0; p < PYRATE_PARTITIONS; p++)
+	{
+		uint32		h;
+
+		CHECK_FOR_INTERRUPTS();
+		LWLockAcquire(partition_lock(p), LW_SHARED);
+		for (h = p; h < pyrate_shared->nheads; h += PYRATE_PARTITIONS)
+		{
+			dsa_pointer dp;
+
+			for (dp = pyrate_heads[h]; DsaPointerIsValid(dp);)
+			{
+				MemBucket  *b = dsa_get_address(a, dp);
+
+				if (b->dbid == MyDatabaseId)
+				{
+					Listed	   *l = palloc(sizeof(Listed));
+
+					l->name = pnstrdup(b->name, b->namelen);
+					l->count = pyr_log_count(log_of(a, b));
+					found = lappend(found, l);
+				}
+				dp = b->next;
+			}
+		}
+		LWLockRelease(partition_lock(p));
+	}
+	/* the callbacks route names through the catalogs: no lock held here */
+	foreach(lc, found)
+	{
+		Listed	   *l = lfirst(lc);
+
+		cb(l->name, l->count, arg);
+	}
+	list_free_deep(found);
+}
+
+const PyrateEngine pyrate_memory_engine = {
+	"memory",
+	memory_acquire,
+	memory_count,
+	memory_peek,
+	memory_leak,
+	memory_flush,
+	memory_dispose,
+	memory_each_bucket
+};
+
+/* ---- saving and restoring (memory_file.c), postmaster only ----------- */
+
+/* Every bucket, without locks: only the postmaster is left at shutdown. */
+void
+pyrate_memory_foreach_unlocked(dsa_area *a, PyrateMemoryVisitor visit, void *arg)
+{
+	uint32		h;
+
+	for (h = 0; h < pyrate_shared->nheads; h++)
+	{
+		dsa_pointer dp;
+
+		for (dp = pyrate_heads[h]; DsaPointerIsValid(dp);)
+		{
+			MemBucket  *b = dsa_get_address(a, dp);
+
+			visit(b->dbid, b->name, b->namelen, log_of(a, b), arg);
+			dp = b->next;
+		}
+	}
+}
+
+/*
+ * Insert a restored bucket holding n items given as (ts, weight) pairs,
+ * oldest first.  false when memory is short or the bucket exists already;
+ * nothing is kept of it then.
+ */
+bool
+pyrate_memory_insert_restored(dsa_area *a, Oid dbid, const char *name,
+							  const int64 *pairs, uint32 n)
+{
+	Key			k;
+	Slot		s;
+	int			p;
+	uint32		cap = 1;
+	uint32		i;
+	dsa_pointer bdp = InvalidDsaPointer;
+	dsa_pointer ldp = InvalidDsaPointer;
+	bool		ok = false;
+
+	key_init(&k, dbid, name);
+	p = partition_of(k.hash);
+	while (cap < n)
+		cap <<= 1;
+	LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
+	if (!find(a, &k, &s))
+	{
+		bdp = alloc_block(a, BUCKET_SIZE(k.namelen));
+		if (DsaPointerIsValid(bdp) && n > 0)
+			ldp = new_log(a, NULL, cap);
+		ok = DsaPointerIsValid(bdp) && (n == 0 || DsaPointerIsValid(ldp));
+	}
+	if (ok)
+	{
+		link_bucket(a, &k, &s, bdp, partition(p));
+		if (n > 0)
+		{
+			pyr_log    *log = dsa_get_address(a, ldp);
+
+			for (i = 0; i < n; i++)
+				(void) pyr_log_push(log, pairs[2 * i], pairs[2 * i + 1]);
+			s.b->log = ldp;
+			partition(p)->items += n;
+			partition(p)->bytes += pyr_log_size(cap);
+		}
+	}
+	else if (DsaPointerIsValid(bdp))
+		dsa_free(a, bdp);
+	LWLockRelease(partition_lock(p));
+	return ok;
+}
+
+/* ---- DROP EXTENSION pyrate / DROP DATABASE empty their buckets -------- */
+
+static void
+memory_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					 int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (access != OAT_DROP || subId != 0)
+		return;
+	if (classId == ExtensionRelationId)
+	{
+		char	   *name = get_extension_name(objectId);
+
+		if (name == NULL || strcmp(name, "pyrate") != 0)
+			return;
+		clear_at_commit = MyDatabaseId;
+	}
+	else if (classId == DatabaseRelationId)
+		clear_at_commit = objectId;
+	else
+		return;
+	clear_subid = GetCurrentSubTransactionId();
+}
+
+static void
+memory_xact_callback(XactEvent event, void *arg)
+{
+	if (!OidIsValid(clear_at_commit))
+		return;
+	if (event == XACT_EVENT_COMMIT)
+		clear_database(pyrate_area(), clear_at_commit);
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		clear_at_commit = InvalidOid;
+}
+
+static void
+memory_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (!OidIsValid(clear_at_commit) || mySubid != clear_subid)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		clear_at_commit = InvalidOid;
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		clear_subid = parentSubid;
+}
+
+void
+pyrate_memory_init(void)
+{
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = memory_object_access;
+	RegisterXactCallback(memory_xact_callback, NULL);
+	RegisterSubXactCallback(memory_subxact_callback, NULL);
+}
+
+/* ---- pyrate_memory_status() ----------------------------------------- */
+
+PG_FUNCTION_INFO_V1(pyrate_memory_status);
+
+Datum
+pyrate_memory_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[7];
+	bool		nulls[7] = {false};
+	MemoryTotals t;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pyrate_memory_status must return a composite type");
+	desc = BlessTupleDesc(desc);
+	values[0] = BoolGetDatum(pyrate_memory_available());
+	if (!pyrate_memory_available())
+	{
+		memset(nulls + 1, true, sizeof(nulls) - sizeof(bool));
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+	}
+	memory_totals(&t);
+	values[1] = Int64GetDatum((int64) pyrate_shared->arena_size);
+	values[2] = Int64GetDatum(t.bytes);
+	values[3] = Int64GetDatum(t.buckets);
+	values[4] = Int64GetDatum(t.items);
+	values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&pyrate_shared->evicted));
+	values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&pyrate_shared->full_errors));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}

@@ -1,0 +1,457 @@
+/*
+ * worker.c — the background worker that leaks every bucket ("pyrate leaker").
+ *
+ * Registered when pyrate is preloaded; started once recovery has finished
+ * (so never on a standby), connected to pyrate.database.  Every
+ * pyrate.leak_interval ms (0: never) it removes, from every bucket of both
+ * engines whose name still routes to a definition, the items older than the
+ * definition's largest interval.  Table items go in batches of LEAK_BATCH,
+ * each in its own transaction, so a big leak never holds locks or a snapshot
+ * for long; memory buckets all go in one short transaction.
+ *
+ * It waits for CREATE EXTENSION pyrate in its database and notices DROP and
+ * re-CREATE (it looks the extension up at every leak).  SIGHUP rereads the
+ * configuration; a new pyrate.database makes it exit so the postmaster
+ * restarts it there.  SIGTERM ends it.  A failed leak is logged and retried
+ * at the next interval.  What it did is in pyrate_worker_status() and, at
+ * DEBUG1, in the server log.
+ */
+#include "pyrate.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_extension.h"
+#include "utils/fmgroids.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "engine.h"
+#include "shmem.h"
+
+/* table items deleted per transaction */
+#define LEAK_BATCH 1000
+/* seconds before the postmaster restarts a worker that exited with an error */
+#define RESTART_SECONDS 5
+
+PGDLLEXPORT void pyrate_worker_main(Datum arg);
+
+PG_FUNCTION_INFO_V1(pyrate_worker_status);
+
+typedef struct LeakTarget
+{
+	int			engine;
+	char	   *name;
+	int64		before;
+} LeakTarget;
+
+typedef struct Collect
+{
+	Oid			nsp;
+	int			engine;
+	int64		at;
+	List	   *targets;
+} Collect;
+
+void
+pyrate_worker_init(void)
+{
+	BackgroundWorker w;
+
+	memset(&w, 0, sizeof(w));
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	w.bgw_restart_time = RESTART_SECONDS;
+	snprintf(w.bgw_library_name, BGW_MAXLEN, "pyrate");
+	snprintf(w.bgw_function_name, BGW_MAXLEN, "pyrate_worker_main");
+	snprintf(w.bgw_name, BGW_MAXLEN, "pyrate leaker");
+	snprintf(w.bgw_type, BGW_MAXLEN, "pyrate leaker");
+	RegisterBackgroundWorker(&w);
+}
+
+/* ---- status --------------------------------------------------------- */
+
+static void
+set_state(const char *state)
+{
+	SpinLockAcquire(&pyrate_shared->worker_mutex);
+	strlcpy(pyrate_shared->worker.state, state, sizeof(pyrate_shared->worker.state));
+	SpinLockRelease(&pyrate_shared->worker_mutex);
+	pgstat_report_activity(STATE_IDLE, state);
+}
+
+static void
+clear_pid(int code, Datum arg)
+{
+	SpinLockAcquire(&pyrate_shared->worker_mutex);
+	pyrate_shared->worker.pid = 0;
+	strlcpy(pyrate_shared->worker.state, "stopped", sizeof(pyrate_shared->worker.state));
+	SpinLockRelease(&pyrate_shared->worker_mutex);
+}
+
+/* ---- leaking -------------------------------------------------------- */
+
+static void
+collect(const char *name, int64 count, void *arg)
+{
+	Collect    *c = arg;
+	const PyrateDefinition *d;
+	LeakTarget *t;
+
+	if (count == 0)
+		return;
+	d = pyrate_route_or_null(c->nsp, name);
+	if (d == NULL)
+		return;
+	t = palloc(sizeof(LeakTarget));
+	t->engine = c->engine;
+	t->name = pstrdup(name);
+	t->before = c->at - d->rates[d->nrates - 1].interval;
+	c->targets = lappend(c->targets, t);
+}
+
+static void
+begin(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+end(void)
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/* The extension's schema, InvalidOid when it is not installed. */
+static Oid
+extension_schema(void)
+{
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nsp = InvalidOid;
+
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("pyrate"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return nsp;
+}
+
+/*
+ * One leak of every bucket at time at; false when the extension is not
+ * there (then nothing was done).
+ */
+static bool
+leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
+{
+	const PyrateEngine *engines[PYRATE_MAX_ENGINES];
+	int			nengines;
+	Collect		c;
+	ListCell   *lc;
+
+	*memory_units = *table_units = 0;
+	*nbuckets = 0;
+
+	begin();
+	c.nsp = extension_schema();
+	if (!OidIsValid(c.nsp))
+	{
+		end();
+		return false;
+	}
+	nengines = pyrate_engines(engines);
+	c.at = at;
+	c.targets = NIL;
+	for (c.engine = 0; c.engine < nengines; c.engine++)
+		engines[c.engine]->each_bucket(c.nsp, collect, &c);
+	end();
+	*nbuckets = list_length(c.targets);
+
+	/* memory buckets: each leak is one O(log n) step, all in one go */
+	begin();
+	foreach(lc, c.targets)
+	{
+		LeakTarget *t = lfirst(lc);
+		PyrateBucket b;
+
+		if (engines[t->engine] == &pyrate_table_engine)
+			continue;
+		memset(&b, 0, sizeof(b));
+		b.nsp = c.nsp;
+		b.name = t->name;
+		*memory_units += engines[t->engine]->leak(&b, t->before, 0);
+	}
+	end();
+
+	/* table buckets: bounded batches, each its own transaction */
+	foreach(lc, c.targets)
+	{
+		LeakTarget *t = lfirst(lc);
+		PyrateBucket b;
+
+		if (engines[t->engine] != &pyrate_table_engine)
+			continue;
+		memset(&b, 0, sizeof(b));
+		b.name = t->name;
+		for (;;)
+		{
+			int64		removed;
+
+			CHECK_FOR_INTERRUPTS();
+			begin();
+			/* dropped (or dropped and re-created) since the listing: stop */
+			b.nsp = extension_schema();
+			if (b.nsp != c.nsp)
+			{
+				end();
+				return true;
+			}
+			removed = pyrate_table_engine.leak(&b, t->before, LEAK_BATCH);
+			end();
+			*table_units += removed;
+			if (removed == 0)
+				break;
+		}
+	}
+	return true;
+}
+
+/* Leak once; returns when it started (0 when nothing was leaked). */
+static TimestampTz
+run_leak(MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	TimestampTz start = GetCurrentTimestamp();
+	int64		memory_units = 0;
+	int64		table_units = 0;
+	int			nbuckets = 0;
+	bool		installed = false;
+
+	pgstat_report_activity(STATE_RUNNING, "leaking every bucket");
+	PG_TRY();
+	{
+		installed = leak_all(pyrate_now_ms(), &memory_units, &table_units, &nbuckets);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		ereport(WARNING,
+				(errmsg("pyrate leaker: leaking failed: %s", edata->message),
+				 errdetail("It tries again in pyrate.leak_interval (%d ms).", pyrate_leak_interval)));
+		SpinLockAcquire(&pyrate_shared->worker_mutex);
+		pyrate_shared->worker.last_error_at = GetCurrentTimestamp();
+		strlcpy(pyrate_shared->worker.last_error, edata->message,
+				sizeof(pyrate_shared->worker.last_error));
+		SpinLockRelease(&pyrate_shared->worker_mutex);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(cxt);
+		set_state("idle after a failed leak");
+		return 0;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(cxt);
+
+	if (!installed)
+	{
+		ereport(DEBUG1,
+				(errmsg_internal("pyrate leaker: extension pyrate is not installed in this database; nothing to leak")));
+		set_state("waiting for CREATE EXTENSION pyrate");
+		return 0;
+	}
+	SpinLockAcquire(&pyrate_shared->worker_mutex);
+	pyrate_shared->worker.last_leak = start;
+	pyrate_shared->worker.last_leak_ms =
+		(double) (GetCurrentTimestamp() - start) / 1000.0;
+	pyrate_shared->worker.last_memory_units = memory_units;
+	pyrate_shared->worker.last_table_units = table_units;
+	pyrate_shared->worker.total_units += memory_units + table_units;
+	pyrate_shared->worker.runs++;
+	SpinLockRelease(&pyrate_shared->worker_mutex);
+	ereport(DEBUG1,
+			(errmsg_internal("pyrate leaker: leaked %lld unit(s) from memory buckets and %lld from table buckets (%d bucket(s) with items) in %.3f ms",
+							 (long long) memory_units, (long long) table_units, nbuckets,
+							 (double) (GetCurrentTimestamp() - start) / 1000.0)));
+	set_state("idle");
+	return start;
+}
+
+void
+pyrate_worker_main(Datum arg)
+{
+	char	   *database;
+	MemoryContext cxt;
+	TimestampTz next;
+	TimestampTz last_leak = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	database = MemoryContextStrdup(TopMemoryContext, pyrate_database);
+	BackgroundWorkerInitializeConnection(database, NULL, 0);
+	pgstat_report_appname("pyrate leaker");
+
+	SpinLockAcquire(&pyrate_shared->worker_mutex);
+	memset(&pyrate_shared->worker, 0, sizeof(pyrate_shared->worker));
+	pyrate_shared->worker.pid = MyProcPid;
+	strlcpy(pyrate_shared->worker.database, database, NAMEDATALEN);
+	pyrate_shared->worker.started = GetCurrentTimestamp();
+	pyrate_shared->worker.interval_ms = pyrate_leak_interval;
+	SpinLockRelease(&pyrate_shared->worker_mutex);
+	before_shmem_exit(clear_pid, (Datum) 0);
+	ereport(LOG,
+			(errmsg("pyrate leaker started in database \"%s\", leaking every %d ms",
+					database, pyrate_leak_interval)));
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "pyrate leaker", ALLOCSET_DEFAULT_SIZES);
+	next = GetCurrentTimestamp();
+	set_state("idle");
+	for (;;)
+	{
+		TimestampTz now;
+		long		timeout = -1;
+		int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			if (strcmp(database, pyrate_database) != 0)
+			{
+				ereport(LOG,
+						(errmsg("pyrate leaker: pyrate.database changed from \"%s\" to \"%s\"; restarting to connect there",
+								database, pyrate_database)));
+				proc_exit(1);
+			}
+			SpinLockAcquire(&pyrate_shared->worker_mutex);
+			pyrate_shared->worker.interval_ms = pyrate_leak_interval;
+			SpinLockRelease(&pyrate_shared->worker_mutex);
+			/* the new interval counts from the last leak */
+			if (last_leak != 0)
+				next = TimestampTzPlusMilliseconds(last_leak, pyrate_leak_interval);
+			ereport(DEBUG1,
+					(errmsg_internal("pyrate leaker: configuration reloaded, leak_interval = %d ms",
+									 pyrate_leak_interval)));
+		}
+		now = GetCurrentTimestamp();
+		if (pyrate_leak_interval > 0 && now >= next)
+		{
+			TimestampTz leaked = run_leak(cxt);
+
+			if (leaked != 0)
+				last_leak = leaked;
+			now = GetCurrentTimestamp();
+			next = TimestampTzPlusMilliseconds(now, pyrate_leak_interval);
+		}
+		if (pyrate_leak_interval > 0)
+		{
+			timeout = (long) ((next - now + 999) / 1000);
+			events |= WL_TIMEOUT;
+		}
+		else
+			set_state("idle: leaking is off (pyrate.leak_interval = 0)");
+		(void) WaitLatch(MyLatch, events, Max(timeout, 1), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ---- pyrate_worker_status() ---------------------------------------- */
+
+#define STATUS_COLS 13
+
+Datum
+pyrate_worker_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[STATUS_COLS];
+	bool		nulls[STATUS_COLS];
+	PyrateWorkerStatus st;
+	bool		running;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pyrate_worker_status must return a composite type");
+	desc = BlessTupleDesc(desc);
+	memset(nulls, true, sizeof(nulls));
+	if (pyrate_shared == NULL)
+	{
+		values[2] = CStringGetTextDatum("not running: pyrate is not in shared_preload_libraries");
+		nulls[2] = false;
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+	}
+	SpinLockAcquire(&pyrate_shared->worker_mutex);
+	st = pyrate_shared->worker;
+	SpinLockRelease(&pyrate_shared->worker_mutex);
+	/* a worker that crashed never cleared its pid */
+	running = st.pid != 0 && BackendPidGetProc(st.pid) != NULL;
+
+	if (running)
+	{
+		values[0] = Int32GetDatum(st.pid);
+		nulls[0] = false;
+	}
+	if (st.database[0])
+	{
+		values[1] = CStringGetTextDatum(st.database);
+		nulls[1] = false;
+	}
+	values[2] = CStringGetTextDatum(running ? st.state : (st.started ? "stopped" : "not started"));
+	nulls[2] = false;
+	if (running)
+	{
+		values[3] = Int32GetDatum(st.interval_ms);
+		nulls[3] = false;
+	}
+	if (st.started)
+	{
+		values[4] = TimestampTzGetDatum(st.started);
+		nulls[4] = false;
+	}
+	if (st.last_leak)
+	{
+		values[5] = TimestampTzGetDatum(st.last_leak);
+		values[6] = Float8GetDatum(st.last_leak_ms);
+		values[7] = Int64GetDatum(st.last_memory_units);
+		values[8] = Int64GetDatum(st.last_table_units);
+		nulls[5] = nulls[6] = nulls[7] = nulls[8] = false;
+	}
+	values[9] = Int64GetDatum(st.total_units);
+	values[10] = Int64GetDatum(st.runs);
+	nulls[9] = nulls[10] = false;
+	if (st.last_error_at)
+	{
+		values[11] = TimestampTzGetDatum(st.last_error_at);
+		values[12] = CStringGetTextDatum(st.last_error);
+		nulls[11] = nulls[12] = false;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
