@@ -64,6 +64,7 @@ typedef struct Collect
 	Oid			nsp;
 	int			engine;
 	int64		at;
+	MemoryContext cxt;			/* outlives the listing's transaction */
 	List	   *targets;
 } Collect;
 
@@ -111,17 +112,20 @@ collect(const char *name, int64 count, void *arg)
 	Collect    *c = arg;
 	const PyrateDefinition *d;
 	LeakTarget *t;
+	MemoryContext old;
 
 	if (count == 0)
 		return;
 	d = pyrate_route_or_null(c->nsp, name);
 	if (d == NULL)
 		return;
+	old = MemoryContextSwitchTo(c->cxt);
 	t = palloc(sizeof(LeakTarget));
 	t->engine = c->engine;
 	t->name = pstrdup(name);
 	t->before = c->at - d->rates[d->nrates - 1].interval;
 	c->targets = lappend(c->targets, t);
+	MemoryContextSwitchTo(old);
 }
 
 static void
@@ -174,6 +178,7 @@ leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
 
 	*memory_units = *table_units = 0;
 	*nbuckets = 0;
+	c.cxt = CurrentMemoryContext;
 
 	begin();
 	c.nsp = extension_schema();
