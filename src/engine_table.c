@@ -33,7 +33,10 @@
 #include "storage/lock.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -85,11 +88,12 @@ typedef struct TableBucket
 	bool		locked;
 } TableBucket;
 
+static uint64 name_hash(const char *name);
+
 static void
 bucket_lock(TableBucket *tb)
 {
-	uint64		h = hash_bytes_extended((const unsigned char *) tb->b->name,
-										strlen(tb->b->name), PYRATE_LOCK_SEED);
+	uint64		h = name_hash(tb->b->name);
 
 	SET_LOCKTAG_ADVISORY(tb->tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
 						 PYRATE_LOCK_CLASS);
@@ -105,7 +109,90 @@ bucket_unlock(TableBucket *tb)
 	tb->locked = false;
 }
 
-/* The bucket's id, -1 when it has no row. */
+/*
+ * Bucket ids by name, cached per backend.  An id changes only when a bucket
+ * is disposed of; dispose sends a relcache invalidation for the bucket table,
+ * which empties every backend's cache, and holds the bucket's lock until it
+ * commits, so a caller that takes the lock and then accepts invalidations
+ * never uses a stale id.  Only existing buckets are cached.
+ */
+typedef struct BucketIdEntry
+{
+	uint64		hash;			/* hash key */
+	int64		id;
+	char	   *name;
+} BucketIdEntry;
+
+#define BUCKET_ID_CACHE_MAX 65536
+
+static HTAB *bucket_ids = NULL;
+static MemoryContext bucket_ids_cxt = NULL;
+static Oid	bucket_table_relid = InvalidOid;
+
+static void
+bucket_ids_reset(void)
+{
+	if (bucket_ids_cxt)
+		MemoryContextReset(bucket_ids_cxt);
+	bucket_ids = NULL;
+}
+
+static void
+bucket_ids_relcache_cb(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == bucket_table_relid)
+		bucket_ids_reset();
+}
+
+/* A bucket row created by an aborted (sub)transaction never existed. */
+static void
+bucket_ids_xact_cb(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		bucket_ids_reset();
+}
+
+static void
+bucket_ids_subxact_cb(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		bucket_ids_reset();
+}
+
+static uint64
+name_hash(const char *name)
+{
+	return hash_bytes_extended((const unsigned char *) name, strlen(name), PYRATE_LOCK_SEED);
+}
+
+static BucketIdEntry *
+bucket_ids_find(const char *name, bool *found)
+{
+	uint64		h = name_hash(name);
+
+	if (bucket_ids == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (bucket_ids_cxt == NULL)
+		{
+			bucket_ids_cxt = AllocSetContextCreate(TopMemoryContext, "pyrate bucket ids",
+												   ALLOCSET_DEFAULT_SIZES);
+			CacheRegisterRelcacheCallback(bucket_ids_relcache_cb, (Datum) 0);
+			RegisterXactCallback(bucket_ids_xact_cb, NULL);
+			RegisterSubXactCallback(bucket_ids_subxact_cb, NULL);
+		}
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(BucketIdEntry);
+		ctl.hcxt = bucket_ids_cxt;
+		bucket_ids = hash_create("pyrate bucket ids", 1024, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	return hash_search(bucket_ids, &h, found ? HASH_ENTER : HASH_FIND, found);
+}
+
+/* The bucket's id from its row, -1 when it has none. */
 static int64
 lookup_bucket(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep)
 {
@@ -114,6 +201,7 @@ lookup_bucket(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep)
 	int64		id = -1;
 
 	pyrate_rel_open(&rel, nsp, BUCKETS_TABLE, mode);
+	bucket_table_relid = RelationGetRelid(rel.heap);
 	pyrate_key_text(&key, 1, name);
 	if (pyrate_probe(&rel, pyrate_rel_index(&rel, 1, bucket_name_key), &key, 1,
 					 ForwardScanDirection, SnapshotSelf))
@@ -122,6 +210,29 @@ lookup_bucket(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep)
 		*keep = rel;
 	else
 		pyrate_rel_close(&rel);
+	return id;
+}
+
+/* The bucket's id, from the cache when it can be. */
+static int64
+bucket_id(Oid nsp, const char *name)
+{
+	BucketIdEntry *e;
+	bool		found;
+	int64		id;
+
+	AcceptInvalidationMessages();
+	e = bucket_ids_find(name, NULL);
+	if (e && strcmp(e->name, name) == 0)
+		return e->id;
+	id = lookup_bucket(nsp, name, AccessShareLock, NULL);
+	if (id < 0 || e != NULL)	/* absent, or a hash collision: do not cache */
+		return id;
+	if (hash_get_num_entries(bucket_ids) >= BUCKET_ID_CACHE_MAX)
+		bucket_ids_reset();
+	e = bucket_ids_find(name, &found);
+	e->id = id;
+	e->name = MemoryContextStrdup(bucket_ids_cxt, name);
 	return id;
 }
 
@@ -135,7 +246,7 @@ tb_open(TableBucket *tb, const PyrateBucket *b, LOCKMODE mode, bool lock)
 	tb->by_ts = pyrate_rel_index(&tb->items, 3, item_ts_key);
 	if (lock)
 		bucket_lock(tb);
-	tb->id = lookup_bucket(b->nsp, b->name, AccessShareLock, NULL);
+	tb->id = bucket_id(b->nsp, b->name);
 }
 
 static void
@@ -396,6 +507,8 @@ table_dispose(const PyrateBucket *b)
 	(void) delete_items(&tb, PG_INT64_MAX, 0);
 	existed = lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets) >= 0 &&
 		pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
+	if (existed)
+		CacheInvalidateRelcacheByRelid(RelationGetRelid(buckets.heap));
 	pyrate_rel_close(&buckets);
 	tb_close(&tb);
 	return existed;

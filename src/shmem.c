@@ -154,6 +154,10 @@ pyrate_area(void)
 void
 pyrate_shmem_init(void)
 {
+	/* a PGC_POSTMASTER setting can only be defined while preloading */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
 	DefineCustomIntVariable("pyrate.memory_size",
 							"Shared memory for the memory storage engine's buckets.",
 							"Buckets and their items live in this much shared memory; when it is full, "
@@ -163,9 +167,6 @@ pyrate_shmem_init(void)
 							PGC_POSTMASTER,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = pyrate_shmem_request;
