@@ -7,6 +7,7 @@
 
 PYRATE_TOP=${PYRATE_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 PG_BINDIR=${PG_BINDIR:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
+export PATH="$PG_BINDIR:$PATH"
 PGXS_DIR=${PGXS_DIR:-$(dirname "$(pg_config --pgxs 2>/dev/null || echo /usr/lib/postgresql/15/lib/pgxs/src/makefiles/pgxs.mk)")/..}
 
 PYRATE_TMP=${PYRATE_TMP:-}

@@ -30,6 +30,44 @@ if [ $rc != 0 ] && [ -f "$out/regression.diffs" ]; then
 	echo "== regression.diffs"
 	cat "$out/regression.diffs"
 fi
+
+# On the same server: what pg_regress cannot show.
+DSN=$(pg_conninfo regress $PORT)
+sql() { psql -X -At -q "$DSN" "$@"; }
+sql -c "CREATE EXTENSION IF NOT EXISTS pyrate" -c "SELECT pyrate_define('wait:*', '{1/1h}')" >/dev/null
+
+# A blocking acquire is interruptible: pg_cancel_backend ends it at once.
+sql -c "SELECT pyrate_try_acquire('wait:cancel')" >/dev/null
+start=$(date +%s%N)
+psql -X -At "$DSN" -c "SET application_name = 'pyrate-waiter'" -c "SELECT pyrate_try_acquire('wait:cancel')" \
+	>"$(pyrate_tmp)/waiter.out" 2>&1 &
+waiter=$!
+for i in $(seq 50); do
+	[ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pyrate-waiter' AND wait_event_type = 'Extension'")" = 1 ] && break
+	sleep 0.1
+done
+check "a blocking acquire waits with wait_event_type Extension" \
+	test "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pyrate-waiter' AND wait_event_type = 'Extension'")" = 1
+sql -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'pyrate-waiter'" >/dev/null
+wait $waiter
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+check "pg_cancel_backend ends a blocking acquire (${elapsed_ms} ms)" \
+	grep -q "canceling statement due to user request" "$(pyrate_tmp)/waiter.out"
+check "the cancelled waiter held no bucket lock" \
+	test "$(sql -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 28786")" = 0
+
+# The pyrate.* prefix is reserved: a misspelt setting is an error, not a no-op.
+err=$(psql -X -q "$DSN" -c "SET pyrate.bufer_ms = 10" 2>&1)
+check "a misspelt pyrate.* setting is refused" grep -q 'invalid configuration parameter name "pyrate.bufer_ms"' <<<"$err"
+
+# pg_dump keeps the definitions (user configuration), not the items.
+sql -c "CREATE DATABASE dumped" -c "SELECT pyrate_put('wait:dump')" >/dev/null
+pg_dump -Fc -f "$(pyrate_tmp)/pyrate.dump" "$DSN" &&
+	pg_restore -d "$(pg_conninfo regress $PORT dumped)" "$(pyrate_tmp)/pyrate.dump"
+check "pg_dump and pg_restore carry the definitions" \
+	test "$(psql -X -At "$(pg_conninfo regress $PORT dumped)" -c "SELECT rates FROM pyrate_definitions WHERE pattern = 'wait:*'")" = "{1/1h}"
+check "a restored database starts with empty buckets" \
+	test "$(psql -X -At "$(pg_conninfo regress $PORT dumped)" -c "SELECT pyrate_count('wait:dump')")" = 0
 pg_stop regress
 
 # Without shared_preload_libraries: everything but the memory engine works,
