@@ -19,13 +19,14 @@ OBJS = \
 	src/worker.o \
 	src/limiter.o \
 	src/tuples.o \
+	src/trigger.o \
 	$(CORE_OBJS)
 
 PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/core
 
 # Regression tests live in sql/ + expected/ (pg_regress's default layout);
 # test/suites/10-regress.sh runs them on a preloaded server of its own.
-REGRESS = rate define bucket limiter privileges
+REGRESS = rate define bucket limiter trigger privileges
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=pyrate
 
 PG_CONFIG ?= pg_config

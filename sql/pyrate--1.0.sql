@@ -194,6 +194,10 @@ CREATE FUNCTION @extschema@.pyrate_require(name text, weight integer DEFAULT 1) 
 	AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.pyrate_require(text, integer) IS 'take weight units or raise SQLSTATE PT429 (HTTP 429 through PostgREST)';
 
+CREATE FUNCTION @extschema@.pyrate_throttle() RETURNS trigger
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+COMMENT ON FUNCTION @extschema@.pyrate_throttle() IS 'BEFORE ... FOR EACH ROW trigger: pyrate_throttle(prefix [, key_column [, weight or weight_column [, on_limit error|skip|wait]]])';
+
 -- ---------------------------------------------------------------------
 -- Privileges: acquiring is for everyone; configuring is for the owner
 -- ---------------------------------------------------------------------

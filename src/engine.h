@@ -60,6 +60,20 @@ int			pyrate_engines(const PyrateEngine **engines);
 /* Leak every bucket of every engine at time at; returns units removed. */
 int64		pyrate_leak_every_bucket(Oid nsp, int64 at);
 
+/* Limiter.try_acquire (limiter.c); see there. */
+typedef struct PyrateAcquireResult
+{
+	pyr_rate	failing_rate;	/* when rejected */
+	int64		retry_after;
+} PyrateAcquireResult;
+
+bool		pyrate_limiter_acquire(Oid nsp, const char *name, int64 weight, bool blocking,
+								   int64 deadline, PyrateAcquireResult *r);
+
+/* ERROR with SQLSTATE PT429 for a rejection; context is appended to the message. */
+void		pyrate_raise_limited(const char *name, const pyr_rate *failing, int64 weight,
+								 int64 retry_after, const char *context) pg_attribute_noreturn();
+
 /* Fill b for a name: route it, copy the definition. */
 void		pyrate_bucket_init(PyrateBucket *b, Oid nsp, const char *name);
 

@@ -231,32 +231,39 @@ pyrate_acquire(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(decision_datum(fcinfo, &b, &d));
 }
 
+/* SQLSTATE PT429: PostgREST answers it with HTTP 429. */
+#define ERRCODE_PYRATE_LIMITED MAKE_SQLSTATE('P', 'T', '4', '2', '9')
+
+void
+pyrate_raise_limited(const char *name, const pyr_rate *failing, int64 weight,
+					 int64 retry_after, const char *context)
+{
+	char		rate[64];
+
+	pyr_rate_format(failing, rate, sizeof(rate));
+	if (retry_after < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PYRATE_LIMITED),
+				 errmsg("rate limit exceeded for bucket \"%s\"%s", name, context),
+				 errdetail("limit %s reached: weight %lld can never fit.", rate, (long long) weight),
+				 errhint("Take a smaller weight, or define a larger limit.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_PYRATE_LIMITED),
+			 errmsg("rate limit exceeded for bucket \"%s\"%s", name, context),
+			 errdetail("limit %s reached.", rate),
+			 errhint("Retry after %lld ms.", (long long) retry_after)));
+}
+
 Datum
 pyrate_require(PG_FUNCTION_ARGS)
 {
 	Oid			nsp = pyrate_namespace(fcinfo);
 	char	   *name = arg_name(fcinfo, 0);
 	int64		weight = arg_weight(fcinfo, 1);
-	PyrateBucket b;
-	pyr_decision d;
-	char		rate[64];
+	PyrateAcquireResult r;
 
-	pyrate_bucket_init(&b, nsp, name);
-	decide(&b, pyrate_now_ms(), weight, true, &d);
-	if (d.admitted)
-		PG_RETURN_VOID();
-	pyr_rate_format(&b.def.rates[d.failing], rate, sizeof(rate));
-	if (d.retry_after < 0)
-		ereport(ERROR,
-				(errcode(MAKE_SQLSTATE('P', 'T', '4', '2', '9')),
-				 errmsg("rate limit exceeded for bucket \"%s\"", name),
-				 errdetail("limit %s reached: weight %lld can never fit.", rate, (long long) weight),
-				 errhint("Take a smaller weight, or define a larger limit.")));
-	ereport(ERROR,
-			(errcode(MAKE_SQLSTATE('P', 'T', '4', '2', '9')),
-			 errmsg("rate limit exceeded for bucket \"%s\"", name),
-			 errdetail("limit %s reached.", rate),
-			 errhint("Retry after %lld ms.", (long long) d.retry_after)));
+	if (!pyrate_limiter_acquire(nsp, name, weight, false, -1, &r))
+		pyrate_raise_limited(name, &r.failing_rate, weight, r.retry_after, "");
 	PG_RETURN_VOID();
 }
 
@@ -457,43 +464,19 @@ pyrate_buckets(PG_FUNCTION_ARGS)
 /*
  * Limiter.try_acquire: put at the current time; when rejected and blocking,
  * sleep waiting + pyrate.buffer_ms and retry, until admitted, until the
- * timeout passes, or until the weight can never fit.  No lock is held while
- * sleeping, and the sleep wakes for cancel, timeouts and shutdown.
+ * deadline (ms on pyrate_now's clock, -1 for none) passes, or until the
+ * weight can never fit.  No lock is held while sleeping, and the sleep wakes
+ * for cancel, timeouts and shutdown.  On rejection r says by which rate.
  */
-Datum
-pyrate_try_acquire(PG_FUNCTION_ARGS)
+bool
+pyrate_limiter_acquire(Oid nsp, const char *name, int64 weight, bool blocking,
+					   int64 deadline, PyrateAcquireResult *r)
 {
-	Oid			nsp = pyrate_namespace(fcinfo);
-	char	   *name = arg_name(fcinfo, 0);
-	int64		weight = arg_weight(fcinfo, 1);
-	bool		blocking;
-	double		timeout;
-	int64		deadline = -1;
 	MemoryContext loop_cxt;
 	MemoryContext old;
 	bool		admitted = false;
 
-	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("blocking and timeout cannot be NULL"),
-				 errhint("Leave them out for the defaults: blocking => true, timeout => -1 (wait as long as it takes).")));
-	blocking = PG_GETARG_BOOL(2);
-	timeout = PG_GETARG_FLOAT8(3);
-	if (isnan(timeout) || (timeout < 0 && timeout != -1))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid timeout %g", timeout),
-				 errhint("The timeout is in seconds, 0 or more, or -1 to wait as long as it takes.")));
-	if (!blocking && timeout != -1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a timeout needs blocking => true"),
-				 errhint("Drop the timeout, or let the call block.")));
-	if (timeout >= 0 && !isinf(timeout))
-		deadline = pyrate_now_ms() + (int64) ceil(Min(timeout, 1e12) * 1000.0);
-
-	loop_cxt = AllocSetContextCreate(CurrentMemoryContext, "pyrate_try_acquire",
+	loop_cxt = AllocSetContextCreate(CurrentMemoryContext, "pyrate acquire",
 									 ALLOCSET_SMALL_SIZES);
 	for (;;)
 	{
@@ -507,6 +490,11 @@ pyrate_try_acquire(PG_FUNCTION_ARGS)
 		now = pyrate_now_ms();
 		decide(&b, now, weight, true, &d);
 		MemoryContextSwitchTo(old);
+		if (!d.admitted)
+		{
+			r->failing_rate = b.def.rates[d.failing];
+			r->retry_after = d.retry_after;
+		}
 		MemoryContextReset(loop_cxt);
 
 		if (d.admitted)
@@ -530,5 +518,38 @@ pyrate_try_acquire(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 	}
 	MemoryContextDelete(loop_cxt);
-	PG_RETURN_BOOL(admitted);
+	return admitted;
+}
+
+Datum
+pyrate_try_acquire(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *name = arg_name(fcinfo, 0);
+	int64		weight = arg_weight(fcinfo, 1);
+	bool		blocking;
+	double		timeout;
+	int64		deadline = -1;
+	PyrateAcquireResult r;
+
+	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("blocking and timeout cannot be NULL"),
+				 errhint("Leave them out for the defaults: blocking => true, timeout => -1 (wait as long as it takes).")));
+	blocking = PG_GETARG_BOOL(2);
+	timeout = PG_GETARG_FLOAT8(3);
+	if (isnan(timeout) || (timeout < 0 && timeout != -1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid timeout %g", timeout),
+				 errhint("The timeout is in seconds, 0 or more, or -1 to wait as long as it takes.")));
+	if (!blocking && timeout != -1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a timeout needs blocking => true"),
+				 errhint("Drop the timeout, or let the call block.")));
+	if (timeout >= 0 && !isinf(timeout))
+		deadline = pyrate_now_ms() + (int64) ceil(Min(timeout, 1e12) * 1000.0);
+	PG_RETURN_BOOL(pyrate_limiter_acquire(nsp, name, weight, blocking, deadline, &r));
 }
