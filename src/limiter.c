@@ -464,9 +464,10 @@ pyrate_buckets(PG_FUNCTION_ARGS)
 /*
  * Limiter.try_acquire: put at the current time; when rejected and blocking,
  * sleep waiting + pyrate.buffer_ms and retry, until admitted, until the
- * deadline (ms on pyrate_now's clock, -1 for none) passes, or until the
+ * deadline passes, or until the
  * weight can never fit.  No lock is held while sleeping, and the sleep wakes
  * for cancel, timeouts and shutdown.  On rejection r says by which rate.
+ * The deadline is a GetCurrentTimestamp() value, or -1 for none.
  */
 bool
 pyrate_limiter_acquire(Oid nsp, const char *name, int64 weight, bool blocking,
@@ -507,10 +508,12 @@ pyrate_limiter_acquire(Oid nsp, const char *name, int64 weight, bool blocking,
 		delay = d.waiting + pyrate_buffer_ms;
 		if (deadline >= 0)
 		{
-			now = pyrate_now_ms();
-			if (now >= deadline)
+			TimestampTz t = GetCurrentTimestamp();
+
+			if (t >= deadline)
 				break;
-			delay = Min(delay, deadline - now);
+			/* whole ms, rounded up: never give up before the deadline */
+			delay = Min(delay, (deadline - t + 999) / 1000);
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 (long) Max(delay, 1), PG_WAIT_EXTENSION);
@@ -550,6 +553,6 @@ pyrate_try_acquire(PG_FUNCTION_ARGS)
 				 errmsg("a timeout needs blocking => true"),
 				 errhint("Drop the timeout, or let the call block.")));
 	if (timeout >= 0 && !isinf(timeout))
-		deadline = pyrate_now_ms() + (int64) ceil(Min(timeout, 1e12) * 1000.0);
+		deadline = GetCurrentTimestamp() + (int64) ceil(Min(timeout, 1e9) * 1000000.0);
 	PG_RETURN_BOOL(pyrate_limiter_acquire(nsp, name, weight, blocking, deadline, &r));
 }
