@@ -464,10 +464,9 @@ pyrate_buckets(PG_FUNCTION_ARGS)
 /*
  * Limiter.try_acquire: put at the current time; when rejected and blocking,
  * sleep waiting + pyrate.buffer_ms and retry, until admitted, until the
- * deadline passes, or until the
+ * deadline (a GetCurrentTimestamp() value, -1 for none) passes, or until the
  * weight can never fit.  No lock is held while sleeping, and the sleep wakes
  * for cancel, timeouts and shutdown.  On rejection r says by which rate.
- * The deadline is a GetCurrentTimestamp() value, or -1 for none.
  */
 bool
 pyrate_limiter_acquire(Oid nsp, const char *name, int64 weight, bool blocking,
