@@ -4,6 +4,7 @@
 # memory engine, and stress on one hot key and on 10,000 keys.
 #
 #   PYRATE_SKIP_INSTALL=1 bash test/suites/30-memory-worker.sh [tap|conformance|stress]...
+#   PYRATE_TAP=002 ... runs only the TAP files whose names contain 002
 set -u
 cd "$(dirname "$0")/../.."
 . test/lib.sh
@@ -28,6 +29,7 @@ run_tap() {
 	chown -R postgres: "$dir"
 	for t in "$dir"/*.pl; do
 		name=$(basename "$t")
+		case "$name" in *"${PYRATE_TAP:-}"*) ;; *) continue ;; esac
 		out="$dir/$name.out"
 		echo "== TAP $name"
 		(cd "$dir" && as_postgres env PATH="$PG_BINDIR:$PATH" \
@@ -42,6 +44,7 @@ run_tap() {
 			[ "$failed" = 0 ] && failed=1
 			echo "-- $name failed; its output and logs are in $dir"
 			grep -E '^#' "$out" | tail -30
+			tail -15 "$dir/tmp_check/log/regress_log_${name%.pl}"
 			PYRATE_KEEP_TMP=1
 		fi
 		SUITE_PASSED=$((SUITE_PASSED + passed))

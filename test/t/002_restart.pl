@@ -1,0 +1,153 @@
+# The memory engine across restarts: saved at a clean shutdown and restored,
+# empty after an immediate shutdown or a crash (and the log says so), a bad
+# state file ignored with a warning, and buckets that no longer fit dropped.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('restart', port => 57111);
+$node->init;
+$node->append_conf('postgresql.conf', qq(
+shared_preload_libraries = 'pyrate'
+pyrate.leak_interval = 0
+pyrate.memory_size = '8MB'
+restart_after_crash = on
+));
+$node->start;
+my $state = $node->data_dir . '/pyrate_memory.state';
+my $long = 'keep:' . ('x' x 1019);    # 1024 bytes
+
+sub memory_snapshot
+{
+	my ($db) = @_;
+	return $node->safe_psql($db, q{
+SELECT string_agg(format('%s=%s[%s]', left(b.name, 12), b.count,
+	(SELECT string_agg(format('%s@%s', (pyrate_peek(b.name, i)).weight, (pyrate_peek(b.name, i)).ts), ',' ORDER BY i)
+	 FROM generate_series(0, b.count::int - 1) i)), ' ' ORDER BY b.name)
+FROM pyrate_buckets() b WHERE b.storage = 'memory'});
+}
+
+$node->safe_psql('postgres', qq{
+CREATE EXTENSION pyrate;
+SELECT pyrate_define('keep:*', '{5/1h,10/1d}', 'memory');
+SELECT pyrate_define('tab', '{5/1h}', 'table');
+SELECT pyrate_put('keep:a', 1, 1000), pyrate_put('keep:a', 2, 1001), pyrate_put('keep:a', 2, 1002);
+SELECT pyrate_put('keep:b', 1, 5000), pyrate_put('keep:b', 1, 5000), pyrate_put('keep:b', 3, 9000);
+SELECT pyrate_put('$long', 4, 7000);
+SELECT pyrate_put('keep:empty', 1, 1000), pyrate_flush('keep:empty');
+SELECT pyrate_put('tab');
+CREATE DATABASE db2;
+});
+$node->safe_psql('db2', q{
+CREATE EXTENSION pyrate;
+SELECT pyrate_define('keep:*', '{5/1h,10/1d}', 'memory');
+SELECT pyrate_put('keep:a', 5, 2000);
+});
+my $before = memory_snapshot('postgres');
+my $before2 = memory_snapshot('db2');
+is($before, 'keep:a=5[2@1002,2@1002,2@1001,2@1001,1@1000] keep:b=5[3@9000,3@9000,3@9000,1@5000,1@5000] keep:empty=0[] '
+	  . 'keep:xxxxxxx=4[4@7000,4@7000,4@7000,4@7000]', 'memory buckets before the restart');
+my $waiting = $node->safe_psql('postgres', "SELECT pyrate_waiting('keep:a', 1, 1003)");
+
+$node->restart;    # -m fast
+is(memory_snapshot('postgres'), $before, 'memory buckets survive a fast restart, item by item');
+is(memory_snapshot('db2'), $before2, '... in every database, each its own namespace');
+is($node->safe_psql('postgres', "SELECT pyrate_waiting('keep:a', 1, 1003)"), $waiting,
+	'decisions after the restart are the same');
+is($node->safe_psql('postgres', "SELECT pyrate_put('keep:a', 1, 1003), pyrate_put('keep:a', 1, 3601002)"), 'f|t',
+	'the restored bucket goes on limiting');
+ok($node->log_contains(qr/pyrate: saved 5 memory bucket\(s\) holding 8 item\(s\) to "pyrate_memory.state"/),
+	'the shutdown says what it saved');
+ok($node->log_contains(qr/pyrate: restored 5 memory bucket\(s\) holding 8 item\(s\) from "pyrate_memory.state"/),
+	'the start says what it restored');
+is(-s $state, 36, 'while running, the state file is only a marker');
+is($node->safe_psql('postgres', 'SELECT buckets, items FROM pyrate_memory_status()'), '5|9',
+	'pyrate_memory_status counts the restored buckets');
+
+# ---- immediate shutdown: nothing saved ----------------------------------
+$node->stop('immediate');
+$node->start;
+is($node->safe_psql('postgres', "SELECT count(*) FROM pyrate_buckets() WHERE storage = 'memory'"), '0',
+	'after an immediate shutdown the memory engine is empty');
+is($node->safe_psql('postgres', "SELECT pyrate_count('tab')"), '1', '... and the table engine intact');
+ok($node->log_contains(qr/pyrate: not saving the memory engine's buckets: the server did not shut down cleanly/),
+	'the immediate shutdown saved nothing, and said so');
+ok($node->log_contains(qr/pyrate: the memory engine starts empty: the server did not shut down cleanly/),
+	'the next start says the memory engine starts empty');
+
+# ---- a crashed backend: shared memory reinitialized ----------------------
+$node->safe_psql('postgres', "SELECT pyrate_put('keep:crash')");
+my $logpos = -s $node->logfile;
+my $victim = $node->background_psql('postgres', on_error_stop => 0);
+kill 'KILL', $victim->query_safe('SELECT pg_backend_pid()');
+eval { $victim->quit };
+ok($node->wait_for_log(qr/pyrate: the memory engine starts empty after a server process crashed/, $logpos),
+	'after a backend crash the memory engine starts empty, and says so');
+ok($node->poll_query_until('postgres', "SELECT pyrate_count('keep:crash') = 0 AND pyrate_count('tab') = 1"),
+	'... its buckets are gone, the table engine is intact');
+$node->safe_psql('postgres', "SELECT pyrate_put('keep:after')");
+$node->restart;
+is($node->safe_psql('postgres', "SELECT pyrate_count('keep:after')"), '1',
+	'after a crash cycle a clean restart saves again');
+
+# ---- bad state files --------------------------------------------------
+sub restart_with_file
+{
+	my ($edit) = @_;
+	$node->stop;
+	my $bytes = slurp_file($state);
+	$bytes = $edit->($bytes);
+	open my $fh, '>:raw', $state or die "open $state: $!";
+	print $fh $bytes;
+	close $fh;
+	my $pos = -s $node->logfile;
+	$node->start;
+	return $pos;
+}
+
+my $pos = restart_with_file(sub { my $b = shift; substr($b, -1, 1) = chr(ord(substr($b, -1, 1)) ^ 1); $b });
+ok($node->wait_for_log(qr/WARNING:  pyrate: ignoring "pyrate_memory.state": its checksum does not match/, $pos),
+	'a flipped bit: the file is ignored with a warning');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pyrate_buckets() WHERE storage = 'memory'"), '0',
+	'... and nothing is restored from it');
+
+$node->safe_psql('postgres', "SELECT pyrate_put('keep:v')");
+$pos = restart_with_file(sub { my $b = shift; substr($b, 4, 4) = pack('L', 99); $b });
+ok($node->wait_for_log(qr/pyrate: ignoring "pyrate_memory.state": it was written in format version 99, this server reads 1/, $pos),
+	'another format version: ignored with a warning');
+
+$node->safe_psql('postgres', "SELECT pyrate_put('keep:t')");
+$pos = restart_with_file(sub { my $b = shift; substr($b, 0, length($b) - 10) });
+ok($node->wait_for_log(qr/pyrate: ignoring "pyrate_memory.state": (it ends too early|its checksum is missing)/, $pos),
+	'a truncated file: ignored with a warning');
+
+$pos = restart_with_file(sub { 'x' x 64 });
+ok($node->wait_for_log(qr/pyrate: ignoring "pyrate_memory.state": it is not a pyrate memory file/, $pos),
+	'a foreign file: ignored with a warning');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pyrate_buckets() WHERE storage = 'memory'"), '0',
+	'... and the engine starts empty');
+
+# ---- restored into less memory ----------------------------------------
+$node->safe_psql('postgres', q{
+SELECT pyrate_define('fill:*', '{1000000/1h}', 'memory');
+SELECT count(*) FROM generate_series(1, 20) k, generate_series(1, 6000) i
+	WHERE pyrate_put('fill:' || k, 1, 1000 + i);
+});
+is($node->safe_psql('postgres', 'SELECT buckets, items FROM pyrate_memory_status()'), '20|120000',
+	'20 buckets of 6000 items in 8 MB');
+$node->stop;
+$node->append_conf('postgresql.conf', "pyrate.memory_size = '1MB'");
+$pos = -s $node->logfile;
+$node->start;
+ok($node->wait_for_log(qr/WARNING:  pyrate: \d+ saved memory bucket\(s\) did not fit and were dropped/, $pos),
+	'into a smaller pyrate.memory_size: what does not fit is dropped, with a warning');
+my ($restored) = slurp_file($node->logfile, $pos) =~ /pyrate: restored (\d+) memory bucket/;
+ok(defined $restored && $restored > 0 && $restored < 20, "... what fits is restored ($restored of 20)");
+is($node->safe_psql('postgres',
+	"SELECT bool_and(count = 6000) AND count(*) = $restored FROM pyrate_buckets() WHERE storage = 'memory'"),
+	't', '... each restored bucket whole');
+
+$node->stop;
+done_testing();
