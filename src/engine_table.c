@@ -73,9 +73,12 @@ static const AttrNumber bucket_name_key[] = {Anum_bucket_name};
 static const AttrNumber item_cum_key[] = {Anum_item_bucket, Anum_item_cum};
 static const AttrNumber item_ts_key[] = {Anum_item_bucket, Anum_item_ts, Anum_item_cum};
 
+typedef struct BucketIdEntry BucketIdEntry;
+
 typedef struct TableBucket
 {
 	const PyrateBucket *b;
+	BucketIdEntry *cached;		/* the cache entry, when the id came from it */
 	PyrateRel	items;
 	Relation	by_cum;
 	Relation	by_ts;
@@ -116,12 +119,13 @@ bucket_unlock(TableBucket *tb)
  * commits, so a caller that takes the lock and then accepts invalidations
  * never uses a stale id.  Only existing buckets are cached.
  */
-typedef struct BucketIdEntry
+struct BucketIdEntry
 {
 	uint64		hash;			/* hash key */
 	int64		id;
 	char	   *name;
-} BucketIdEntry;
+	int64		newest_hint;	/* a cum this backend saw as the newest, or 0 */
+};
 
 #define BUCKET_ID_CACHE_MAX 65536
 
@@ -213,18 +217,22 @@ lookup_bucket(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep)
 	return id;
 }
 
-/* The bucket's id, from the cache when it can be. */
+/* The bucket's id, from the cache when it can be; *entry is its entry. */
 static int64
-bucket_id(Oid nsp, const char *name)
+bucket_id(Oid nsp, const char *name, BucketIdEntry **entry)
 {
 	BucketIdEntry *e;
 	bool		found;
 	int64		id;
 
 	AcceptInvalidationMessages();
+	*entry = NULL;
 	e = bucket_ids_find(name, NULL);
 	if (e && strcmp(e->name, name) == 0)
+	{
+		*entry = e;
 		return e->id;
+	}
 	id = lookup_bucket(nsp, name, AccessShareLock, NULL);
 	if (id < 0 || e != NULL)	/* absent, or a hash collision: do not cache */
 		return id;
@@ -233,6 +241,8 @@ bucket_id(Oid nsp, const char *name)
 	e = bucket_ids_find(name, &found);
 	e->id = id;
 	e->name = MemoryContextStrdup(bucket_ids_cxt, name);
+	e->newest_hint = 0;
+	*entry = e;
 	return id;
 }
 
@@ -246,7 +256,7 @@ tb_open(TableBucket *tb, const PyrateBucket *b, LOCKMODE mode, bool lock)
 	tb->by_ts = pyrate_rel_index(&tb->items, 3, item_ts_key);
 	if (lock)
 		bucket_lock(tb);
-	tb->id = bucket_id(b->nsp, b->name);
+	tb->id = bucket_id(b->nsp, b->name, &tb->cached);
 }
 
 static void
@@ -269,17 +279,32 @@ probe_cum(TableBucket *tb, ScanDirection dir, StrategyNumber op, int64 value)
 #define ITEM_I64(tb, att) DatumGetInt64((tb)->items.slot->tts_values[(att) - 1])
 #define ITEM_WEIGHT(tb) DatumGetInt32((tb)->items.slot->tts_values[Anum_item_weight - 1])
 
+/*
+ * The newest item.  A btree scan reads every matching entry of a leaf page
+ * before returning the first, so the probe is bounded below by the newest
+ * cum this backend saw last time: it then reads only the items put since.
+ * Nothing found above the hint means the bucket was emptied meanwhile.
+ */
 static void
 load_newest(TableBucket *tb)
 {
+	int64		hint;
+
 	if (tb->have_newest)
 		return;
 	tb->have_newest = true;
-	tb->empty = tb->id < 0 || !probe_cum(tb, BackwardScanDirection, BTGreaterStrategyNumber, 0);
-	if (!tb->empty)
+	tb->empty = true;
+	if (tb->id < 0)
+		return;
+	hint = tb->cached ? tb->cached->newest_hint : 0;
+	if ((hint > 0 && probe_cum(tb, BackwardScanDirection, BTGreaterEqualStrategyNumber, hint)) ||
+		probe_cum(tb, BackwardScanDirection, BTGreaterStrategyNumber, 0))
 	{
+		tb->empty = false;
 		tb->newest_cum = ITEM_I64(tb, Anum_item_cum);
 		tb->newest_ts = ITEM_I64(tb, Anum_item_ts);
+		if (tb->cached)
+			tb->cached->newest_hint = tb->newest_cum;
 	}
 }
 
