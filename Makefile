@@ -26,7 +26,7 @@ PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/core
 
 # Regression tests live in sql/ + expected/ (pg_regress's default layout);
 # test/suites/10-regress.sh runs them on a preloaded server of its own.
-REGRESS = rate define bucket limiter trigger privileges
+REGRESS = rate define bucket limiter trigger privileges security
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=pyrate
 
 PG_CONFIG ?= pg_config
