@@ -40,7 +40,7 @@ static const char *const query_templates[N_QUERIES] = {
 	"SELECT %s.pyrate_dispose($1::pg_catalog.text)",
 	"SELECT %s.pyrate_now()",
 	"SELECT %1$s.pyrate_define($1::pg_catalog.text, $2::%1$s.pyrate_rate[], "
-	"pg_catalog.coalesce($3::pg_catalog.text, pg_catalog.current_setting('pyrate.default_storage', true), 'table'), "
+	"COALESCE($3::pg_catalog.text, pg_catalog.current_setting('pyrate.default_storage', true), 'table'), "
 	"$4::pg_catalog.bool)"
 };
 
@@ -65,6 +65,7 @@ typedef struct pg_bucket
 	int			timeout_ms;
 	bool		use_prepared;
 	uint32_t	prepared;		/* bit per query prepared on conn */
+	bool		doomed;			/* the server said FATAL while we were idle */
 	char		sqlstate[6];	/* of the last failed statement */
 	/* the async acquire */
 	async_state astate;
@@ -81,6 +82,28 @@ drop_conn(pg_bucket *p)
 		PQfinish(p->conn);
 	p->conn = NULL;
 	p->prepared = 0;
+	p->doomed = false;
+}
+
+/*
+ * Messages outside a query: libpq would print them; we never print.  A
+ * FATAL one (the server terminating us) means the connection is done.
+ */
+static void
+notice_receiver(void *arg, const PGresult *res)
+{
+	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+
+	if (severity && (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0))
+		((pg_bucket *) arg)->doomed = true;
+}
+
+/* a connection that is still good as far as what it received while idle says */
+static bool
+conn_alive(pg_bucket *p)
+{
+	return p->conn && PQconsumeInput(p->conn) != 0 && !PQisBusy(p->conn) && !p->doomed &&
+		PQstatus(p->conn) == CONNECTION_OK;
 }
 
 static int
@@ -245,6 +268,7 @@ start_connect(pg_bucket *p, pyrate_error *err)
 	p->conn = PQconnectStart(p->conninfo);
 	if (!p->conn)
 		return pyr_fail(err, PYRATE_ENOMEM, "postgres: out of memory");
+	PQsetNoticeReceiver(p->conn, notice_receiver, p);
 	if (PQstatus(p->conn) == CONNECTION_BAD)
 		return conn_fail(p, err, PYRATE_EBACKEND, "cannot connect");
 	return PYRATE_OK;
@@ -258,7 +282,7 @@ ensure_conn(pg_bucket *p, int64_t deadline, pyrate_error *err)
 	int			rc;
 
 	/* read what arrived while idle: a server that went away shows up here */
-	if (p->conn && PQconsumeInput(p->conn) != 0 && PQstatus(p->conn) == CONNECTION_OK)
+	if (conn_alive(p))
 		return PYRATE_OK;
 	if ((rc = start_connect(p, err)) != PYRATE_OK)
 		return rc;
@@ -589,16 +613,25 @@ pyrate_pg_define(pyrate_bucket *b, const char *pattern, const pyrate_rate *rates
 
 /* ---- the bucket ops -------------------------------------------------- */
 
+/* through the ops a bound name wins; an unbound bucket takes the item's */
+static const char *
+item_bucket(pyrate_bucket *b, const pyrate_item *item)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+
+	return p->name ? p->name : item->name;
+}
+
 static int
 pg_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate_error *err)
 {
-	return pyrate_pg_acquire(b, item->name, item->weight, item->timestamp, d, err);
+	return pyrate_pg_acquire(b, item_bucket(b, item), item->weight, item->timestamp, d, err);
 }
 
 static int
 pg_waiting(pyrate_bucket *b, const pyrate_item *item, int64_t *ms, pyrate_error *err)
 {
-	return pyrate_pg_waiting(b, item->name, item->weight, item->timestamp, ms, err);
+	return pyrate_pg_waiting(b, item_bucket(b, item), item->weight, item->timestamp, ms, err);
 }
 
 static int
@@ -728,7 +761,7 @@ pyrate_pg_acquire_start(pyrate_bucket *b, const char *name, int64_t weight, pyra
 	memset(&p->aerr, 0, sizeof(p->aerr));
 	if (!p->aname)
 		rc = pyr_fail(err, PYRATE_ENOMEM, "out of memory");
-	else if (p->conn && PQconsumeInput(p->conn) != 0 && PQstatus(p->conn) == CONNECTION_OK)
+	else if (conn_alive(p))
 	{
 		if (!p->sql[0] && p->schema)
 			rc = build_sql(p, p->conn, p->schema, err);

@@ -69,7 +69,7 @@ tap_windows_ok(pyrate_bucket *b, const pyrate_rate *rates, int nrates, int64_t *
 
 	if (pyrate_count(b, &count, &e) != PYRATE_OK)
 	{
-		snprintf(why, whylen, "count: %s", e.message);
+		snprintf(why, whylen, "count: %.200s", e.message);
 		return false;
 	}
 	ts = malloc((count + 1) * sizeof(int64_t));
@@ -82,7 +82,7 @@ tap_windows_ok(pyrate_bucket *b, const pyrate_rate *rates, int nrates, int64_t *
 
 		if (pyrate_peek(b, i, &found, &item, &e) != PYRATE_OK || !found)
 		{
-			snprintf(why, whylen, "peek %" PRId64 ": %s", i, found ? e.message : "missing");
+			snprintf(why, whylen, "peek %" PRId64 ": %.200s", i, found ? "missing" : e.message);
 			ok = false;
 			break;
 		}

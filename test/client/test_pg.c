@@ -1,0 +1,319 @@
+/*
+ * test_pg.c — the Postgres bucket against a real PostgreSQL with the pyrate
+ * extension installed.
+ *
+ *   test_pg DSN [RESTART-COMMAND [POOLER-DSN]]
+ *
+ * RESTART-COMMAND (run with system()) restarts the server; POOLER-DSN
+ * reaches the same database through pgbouncer in transaction mode.
+ */
+#include "shared.h"
+#include "silent.h"
+
+#include <libpq-fe.h>
+#include <poll.h>
+
+static const char *dsn;
+
+static pyrate_bucket *
+open_pg(const char *conninfo, const char *name, bool prepared, int timeout_ms)
+{
+	pyrate_pg_options o = {conninfo, name, NULL, timeout_ms, prepared};
+
+	return pyrate_pg_bucket_new(&o, NULL);
+}
+
+static pyrate_bucket *
+open_busy(void *arg)
+{
+	return open_pg(dsn, arg, false, 0);
+}
+
+static void
+test_surface(pyrate_bucket *admin)
+{
+	pyrate_error e = {0, ""};
+	pyrate_bucket *b = open_pg(dsn, "test:semantics", true, 0);
+	pyrate_decision d;
+	bool		existed;
+	int64_t		n;
+	int64_t		now;
+	pyrate_clock *clock;
+	pyrate_pg_options co = {dsn, NULL, NULL, 0, false};
+
+	CHECK_OK(pyrate_pg_define(admin, "test:semantics", rates_3s, 2, "table", false, &e), "define test:semantics");
+	test_bucket_semantics("postgres", b);
+	pyrate_close(b);
+
+	CHECK_OK(pyrate_pg_define(admin, "test:api:*", (pyrate_rate[]) {{2, 60000}}, 1, NULL, false, &e),
+			 "define a pattern");
+	pyrate_pg_dispose(admin, "test:api:1", NULL, NULL);
+	pyrate_pg_dispose(admin, "test:api:2", NULL, NULL);
+	CHECK_OK(pyrate_pg_acquire(admin, "test:api:1", 1, PYRATE_NOW, &d, &e), "acquire by name");
+	CHECK(d.acquired && d.remaining == 1 && d.retry_after_ms == 0, "admitted, 1 remaining");
+	pyrate_pg_acquire(admin, "test:api:1", 1, PYRATE_NOW, &d, &e);
+	CHECK_OK(pyrate_pg_acquire(admin, "test:api:1", 1, PYRATE_NOW, &d, &e), "third acquire");
+	CHECK(!d.acquired && d.failing_rate.limit == 2 && d.failing_rate.interval == 60000 &&
+		  d.retry_after_ms > 59000 && d.retry_after_ms <= 60001,
+		  "rejected by 2/1m, retry after %" PRId64 " ms", d.retry_after_ms);
+	CHECK_OK(pyrate_pg_acquire(admin, "test:api:2", 1, PYRATE_NOW, &d, &e), "another key");
+	CHECK(d.acquired, "each key of a pattern has its own window");
+	CHECK(pyrate_pg_acquire(admin, "nobody:defined:this", 1, PYRATE_NOW, &d, &e) == PYRATE_ENOTFOUND,
+		  "unknown bucket: ENOTFOUND (%s)", e.message);
+	CHECK(pyrate_pg_define(admin, "test:bad", (pyrate_rate[]) {{5, 1000}, {5, 60000}}, 2, NULL, false, &e)
+		  == PYRATE_EINVAL, "invalid rate list: EINVAL (%s)", e.message);
+	CHECK(pyrate_pg_acquire(admin, "test:api:1", -1, PYRATE_NOW, &d, &e) == PYRATE_EINVAL, "negative weight");
+	CHECK(pyrate_count(admin, &n, &e) == PYRATE_EINVAL, "an unbound bucket needs a name: %s", e.message);
+	CHECK_OK(pyrate_pg_count(admin, "test:api:1", &n, &e), "count by name");
+	CHECK(n == 2, "two units stored");
+	CHECK_OK(pyrate_pg_leak(admin, NULL, PYRATE_NOW, &n, &e), "leak every bucket");
+	CHECK_OK(pyrate_pg_dispose(admin, "test:api:1", &existed, &e), "dispose");
+	CHECK(existed, "dispose says the bucket existed");
+	CHECK_OK(pyrate_pg_count(admin, "test:api:1", &n, &e), "count after dispose");
+	CHECK(n == 0, "disposed bucket is empty");
+
+	clock = pyrate_pg_clock_new(&co, &e);
+	CHECK(clock && pyrate_clock_now(clock, &now, &e) == PYRATE_OK, "PostgresClock");
+	CHECK(llabs(now - (int64_t) time(NULL) * 1000) < 5000, "PostgresClock is epoch ms");
+	pyrate_clock_free(clock);
+}
+
+/* the async acquire driven by poll(), as an event loop would */
+static int
+async_acquire(pyrate_bucket *b, const char *name, pyrate_decision *d, pyrate_error *e, int *polls)
+{
+	pyrate_pg_poll state = PYRATE_PG_WANT_WRITE;
+	int			rc = pyrate_pg_acquire_start(b, name, 1, e);
+
+	*polls = 0;
+	if (rc != PYRATE_OK)
+		return rc;
+	for (;;)
+	{
+		struct pollfd p = {pyrate_pg_socket(b), 0, 0};
+
+		if ((rc = pyrate_pg_acquire_poll(b, &state, e)) != PYRATE_OK)
+			return rc;
+		if (state == PYRATE_PG_DONE)
+			break;
+		p.events = state == PYRATE_PG_WANT_READ ? POLLIN : POLLOUT;
+		(*polls)++;
+		if (poll(&p, 1, 5000) != 1)
+			return PYRATE_ETIMEOUT;
+	}
+	return pyrate_pg_acquire_finish(b, d, e);
+}
+
+static void
+test_async(void)
+{
+	pyrate_error e = {0, ""};
+	pyrate_bucket *b = open_pg(dsn, NULL, false, 0);
+	pyrate_decision d;
+	int			polls = 0;
+	int			i;
+	int			got = 0;
+
+	pyrate_pg_dispose(b, "test:api:async", NULL, NULL);
+	pyrate_pg_dispose(b, "test:api:async2", NULL, NULL);
+	CHECK_OK(async_acquire(b, "test:api:async", &d, &e, &polls), "async acquire, connecting first");
+	CHECK(d.acquired && polls >= 1, "admitted after %d waits on the socket", polls);
+	CHECK(pyrate_pg_acquire_start(b, "test:api:async", 1, &e) == PYRATE_OK &&
+		  pyrate_pg_acquire_start(b, "test:api:async", 1, &e) == PYRATE_EINVAL,
+		  "one async acquire in flight at a time");
+	CHECK(pyrate_pg_count(b, "test:api:async", NULL, &e) == PYRATE_EINVAL,
+		  "blocking calls refuse while one is in flight");
+	{
+		pyrate_pg_poll st;
+
+		do
+		{
+			struct pollfd p = {pyrate_pg_socket(b), POLLIN, 0};
+
+			pyrate_pg_acquire_poll(b, &st, &e);
+			if (st != PYRATE_PG_DONE)
+				poll(&p, 1, 1000);
+		} while (st != PYRATE_PG_DONE);
+		pyrate_pg_acquire_finish(b, &d, &e);
+	}
+	CHECK(d.acquired && d.remaining == 0, "second async acquire admitted, 0 remaining");
+	async_acquire(b, "test:api:async", &d, &e, &polls);
+	CHECK(!d.acquired && d.failing_rate.limit == 2, "third async acquire rejected by 2/1m");
+	for (i = 0; i < 3; i++)
+		if (async_acquire(b, "test:api:async2", &d, &e, &polls) == PYRATE_OK && d.acquired)
+			got++;
+	CHECK(got == 2, "async on a warm connection: 2 of 3 admitted");
+	CHECK(async_acquire(b, "nobody:defined:this", &d, &e, &polls) == PYRATE_ENOTFOUND,
+		  "async error reported by finish: %s", e.message);
+	pyrate_close(b);
+}
+
+static void
+test_reconnect(const char *restart)
+{
+	pyrate_error e = {0, ""};
+	pyrate_bucket *b = open_pg(dsn, NULL, true, 0);
+	pyrate_limiter *l;
+	pyrate_acquire_info info;
+	PGconn	   *other = PQconnectdb(dsn);
+	PGresult   *res;
+	bool		ok;
+	int64_t		start;
+	int			i;
+
+	pyrate_pg_define(b, "test:re", (pyrate_rate[]) {{100000, 1000}}, 1, NULL, false, NULL);
+	CHECK_OK(pyrate_pg_acquire(b, "test:re", 1, PYRATE_NOW, &(pyrate_decision) {0}, &e), "acquire (prepared)");
+	res = PQexec(other, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+				 "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' AND datname = current_database()");
+	PQclear(res);
+	PQfinish(other);
+	usleep(100000);
+	CHECK_OK(pyrate_pg_acquire(b, "test:re", 1, PYRATE_NOW, &(pyrate_decision) {0}, &e),
+			 "the next call after the backend was terminated reconnects");
+
+	l = pyrate_limiter_new_bucket(b, NULL, &e);
+	if (!restart)
+	{
+		pyrate_limiter_free(l);
+		return;
+	}
+	CHECK(system(restart) == 0, "postgres restarted");
+	start = tap_ms();
+	for (i = 0, ok = false; !ok && tap_ms() - start < 20000; i++)
+	{
+		if (pyrate_try_acquire(l, "test:re", 1, false, -1, &ok, &info, &e) != PYRATE_OK)
+		{
+			CHECK(false, "try_acquire failed: %s", e.message);
+			break;
+		}
+		if (!ok)
+		{
+			CHECK(info.outcome == PYRATE_FAILED_CLOSED, "while down: fail-closed, reported (%s)",
+				  info.backend_error.message);
+			usleep(200000);
+		}
+	}
+	CHECK(ok && info.outcome == PYRATE_ACQUIRED, "the limiter recovered after the restart (%d tries)", i);
+	pyrate_limiter_free(l);
+}
+
+static void
+test_silent(void)
+{
+	pyrate_error e = {0, ""};
+	char		conninfo[256];
+	int			port = 0;
+	int			fd = silent_listen(&port);
+	pyrate_bucket *b;
+	pyrate_limiter *l;
+	pyrate_acquire_info info;
+	int64_t		start;
+	bool		ok;
+
+	snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres dbname=postgres", port);
+	b = open_pg(conninfo, NULL, false, 300);
+	start = tap_ms();
+	CHECK(pyrate_pg_acquire(b, "x", 1, PYRATE_NOW, &(pyrate_decision) {0}, &e) == PYRATE_ETIMEOUT,
+		  "silent server: ETIMEOUT (%s)", e.message);
+	CHECK(tap_ms() - start >= 250 && tap_ms() - start < 1500, "after the 300 ms timeout (%" PRId64 " ms)",
+		  tap_ms() - start);
+	l = pyrate_limiter_new_bucket(b, &(pyrate_limiter_options) {-1, PYRATE_FAIL_OPEN}, &e);
+	CHECK_OK(pyrate_try_acquire(l, "x", 1, true, 5, &ok, &info, &e), "fail-open acquire");
+	CHECK(ok && info.outcome == PYRATE_FAILED_OPEN, "fail open: admitted, and says so");
+	pyrate_limiter_free(l);
+	b = open_pg(conninfo, NULL, false, 300);
+	l = pyrate_limiter_new_bucket(b, NULL, &e);
+	CHECK_OK(pyrate_try_acquire(l, "x", 1, false, -1, &ok, &info, &e), "fail-closed acquire");
+	CHECK(!ok && info.outcome == PYRATE_FAILED_CLOSED && info.backend_error.code == PYRATE_ETIMEOUT,
+		  "fail closed: rejected, and says so");
+	pyrate_limiter_free(l);
+	close(fd);
+}
+
+static void
+test_pooler(const char *pooler)
+{
+	pyrate_error e = {0, ""};
+	int			mode;
+
+	for (mode = 0; mode < 2; mode++)
+	{
+		pyrate_bucket *b[3];
+		int			i;
+		int			j;
+		int			got = 0;
+		int			errors = 0;
+		int64_t		n = -1;
+
+		for (i = 0; i < 3; i++)
+			b[i] = open_pg(pooler, "test:pooled", mode == 1, 0);
+		pyrate_pg_define(b[0], "test:pooled", (pyrate_rate[]) {{50, 60000}}, 1, NULL, false, &e);
+		pyrate_flush(b[0], &e);
+		for (j = 0; j < 30; j++)
+			for (i = 0; i < 3; i++)
+			{
+				pyrate_decision d;
+
+				if (pyrate_put(b[i], &(pyrate_item) {NULL, PYRATE_NOW, 1}, &d, &e) != PYRATE_OK)
+					errors++;
+				else
+					got += d.acquired;
+			}
+		pyrate_count(b[0], &n, &e);
+		CHECK(errors == 0 && got == 50 && n == 50,
+			  "through pgbouncer (transaction pooling, %s): 3 clients, 90 puts, 50 admitted (%d, errors %d: %s)",
+			  mode ? "prepared statements" : "unnamed statements", got, errors, errors ? e.message : "");
+		for (i = 0; i < 3; i++)
+			pyrate_close(b[i]);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	pyrate_error e = {0, ""};
+	pyrate_bucket *admin;
+	pyrate_bucket *b;
+	int			errors = 0;
+	int			admitted;
+
+	if (argc < 2)
+	{
+		fprintf(stderr, "usage: test_pg DSN [RESTART-COMMAND [POOLER-DSN]]\n");
+		return 2;
+	}
+	dsn = argv[1];
+	admin = open_pg(dsn, NULL, false, 0);
+	if (pyrate_pg_now(admin, &(int64_t) {0}, &e) != PYRATE_OK)
+	{
+		printf("not ok - cannot reach the database: %s\n0 passed, 1 failed\n", e.message);
+		return 1;
+	}
+	test_surface(admin);
+	test_async();
+
+	pyrate_pg_define(admin, "test:busy", busy_rates, 2, "table", false, &e);
+	b = open_pg(dsn, "test:busy", false, 0);
+	pyrate_flush(b, NULL);
+	admitted = run_processes(NULL, open_busy, "test:busy", 3, 2, 1300, &errors);
+	check_shared("postgres (table), 3 processes x 2 threads", b, admitted, errors);
+	pyrate_close(b);
+	if (pyrate_pg_define(admin, "test:busymem", busy_rates, 2, "memory", false, &e) == PYRATE_OK)
+	{
+		errors = 0;
+		b = open_pg(dsn, "test:busymem", false, 0);
+		pyrate_flush(b, NULL);
+		admitted = run_processes(NULL, open_busy, "test:busymem", 3, 2, 1300, &errors);
+		check_shared("postgres (memory), 3 processes x 2 threads", b, admitted, errors);
+		pyrate_close(b);
+	}
+	else
+		printf("# memory storage not available here: %s\n", e.message);
+	pyrate_close(admin);
+
+	test_silent();
+	if (argc > 3)
+		test_pooler(argv[3]);
+	test_reconnect(argc > 2 ? argv[2] : NULL);
+	return tap_end();
+}

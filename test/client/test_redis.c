@@ -1,0 +1,193 @@
+/*
+ * test_redis.c — the Redis bucket against a real redis-server.
+ *
+ *   test_redis HOST PORT [RESTART-COMMAND]
+ *
+ * RESTART-COMMAND (run with system()) restarts that server, for the check
+ * that a limiter recovers.
+ */
+#include "shared.h"
+#include "silent.h"
+
+#include <hiredis/hiredis.h>
+
+static const char *host;
+static int	port;
+
+static pyrate_bucket *
+open_redis(const char *key, const pyrate_rate *rates, int n, int64_t expire_ms, pyrate_error *e)
+{
+	pyrate_redis_options o = {host, port, NULL, NULL, key, 0, expire_ms};
+
+	return pyrate_redis_bucket_new(rates, n, &o, e);
+}
+
+static pyrate_bucket *
+open_busy(void *arg)
+{
+	pyrate_error e;
+
+	return open_redis(arg, busy_rates, 2, 0, &e);
+}
+
+static long long
+redis_int(redisContext *c, const char *cmd, const char *key)
+{
+	redisReply *r = redisCommand(c, cmd, key);
+	long long	v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -99;
+
+	freeReplyObject(r);
+	return v;
+}
+
+static void
+test_storage(redisContext *c)
+{
+	pyrate_error e = {0, ""};
+	pyrate_rate r = {5000, 1000};
+	pyrate_bucket *b = open_redis("pyrate:test:weight", &r, 1, 0, &e);
+	pyrate_item item = {"w", PYRATE_NOW, 1000};
+	pyrate_decision d;
+	redisReply *rep;
+	long long	ttl;
+	int64_t		n;
+
+	pyrate_flush(b, NULL);
+	CHECK_OK(pyrate_put(b, &item, &d, &e), "put weight 1000");
+	CHECK(d.acquired && labs((long) (d.timestamp - (int64_t) time(NULL) * 1000)) < 5000,
+		  "admitted, stamped by the Redis clock");
+	CHECK(redis_int(c, "ZCARD %s", "pyrate:test:weight") == 1, "weight 1000 is one sorted-set member");
+	CHECK(pyrate_count(b, &n, &e) == PYRATE_OK && n == 1000, "count 1000 units");
+	ttl = redis_int(c, "PTTL %s", "pyrate:test:weight");
+	CHECK(ttl > 0 && ttl <= 2000, "the key expires: PTTL %lld ms (largest interval + 1 s)", ttl);
+
+	/* the server forgets the script: the bucket loads it again */
+	rep = redisCommand(c, "SCRIPT FLUSH");
+	freeReplyObject(rep);
+	item.weight = 1;
+	CHECK_OK(pyrate_put(b, &item, &d, &e), "put after SCRIPT FLUSH (NOSCRIPT reloaded)");
+	CHECK(d.acquired, "admitted after the reload");
+	pyrate_close(b);
+
+	b = open_redis("pyrate:test:idle", &r, 1, 200, &e);
+	pyrate_put(b, &item, &d, NULL);
+	CHECK(redis_int(c, "EXISTS %s", "pyrate:test:idle") == 1, "idle key exists after a put");
+	usleep(400000);
+	CHECK(redis_int(c, "EXISTS %s", "pyrate:test:idle") == 0, "idle key expired by itself");
+	pyrate_close(b);
+}
+
+static void
+test_faults(const char *restart)
+{
+	pyrate_error e = {0, ""};
+	pyrate_redis_options o = {"127.0.0.1", 0, NULL, NULL, "pyrate:test:fault", 300, 0};
+	pyrate_rate r = {1000, 1000};
+	pyrate_bucket *b;
+	pyrate_limiter *l;
+	pyrate_acquire_info info;
+	pyrate_item item = {"f", PYRATE_NOW, 1};
+	bool		ok;
+	int64_t		start;
+	int			fd;
+	int			i;
+
+	/* a server that accepts and never answers */
+	fd = silent_listen(&o.port);
+	b = pyrate_redis_bucket_new(&r, 1, &o, &e);
+	start = tap_ms();
+	CHECK(pyrate_put(b, &item, NULL, &e) == PYRATE_ETIMEOUT, "silent server: ETIMEOUT (%s)", e.message);
+	CHECK(tap_ms() - start >= 250 && tap_ms() - start < 1500, "after the 300 ms timeout (%" PRId64 " ms)",
+		  tap_ms() - start);
+	l = pyrate_limiter_new_bucket(b, &(pyrate_limiter_options) {-1, PYRATE_FAIL_OPEN}, &e);
+	CHECK_OK(pyrate_try_acquire(l, "f", 1, true, -1, &ok, &info, &e), "fail-open acquire");
+	CHECK(ok && info.outcome == PYRATE_FAILED_OPEN && info.backend_error.code == PYRATE_ETIMEOUT,
+		  "fail open: admitted, and says so");
+	pyrate_limiter_free(l);
+	b = pyrate_redis_bucket_new(&r, 1, &o, &e);
+	l = pyrate_limiter_new_bucket(b, NULL, &e);
+	CHECK_OK(pyrate_try_acquire(l, "f", 1, false, -1, &ok, &info, &e), "fail-closed acquire");
+	CHECK(!ok && info.outcome == PYRATE_FAILED_CLOSED && info.backend_error.message[0],
+		  "fail closed (default): rejected, and says so: %s", info.backend_error.message);
+	pyrate_limiter_free(l);
+	close(fd);
+
+	o.port = closed_port();
+	b = pyrate_redis_bucket_new(&r, 1, &o, &e);
+	CHECK(pyrate_put(b, &item, NULL, &e) == PYRATE_EBACKEND, "nothing listening: EBACKEND (%s)", e.message);
+	pyrate_close(b);
+
+	if (!restart)
+		return;
+	b = open_redis("pyrate:test:restart", &r, 1, 0, &e);
+	l = pyrate_limiter_new_bucket(b, NULL, &e);
+	pyrate_try_acquire(l, "r", 1, false, -1, &ok, &info, &e);
+	CHECK(ok, "acquire before the restart");
+	CHECK(system(restart) == 0, "redis restarted");
+	start = tap_ms();
+	for (i = 0, ok = false; !ok && tap_ms() - start < 10000; i++)
+	{
+		if (pyrate_try_acquire(l, "r", 1, false, -1, &ok, &info, &e) != PYRATE_OK)
+			break;
+		if (!ok)
+		{
+			CHECK(info.outcome == PYRATE_FAILED_CLOSED, "a failure meanwhile is reported fail-closed: %s",
+				  info.backend_error.message);
+			usleep(100000);
+		}
+	}
+	CHECK(ok && info.outcome == PYRATE_ACQUIRED, "the limiter recovered after the restart (%d tries)", i);
+	pyrate_limiter_free(l);
+}
+
+int
+main(int argc, char **argv)
+{
+	pyrate_error e = {0, ""};
+	pyrate_bucket *b;
+	redisContext *c;
+	int			errors = 0;
+	int			admitted;
+
+	if (argc < 3)
+	{
+		fprintf(stderr, "usage: test_redis HOST PORT [RESTART-COMMAND]\n");
+		return 2;
+	}
+	host = argv[1];
+	port = atoi(argv[2]);
+	c = redisConnect(host, port);
+	if (!c || c->err)
+	{
+		printf("not ok - cannot reach redis at %s:%d\n0 passed, 1 failed\n", host, port);
+		return 1;
+	}
+
+	b = open_redis("pyrate:test:semantics", rates_3s, 2, 3600000, &e);
+	test_bucket_semantics("redis", b);
+	pyrate_close(b);
+	test_storage(c);
+
+	b = open_busy("pyrate:test:busy");
+	pyrate_flush(b, NULL);
+	admitted = run_processes(NULL, open_busy, "pyrate:test:busy", 3, 2, 1300, &errors);
+	check_shared("redis, 3 processes x 2 threads", b, admitted, errors);
+	pyrate_close(b);
+
+	{
+		pyrate_limiter *l = pyrate_limiter_new_redis(rates_3s, 2, host, port, 10, &e);
+		bool		ok;
+		int			got = 0;
+		int			i;
+
+		CHECK(l != NULL, "one-call Redis limiter");
+		for (i = 0; l && i < 5; i++)
+			if (pyrate_try_acquire(l, "x", 1, false, -1, &ok, NULL, &e) == PYRATE_OK && ok)
+				got++;
+		CHECK(got == 3, "3/s through the Redis limiter: %d of 5", got);
+		pyrate_limiter_free(l);
+	}
+	redisFree(c);
+	test_faults(argc > 3 ? argv[3] : NULL);
+	return tap_end();
+}
