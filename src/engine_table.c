@@ -276,6 +276,18 @@ probe_cum(TableBucket *tb, ScanDirection dir, StrategyNumber op, int64 value)
 	return pyrate_probe(&tb->items, tb->by_cum, keys, 2, dir, SnapshotSelf);
 }
 
+/* The largest cum of the bucket's index entries, live or dead; 0 if none. */
+static int64
+probe_cum_any(TableBucket *tb)
+{
+	ScanKeyData keys[1];
+
+	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
+	if (!pyrate_probe(&tb->items, tb->by_cum, keys, 1, BackwardScanDirection, SnapshotAny))
+		return 0;
+	return DatumGetInt64(tb->items.slot->tts_values[Anum_item_cum - 1]);
+}
+
 #define ITEM_I64(tb, att) DatumGetInt64((tb)->items.slot->tts_values[(att) - 1])
 #define ITEM_WEIGHT(tb) DatumGetInt32((tb)->items.slot->tts_values[Anum_item_weight - 1])
 
@@ -345,17 +357,23 @@ view_peek(void *ctx, int64 index, int64 *ts, int64 *weight)
 }
 
 static int64
+new_bucket_id(Oid nsp)
+{
+	Oid			seq = get_relname_relid(BUCKET_ID_SEQ, nsp);
+
+	if (!OidIsValid(seq))
+		elog(ERROR, "sequence %s is missing from pyrate's schema", BUCKET_ID_SEQ);
+	return nextval_internal(seq, false);
+}
+
+static int64
 create_bucket(const PyrateBucket *b)
 {
 	PyrateRel	rel;
 	Datum		values[Natts_bucket];
 	bool		nulls[Natts_bucket] = {false};
-	Oid			seq = get_relname_relid(BUCKET_ID_SEQ, b->nsp);
-	int64		id;
+	int64		id = new_bucket_id(b->nsp);
 
-	if (!OidIsValid(seq))
-		elog(ERROR, "sequence %s is missing from pyrate's schema", BUCKET_ID_SEQ);
-	id = nextval_internal(seq, false);
 	pyrate_rel_open(&rel, b->nsp, BUCKETS_TABLE, RowExclusiveLock);
 	values[Anum_bucket_id - 1] = Int64GetDatum(id);
 	values[Anum_bucket_name - 1] = CStringGetTextDatum(b->name);
@@ -377,8 +395,17 @@ insert_item(TableBucket *tb, int64 ts, int64 weight)
 	/* a clock stepping back never breaks the order of the log */
 	if (!tb->empty && ts < tb->newest_ts)
 		ts = tb->newest_ts;
+	if (tb->empty)
+	{
+		/*
+		 * An emptied bucket goes on above the cum of every index entry left,
+		 * dead ones included: the probes for the newest item then never
+		 * wade through entries that only VACUUM removes.
+		 */
+		tb->newest_cum = probe_cum_any(tb);
+	}
 	values[Anum_item_bucket - 1] = Int64GetDatum(tb->id);
-	values[Anum_item_cum - 1] = Int64GetDatum((tb->empty ? 0 : tb->newest_cum) + weight);
+	values[Anum_item_cum - 1] = Int64GetDatum(tb->newest_cum + weight);
 	values[Anum_item_ts - 1] = Int64GetDatum(ts);
 	values[Anum_item_weight - 1] = Int32GetDatum((int32) weight);
 	pyrate_rel_insert(&tb->items, heap_form_tuple(RelationGetDescr(tb->items.heap), values, nulls));
@@ -514,9 +541,30 @@ table_flush(const PyrateBucket *b)
 {
 	TableBucket tb;
 
+	PyrateRel	buckets;
+
 	prevent_writes("flush", b->name);
 	tb_open(&tb, b, RowExclusiveLock, true);
 	(void) delete_items(&tb, PG_INT64_MAX, 0);
+
+	/*
+	 * Give the bucket a new id: its items start in a fresh range of the
+	 * indexes, away from the dead entries of the flushed ones.
+	 */
+	if (lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets) >= 0)
+	{
+		Datum		values[Natts_bucket];
+		bool		nulls[Natts_bucket];
+
+		slot_getallattrs(buckets.slot);
+		memcpy(values, buckets.slot->tts_values, sizeof(values));
+		memcpy(nulls, buckets.slot->tts_isnull, sizeof(nulls));
+		values[Anum_bucket_id - 1] = Int64GetDatum(new_bucket_id(b->nsp));
+		pyrate_rel_update(&buckets, &buckets.slot->tts_tid,
+						  heap_form_tuple(RelationGetDescr(buckets.heap), values, nulls));
+		CacheInvalidateRelcacheByRelid(RelationGetRelid(buckets.heap));
+	}
+	pyrate_rel_close(&buckets);
 	tb_close(&tb);
 }
 
