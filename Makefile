@@ -58,11 +58,23 @@ print-regress:
 .PHONY: print-regress
 
 # Unit tests of the algorithm module, under ASan and UBSan (not installed).
-test/unit/test_core: test/unit/test_core.c src/core/rate.c src/core/swlog.c src/core/pyrate_core.h
+test/unit/test_core: test/unit/test_core.c test/unit/naive.h src/core/rate.c src/core/swlog.c src/core/pyrate_core.h
 	$(CC) -O1 -g -Wall -Wextra -fsanitize=address,undefined -fno-sanitize-recover=all \
-		-Isrc/core -o $@ test/unit/test_core.c src/core/rate.c src/core/swlog.c
+		-Isrc/core -Itest/unit -o $@ test/unit/test_core.c src/core/rate.c src/core/swlog.c
 all: test/unit/test_core
 clean: clean-unit
 clean-unit:
 	rm -f test/unit/test_core
 .PHONY: clean-unit
+
+# libFuzzer targets (clang): the rate parser, and the log against the naive
+# model.  test/suites/08-fuzz.sh runs them briefly; see README for long runs.
+FUZZ_TARGETS = test/fuzz/fuzz_rate test/fuzz/fuzz_log
+test/fuzz/fuzz_%: test/fuzz/fuzz_%.c src/core/rate.c src/core/swlog.c src/core/pyrate_core.h test/unit/naive.h
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-Isrc/core -Itest/unit -o $@ $< src/core/rate.c src/core/swlog.c
+fuzz: $(FUZZ_TARGETS)
+clean: clean-fuzz
+clean-fuzz:
+	rm -f $(FUZZ_TARGETS)
+.PHONY: fuzz clean-fuzz
