@@ -78,6 +78,7 @@ pyrate_shmem_startup(void)
 {
 	bool		found;
 	bool		found_heads;
+	bool		found_arena;
 	uint32		i;
 
 	if (prev_shmem_startup_hook)
@@ -87,11 +88,14 @@ pyrate_shmem_startup(void)
 	pyrate_shared = ShmemInitStruct("pyrate", sizeof(PyrateShared), &found);
 	pyrate_heads = ShmemInitStruct("pyrate directory",
 								   mul_size(head_count(), sizeof(dsa_pointer)), &found_heads);
-	arena_place = ShmemInitStruct("pyrate arena", arena_size(), &found);
+	arena_place = ShmemInitStruct("pyrate arena", arena_size(), &found_arena);
 	pyrate_locks = GetNamedLWLockTranche("pyrate");
+	/* the three are made together, by the first process here */
+	Assert(found == found_heads && found == found_arena);
 	if (!found)
 	{
 		dsa_area   *area;
+		MemoryContext old;
 
 		memset(pyrate_shared, 0, sizeof(PyrateShared));
 		pyrate_shared->arena_size = arena_size();
@@ -103,8 +107,10 @@ pyrate_shmem_startup(void)
 			pyrate_heads[i] = InvalidDsaPointer;
 		pyrate_shared->area_tranche = LWLockNewTrancheId();
 		LWLockRegisterTranche(pyrate_shared->area_tranche, "pyrate_memory_area");
+		old = MemoryContextSwitchTo(TopMemoryContext);
 		area = dsa_create_in_place(arena_place, arena_size(),
 								   pyrate_shared->area_tranche, NULL);
+		MemoryContextSwitchTo(old);
 		dsa_pin(area);
 		dsa_set_size_limit(area, arena_size());
 		if (!IsUnderPostmaster)
