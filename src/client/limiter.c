@@ -157,13 +157,13 @@ pyrate_try_acquire(pyrate_limiter *l, const char *name, int64_t weight, bool blo
 			info->outcome = PYRATE_ACQUIRED;
 			return PYRATE_OK;
 		}
-		if (!blocking)
-			return PYRATE_OK;
 		if (info->decision.retry_after_ms < 0)
 		{
 			info->outcome = PYRATE_NEVER;
 			return PYRATE_OK;
 		}
+		if (!blocking)
+			return PYRATE_OK;
 		delay = info->decision.retry_after_ms + l->buffer_ms;
 		now = pyr_monotonic_ms();
 		if (deadline != INT64_MAX && now + delay > deadline)

@@ -117,7 +117,7 @@ test_async(void)
 	pyrate_pg_dispose(b, "test:api:async", NULL, NULL);
 	pyrate_pg_dispose(b, "test:api:async2", NULL, NULL);
 	CHECK_OK(async_acquire(b, "test:api:async", &d, &e, &polls), "async acquire, connecting first");
-	CHECK(d.acquired && polls >= 1, "admitted after %d waits on the socket", polls);
+	CHECK(d.acquired, "admitted (%d waits on the socket)", polls);
 	CHECK(pyrate_pg_acquire_start(b, "test:api:async", 1, &e) == PYRATE_OK &&
 		  pyrate_pg_acquire_start(b, "test:api:async", 1, &e) == PYRATE_EINVAL,
 		  "one async acquire in flight at a time");

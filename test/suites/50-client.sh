@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# 50-client — libpyrate and the pyrate CLI against a real PostgreSQL (with the
+# extension, preloaded), a real redis-server, pgbouncer and SQLite files:
+# conformance replay through every client bucket, the C tests under
+# valgrind, and the CLI's exit codes and messages.
+set -u
+cd "$(dirname "$0")/../.."
+. test/lib.sh
+pyrate_trap
+pyrate_install_deps
+
+TMP=$(pyrate_tmp)
+BIN=$TMP/bin
+TRACE=${PYRATE_TRACE:-$(cd .. && pwd)/shared/conformance/sliding_window_log.tsv}
+PGPORT_C=56301
+BOUNCER_PORT=56302
+REDIS_PORT=6361
+VALGRIND=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --child-silent-after-fork=yes)
+mkdir -p "$BIN"
+
+echo "== building libpyrate, the CLI, the tests and the replay tool"
+CC_FLAGS=(-O1 -g -Wall -Wextra -Werror -std=gnu99 -Isrc/client -I"$(pg_config --includedir)")
+LIBS=(src/client/libpyrate.a -L"$(pg_config --libdir)" -lpq -lhiredis -lsqlite3 -lpthread -lm)
+if make -s -C src/client >"$TMP/build.log" 2>&1 &&
+	make -s test/conformance/replay >>"$TMP/build.log" 2>&1 &&
+	gcc "${CC_FLAGS[@]}" -o "$BIN/test_local" test/client/test_local.c "${LIBS[@]}" 2>>"$TMP/build.log" &&
+	gcc "${CC_FLAGS[@]}" -o "$BIN/test_redis" test/client/test_redis.c "${LIBS[@]}" 2>>"$TMP/build.log" &&
+	gcc "${CC_FLAGS[@]}" -o "$BIN/test_pg" test/client/test_pg.c "${LIBS[@]}" 2>>"$TMP/build.log"; then
+	ok "client builds without warnings"
+else
+	cat "$TMP/build.log"
+	not_ok "client builds without warnings"
+	suite_end
+	exit 1
+fi
+if grep -q warning "$TMP/build.log"; then
+	grep warning "$TMP/build.log"
+	not_ok "no compiler warnings"
+fi
+PYRATE_CLI=$PWD/src/client/pyrate
+
+echo "== servers"
+# The replays stamp items with the trace's 1970 timestamps, which the
+# background worker would leak as long gone: its leaking is off here.
+pg_start client "$PGPORT_C" "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" \
+	"listen_addresses = '127.0.0.1'" || exit 1
+DSN=$(pg_conninfo client "$PGPORT_C")
+psql -X -q "$DSN" -c "CREATE EXTENSION pyrate" || not_ok "CREATE EXTENSION pyrate"
+redis_start redis "$REDIS_PORT"
+mkdir -p "$TMP/bouncer"
+cat >"$TMP/bouncer/pgbouncer.ini" <<INI
+[databases]
+postgres = host=$TMP/client/sock port=$PGPORT_C dbname=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir = $TMP/bouncer
+auth_type = trust
+auth_file = $TMP/bouncer/users.txt
+pool_mode = transaction
+default_pool_size = 2
+logfile = $TMP/bouncer/pgbouncer.log
+pidfile = $TMP/bouncer/pgbouncer.pid
+INI
+echo '"postgres" ""' >"$TMP/bouncer/users.txt"
+chown -R postgres: "$TMP/bouncer"
+as_postgres pgbouncer -d -q "$TMP/bouncer/pgbouncer.ini" || not_ok "pgbouncer starts"
+stop_bouncer() {
+	[ -f "$TMP/bouncer/pgbouncer.pid" ] && kill "$(cat "$TMP/bouncer/pgbouncer.pid")" 2>/dev/null
+	pyrate_cleanup
+}
+trap stop_bouncer EXIT
+BOUNCER_DSN="host=127.0.0.1 port=$BOUNCER_PORT user=postgres dbname=postgres"
+for _ in $(seq 50); do psql -X -q "$BOUNCER_DSN" -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
+
+echo "== conformance replay through every client bucket"
+replay() {
+	local desc=$1
+	shift
+	test/conformance/replay "$@" "$TRACE" >"$TMP/replay.out" 2>&1
+	tail -3 "$TMP/replay.out"
+	if grep -qE '^[0-9]+ passed, 0 failed' "$TMP/replay.out"; then ok "replay: $desc"; else not_ok "replay: $desc"; fi
+}
+replay memory --bucket memory
+replay multiprocess --bucket multiprocess
+replay sqlite --bucket sqlite --sqlite "$TMP/replay.db"
+replay redis --bucket redis --redis "127.0.0.1:$REDIS_PORT"
+replay "postgres (table storage)" --bucket postgres --storage table --dsn "$DSN"
+replay "postgres (memory storage)" --bucket postgres --storage memory --dsn "$DSN"
+replay "postgres through pgbouncer" --bucket postgres --storage table --dsn "$BOUNCER_DSN"
+
+echo "== C tests under valgrind"
+run_test() {
+	local name=$1
+	shift
+	"${VALGRIND[@]}" "$BIN/$name" "$@" >"$TMP/$name.out" 2>&1
+	local rc=$?
+	grep -v '^ok' "$TMP/$name.out"
+	add_counts "$TMP/$name.out"
+	if [ $rc = 99 ]; then not_ok "$name: valgrind reported errors"; else ok "$name: valgrind clean"; fi
+}
+mkdir -p "$TMP/sqlite"
+run_test test_local "$TMP/sqlite"
+cat >"$TMP/restart-redis.sh" <<SH
+. '$PWD/test/lib.sh'
+PYRATE_TMP='$TMP'
+redis_stop redis
+redis_start redis $REDIS_PORT
+SH
+run_test test_redis 127.0.0.1 "$REDIS_PORT" "bash $TMP/restart-redis.sh"
+run_test test_pg "$DSN" \
+	"runuser -u postgres -- $PG_BINDIR/pg_ctl -D $TMP/client/data -l $TMP/client/server.log -m fast -w restart >/dev/null" \
+	"$BOUNCER_DSN"
+
+echo "== the pyrate CLI"
+# cli EXPECTED-STATUS DESCRIPTION ARGS... — output in $TMP/cli.out and cli.err
+cli() {
+	local want=$1 desc=$2
+	shift 2
+	"$PYRATE_CLI" "$@" >"$TMP/cli.out" 2>"$TMP/cli.err"
+	local rc=$?
+	if [ "$rc" = "$want" ]; then ok "cli: $desc (exit $rc)"; else
+		not_ok "cli: $desc (exit $rc, wanted $want)"
+		cat "$TMP/cli.out" "$TMP/cli.err"
+	fi
+}
+out_has() { if grep -q -- "$2" "$TMP/$1"; then ok "cli: $1 says '$2'"; else not_ok "cli: $1 lacks '$2': $(cat "$TMP/$1")"; fi; }
+one_line() { if [ "$(wc -l <"$TMP/cli.err")" = 1 ]; then ok "cli: one-line error"; else not_ok "cli: error is $(wc -l <"$TMP/cli.err") lines"; fi; }
+
+cli 0 "--help" --help
+out_has cli.out "acquire NAME"
+for c in acquire define status leak; do
+	cli 0 "$c --help" "$c" --help
+	out_has cli.out "usage: pyrate $c"
+done
+cli 2 "no command: usage on stderr"; out_has cli.err "usage: pyrate"
+cli 2 "unknown command" frobnicate; one_line
+cli 2 "unknown option" acquire x --frob; one_line
+cli 2 "negative weight" acquire x --weight -1 --dsn "$DSN"; out_has cli.err "weight"
+cli 2 "--timeout without --wait" acquire x --timeout 1 --dsn "$DSN"; out_has cli.err "needs --wait"
+cli 2 "invalid rate list" define 'cli:*' 5/s 5/m --dsn "$DSN"; one_line
+cli 2 "bad storage" define 'cli:*' 5/s --storage disk --dsn "$DSN"; one_line
+cli 0 "define" define 'cli:*' 2/s 3/m --dsn "$DSN"
+cli 0 "define (memory storage)" define 'clim:*' 1/s --storage memory --dsn "$DSN"
+cli 0 "acquire 1" acquire cli:a --dsn "$DSN"
+cli 0 "acquire 2" acquire cli:a --dsn "$DSN"
+cli 1 "acquire 3: rejected" acquire cli:a --dsn "$DSN"
+out_has cli.out "retry after [0-9]* ms (rate 2/1s)"
+cli 1 "weight over every limit" acquire cli:b --weight 5 --dsn "$DSN"; out_has cli.out "can never fit"
+start=$(date +%s%N)
+cli 0 "--wait: admitted once the window moves" acquire cli:a --wait --dsn "$DSN"
+waited=$((($(date +%s%N) - start) / 1000000))
+if [ "$waited" -ge 100 ]; then ok "cli: --wait waited ($waited ms)"; else not_ok "cli: --wait returned after $waited ms"; fi
+cli 1 "--wait --timeout 0.2 with 3/1m used up" acquire cli:a --wait --timeout 0.2 --dsn "$DSN"
+out_has cli.out "timed out"
+cli 0 "memory storage acquire" acquire clim:x --dsn "$DSN"
+cli 1 "memory storage rejects" acquire clim:x --dsn "$DSN"
+cli 2 "undefined bucket" acquire nothing:here --dsn "$DSN"; one_line; out_has cli.err "nothing:here"
+PGHOST=$TMP/client/sock PGPORT=$PGPORT_C PGUSER=postgres PGDATABASE=postgres cli 1 "PG* environment honoured" acquire cli:a
+cli 0 "status" status --dsn "$DSN"; out_has cli.out "cli:a"
+cli 0 "status NAME" status cli:a --dsn "$DSN"; out_has cli.out "cli:a"
+cli 0 "leak" leak --dsn "$DSN"; out_has cli.out "leaked [0-9]* units"
+cli 2 "unreachable database" acquire cli:a --dsn "host=$TMP/nowhere port=1"; one_line
+cli 0 "unreachable database, --fail-open" acquire cli:a --fail-open --dsn "host=$TMP/nowhere port=1"
+out_has cli.err "fail-open"
+
+echo "== install"
+make -s -C src/client install DESTDIR="$TMP/root" PREFIX=/usr/local >/dev/null 2>&1
+for f in usr/local/include/pyrate.h usr/local/lib/libpyrate.a usr/local/lib/libpyrate.so \
+	usr/local/lib/pkgconfig/pyrate.pc usr/local/bin/pyrate; do
+	check "install: $f" test -e "$TMP/root/$f"
+done
+if PKG_CONFIG_PATH=$TMP/root/usr/local/lib/pkgconfig pkg-config --libs pyrate 2>/dev/null | grep -q -- -lpyrate; then
+	ok "pkg-config pyrate"
+else
+	not_ok "pkg-config pyrate"
+fi
+
+suite_end
