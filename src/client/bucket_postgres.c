@@ -29,8 +29,7 @@ enum
 };
 
 static const char *const query_templates[N_QUERIES] = {
-	"SELECT d.acquired, d.failing_rate, d.retry_after_ms, d.remaining "
-	"FROM %s.pyrate_acquire($1::pg_catalog.text, $2::pg_catalog.int4, $3::pg_catalog.int8) d",
+	"SELECT %s.pyrate_acquire($1::pg_catalog.text, $2::pg_catalog.int4, $3::pg_catalog.int8)",
 	"SELECT %s.pyrate_waiting($1::pg_catalog.text, $2::pg_catalog.int4, $3::pg_catalog.int8)",
 	"SELECT %s.pyrate_count($1::pg_catalog.text)",
 	"SELECT p.ts, p.weight FROM %s.pyrate_peek($1::pg_catalog.text, $2::pg_catalog.int4) p",
@@ -429,19 +428,40 @@ bucket_name(pg_bucket *p, const char *name)
 			return pyr_fail(err, PYRATE_EINVAL, "postgres: a bucket name is required (the bucket is not bound to one)"); \
 	} while (0)
 
-/* decision columns (acquired, failing_rate, retry_after_ms, remaining) */
+/*
+ * The decision as one composite column, "(t,,0,4)" or "(f,5/1s,250,0)":
+ * calling the function in the select list spares the executor a function
+ * scan.  Fields are acquired, failing_rate (empty: NULL), retry_after_ms,
+ * remaining; none of them ever needs quoting.
+ */
 static int
 parse_decision(PGresult *res, int64_t at, pyrate_decision *d, pyrate_error *err)
 {
-	if (PQntuples(res) != 1 || PQnfields(res) != 4 || PQgetisnull(res, 0, 0))
+	char		buf[128];
+	char	   *f[4];
+	char	   *p;
+	int			n = 0;
+
+	if (PQntuples(res) != 1 || PQnfields(res) != 1 || PQgetisnull(res, 0, 0) ||
+		snprintf(buf, sizeof(buf), "%s", PQgetvalue(res, 0, 0)) >= (int) sizeof(buf) ||
+		buf[0] != '(' || buf[strlen(buf) - 1] != ')' || strchr(buf, '"'))
 		return pyr_fail(err, PYRATE_ESERVER, "postgres: pyrate_acquire answered an unexpected row");
-	d->acquired = PQgetvalue(res, 0, 0)[0] == 't';
+	buf[strlen(buf) - 1] = '\0';
+	for (p = buf + 1; n < 4; p++)
+	{
+		f[n++] = p;
+		if (!(p = strchr(p, ',')))
+			break;
+		*p = '\0';
+	}
+	if (n != 4 || (f[0][0] != 't' && f[0][0] != 'f'))
+		return pyr_fail(err, PYRATE_ESERVER, "postgres: pyrate_acquire answered an unexpected row");
+	d->acquired = f[0][0] == 't';
 	d->failing_rate = (pyrate_rate) {0, 0};
-	if (!PQgetisnull(res, 0, 1) &&
-		pyrate_rate_parse(PQgetvalue(res, 0, 1), &d->failing_rate, err) != PYRATE_OK)
+	if (f[1][0] && pyrate_rate_parse(f[1], &d->failing_rate, err) != PYRATE_OK)
 		return PYRATE_ESERVER;
-	d->retry_after_ms = PQgetisnull(res, 0, 2) ? 0 : strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-	d->remaining = PQgetisnull(res, 0, 3) ? -1 : strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+	d->retry_after_ms = f[2][0] ? strtoll(f[2], NULL, 10) : 0;
+	d->remaining = f[3][0] ? strtoll(f[3], NULL, 10) : -1;
 	d->timestamp = at;
 	return PYRATE_OK;
 }

@@ -36,6 +36,8 @@ struct pyrate_factory
 	pyrate_make_bucket_fn make;
 	void	   *make_user;
 	void	   *owned;			/* freed with the factory */
+	/* SingleBucketFactory: its bucket, read without the lock (NULL once disposed) */
+	pyrate_bucket *single;
 	/* the leaker */
 	pthread_mutex_t leak_lock;	/* held for a leak pass */
 	pthread_cond_t wake;
@@ -147,7 +149,8 @@ pyrate_factory_get(pyrate_factory *f, const pyrate_item *item, pyrate_bucket **o
 
 	if (!f || !item || !out)
 		return pyr_fail(err, PYRATE_EINVAL, "factory, item and result are required");
-	*out = NULL;
+	if ((*out = __atomic_load_n(&f->single, __ATOMIC_ACQUIRE)))
+		return PYRATE_OK;
 	pthread_mutex_lock(&f->mutex);
 	rc = f->route(f, item, f->user, out, err);
 	pthread_mutex_unlock(&f->mutex);
@@ -266,6 +269,8 @@ pyrate_factory_dispose(pyrate_factory *f, pyrate_bucket *bucket)
 	}
 	free(f->entries[i].key);
 	f->entries[i] = f->entries[--f->n];
+	if (f->single == bucket)
+		__atomic_store_n(&f->single, NULL, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&f->mutex);
 	/* wait out a leak pass that may hold the bucket */
 	pthread_mutex_lock(&f->leak_lock);
@@ -362,6 +367,7 @@ pyrate_single_bucket_factory_new(pyrate_bucket *bucket, bool schedule_leak, pyra
 		pyrate_factory_free(f);
 		return NULL;
 	}
+	f->single = bucket;
 	return f;
 }
 

@@ -94,12 +94,16 @@ pyrate_try_acquire(pyrate_limiter *l, const char *name, int64_t weight, bool blo
 {
 	pyrate_acquire_info local;
 	int64_t		deadline = INT64_MAX;
-	int64_t		started = pyr_monotonic_ms();
 
 	if (!info)
 		info = &local;
-	memset(info, 0, sizeof(*info));
+	/* field by field: the error's message buffer is not worth zeroing per call */
 	info->outcome = PYRATE_REJECTED;
+	info->waited_ms = 0;
+	info->attempts = 0;
+	info->backend_error.code = PYRATE_OK;
+	info->backend_error.message[0] = '\0';
+	info->decision = (pyrate_decision) {false, {0, 0}, 0, -1, PYRATE_NOW};
 	if (!l || !acquired)
 		return pyr_fail(err, PYRATE_EINVAL, "limiter and result are required");
 	*acquired = false;
@@ -112,7 +116,7 @@ pyrate_try_acquire(pyrate_limiter *l, const char *name, int64_t weight, bool blo
 	if (!name)
 		name = "pyrate";
 	if (timeout >= 0 && timeout * 1000 < (double) (INT64_MAX / 2))
-		deadline = started + (int64_t) llround(timeout * 1000);
+		deadline = pyr_monotonic_ms() + (int64_t) llround(timeout * 1000);
 	if (weight == 0)
 	{
 		/* weight 0 is always admitted and stores nothing */
@@ -125,11 +129,13 @@ pyrate_try_acquire(pyrate_limiter *l, const char *name, int64_t weight, bool blo
 	{
 		pyrate_item item;
 		pyrate_bucket *bucket;
-		pyrate_error e = {0, ""};
+		pyrate_error e;
 		int			rc;
 		int64_t		delay;
 		int64_t		now;
 
+		e.code = PYRATE_OK;
+		e.message[0] = '\0';
 		rc = pyrate_factory_wrap_item(l->factory, name, weight, &item, &e);
 		if (rc == PYRATE_OK)
 			rc = pyrate_factory_get(l->factory, &item, &bucket, &e);
