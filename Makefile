@@ -20,13 +20,14 @@ OBJS = \
 	src/limiter.o \
 	src/tuples.o \
 	src/trigger.o \
+	src/stats.o \
 	$(CORE_OBJS)
 
 PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/core
 
 # Regression tests live in sql/ + expected/ (pg_regress's default layout);
 # test/suites/10-regress.sh runs them on a preloaded server of its own.
-REGRESS = rate define bucket limiter trigger privileges security
+REGRESS = rate define bucket limiter trigger stats privileges security
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=pyrate
 
 PG_CONFIG ?= pg_config

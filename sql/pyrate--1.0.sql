@@ -199,6 +199,20 @@ CREATE FUNCTION @extschema@.pyrate_throttle() RETURNS trigger
 COMMENT ON FUNCTION @extschema@.pyrate_throttle() IS 'BEFORE ... FOR EACH ROW trigger: pyrate_throttle(prefix [, key_column [, weight or weight_column [, on_limit error|skip|wait]]])';
 
 -- ---------------------------------------------------------------------
+-- Statistics (shared memory: needs shared_preload_libraries = 'pyrate')
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.pyrate_stats(
+	OUT pattern text, OUT acquired bigint, OUT rejected bigint, OUT would_reject bigint,
+	OUT waited bigint, OUT wait_ms bigint, OUT stats_reset timestamptz)
+RETURNS SETOF record
+	AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE PARALLEL SAFE;
+CREATE VIEW @extschema@.pyrate_stats AS SELECT * FROM @extschema@.pyrate_stats();
+COMMENT ON VIEW @extschema@.pyrate_stats IS 'per definition: acquired, rejected, would-reject (dry run), waited and total wait (ms); pattern NULL counts definitions beyond pyrate.max_stats';
+CREATE FUNCTION @extschema@.pyrate_stats_reset() RETURNS void
+	AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- ---------------------------------------------------------------------
 -- Privileges: acquiring is for everyone; configuring is for the owner
 -- ---------------------------------------------------------------------
 
@@ -209,9 +223,10 @@ REVOKE ALL ON FUNCTION @extschema@.pyrate_define(text, @extschema@.pyrate_rate[]
 	@extschema@.pyrate_flush(text),
 	@extschema@.pyrate_dispose(text),
 	@extschema@.pyrate_buckets(),
-	@extschema@.pyrate_definitions_changed()
+	@extschema@.pyrate_definitions_changed(),
+	@extschema@.pyrate_stats_reset()
 	FROM PUBLIC;
-GRANT SELECT ON @extschema@.pyrate_definitions TO PUBLIC;
+GRANT SELECT ON @extschema@.pyrate_definitions, @extschema@.pyrate_stats TO PUBLIC;
 
 -- ---------------------------------------------------------------------
 -- The memory engine and the background worker (shared_preload_libraries)

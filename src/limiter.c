@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "engine.h"
+#include "stats.h"
 
 /* Explicit timestamps: from the epoch to the end of year 9999. */
 #define PYRATE_MAX_TS INT64CONST(253402300799999)
@@ -134,20 +135,22 @@ arg_at(FunctionCallInfo fcinfo, int n, Oid nsp)
 
 /*
  * Decide, storing when asked; a dry-run definition reports what it would
- * have rejected but admits.
+ * have rejected but admits.  Returns the decision's kind for pyrate_stats.
  */
-static void
+static PyrateStatKind
 decide(PyrateBucket *b, int64 ts, int64 weight, bool store, pyr_decision *d)
 {
 	const PyrateEngine *e = pyrate_engine(b->def.storage);
 
 	e->acquire(b, ts, weight, store, d);
-	if (b->def.dry_run && !d->admitted)
-	{
-		d->admitted = true;
-		d->waiting = 0;
-		d->retry_after = 0;
-	}
+	if (d->admitted)
+		return PYRATE_STAT_ACQUIRED;
+	if (!b->def.dry_run)
+		return PYRATE_STAT_REJECTED;
+	d->admitted = true;
+	d->waiting = 0;
+	d->retry_after = 0;
+	return PYRATE_STAT_WOULD_REJECT;
 }
 
 Datum
@@ -167,7 +170,7 @@ pyrate_put(PG_FUNCTION_ARGS)
 	pyr_decision d;
 
 	pyrate_bucket_init(&b, nsp, name);
-	decide(&b, at, weight, true, &d);
+	pyrate_stats_count(b.def.pattern, decide(&b, at, weight, true, &d), 0);
 	PG_RETURN_BOOL(d.admitted);
 }
 
@@ -227,7 +230,7 @@ pyrate_acquire(PG_FUNCTION_ARGS)
 	pyr_decision d;
 
 	pyrate_bucket_init(&b, nsp, name);
-	decide(&b, at, weight, true, &d);
+	pyrate_stats_count(b.def.pattern, decide(&b, at, weight, true, &d), 0);
 	PG_RETURN_DATUM(decision_datum(fcinfo, &b, &d));
 }
 
@@ -474,7 +477,9 @@ pyrate_limiter_acquire(Oid nsp, const char *name, int64 weight, bool blocking,
 {
 	MemoryContext loop_cxt;
 	MemoryContext old;
-	bool		admitted = false;
+	PyrateStatKind kind;
+	char	   *pattern = NULL;
+	TimestampTz started = 0;
 
 	loop_cxt = AllocSetContextCreate(CurrentMemoryContext, "pyrate acquire",
 									 ALLOCSET_SMALL_SIZES);
@@ -482,14 +487,18 @@ pyrate_limiter_acquire(Oid nsp, const char *name, int64 weight, bool blocking,
 	{
 		PyrateBucket b;
 		pyr_decision d;
-		int64		now;
 		int64		delay;
 
 		old = MemoryContextSwitchTo(loop_cxt);
 		pyrate_bucket_init(&b, nsp, name);
-		now = pyrate_now_ms();
-		decide(&b, now, weight, true, &d);
+		kind = decide(&b, pyrate_now_ms(), weight, true, &d);
 		MemoryContextSwitchTo(old);
+		if (pattern == NULL || strcmp(pattern, b.def.pattern) != 0)
+		{
+			if (pattern)
+				pfree(pattern);
+			pattern = pstrdup(b.def.pattern);
+		}
 		if (!d.admitted)
 		{
 			r->failing_rate = b.def.rates[d.failing];
@@ -497,14 +506,11 @@ pyrate_limiter_acquire(Oid nsp, const char *name, int64 weight, bool blocking,
 		}
 		MemoryContextReset(loop_cxt);
 
-		if (d.admitted)
-		{
-			admitted = true;
-			break;
-		}
-		if (!blocking || d.waiting < 0)
+		if (d.admitted || !blocking || d.waiting < 0)
 			break;
 		delay = d.waiting + pyrate_buffer_ms;
+		if (started == 0)
+			started = GetCurrentTimestamp();
 		if (deadline >= 0)
 		{
 			TimestampTz t = GetCurrentTimestamp();
@@ -520,7 +526,12 @@ pyrate_limiter_acquire(Oid nsp, const char *name, int64 weight, bool blocking,
 		CHECK_FOR_INTERRUPTS();
 	}
 	MemoryContextDelete(loop_cxt);
-	return admitted;
+	if (started != 0)
+		pyrate_stats_count(pattern, PYRATE_STAT_WAITED,
+						   (GetCurrentTimestamp() - started) / 1000);
+	pyrate_stats_count(pattern, kind, 0);
+	pfree(pattern);
+	return kind != PYRATE_STAT_REJECTED;
 }
 
 Datum

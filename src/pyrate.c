@@ -8,6 +8,7 @@
 #include "utils/guc.h"
 
 #include "shmem.h"
+#include "stats.h"
 
 PG_MODULE_MAGIC;
 
@@ -60,6 +61,8 @@ _PG_init(void)
 
 	/* the memory engine's GUCs; its shared memory and the worker when preloading */
 	pyrate_shmem_init();
+	/* per-definition counters, in shared memory when preloading */
+	pyrate_stats_init();
 
 	MarkGUCPrefixReserved("pyrate");
 

@@ -81,5 +81,8 @@ check "table engine works without preload" \
 err=$(psql -X -q "$DSN" -c "SELECT pyrate_define('m', '{1/s}', 'memory')" 2>&1)
 check "memory storage without preload is refused with a hint" \
 	grep -q "HINT:  Add pyrate to shared_preload_libraries" <<<"$err"
+err=$(psql -X -q "$DSN" -c "SELECT * FROM pyrate_stats" 2>&1)
+check "pyrate_stats without preload says what to add" \
+	grep -q "HINT:  Add pyrate to shared_preload_libraries" <<<"$err"
 pg_stop plain
 suite_end

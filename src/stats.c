@@ -1,0 +1,256 @@
+/*
+ * stats.c — per-definition counters behind the pyrate_stats view.
+ *
+ * Kept in shared memory, so they need pyrate in shared_preload_libraries;
+ * without it pyrate_stats() says so.  Entries are keyed by (database,
+ * pattern); the hash table is bounded by pyrate.max_stats, and decisions for
+ * definitions beyond that are counted in one overflow row (pattern NULL).
+ *
+ * Locking: StatsShared->lock guards the hash table's shape (shared to look
+ * up, exclusive to add or reset entries); each entry's mutex guards its
+ * counters, held for a few additions only.
+ */
+#include "pyrate.h"
+
+#include "common/hashfn.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/timestamp.h"
+
+#include "stats.h"
+
+typedef struct StatsKey
+{
+	Oid			db;
+	uint64		hash;			/* of the pattern; "" for the overflow row */
+} StatsKey;
+
+typedef struct StatsCounters
+{
+	int64		n[PYRATE_STAT_KINDS];
+	int64		wait_ms;
+} StatsCounters;
+
+typedef struct StatsEntry
+{
+	StatsKey	key;
+	slock_t		mutex;
+	bool		overflow;
+	char		pattern[PYRATE_MAX_NAME + 1];
+	StatsCounters c;
+} StatsEntry;
+
+typedef struct StatsShared
+{
+	LWLock	   *lock;
+	TimestampTz reset_time;
+} StatsShared;
+
+static int	pyrate_max_stats = 1000;
+static StatsShared *shared = NULL;
+static HTAB *entries = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+PG_FUNCTION_INFO_V1(pyrate_stats);
+PG_FUNCTION_INFO_V1(pyrate_stats_reset);
+
+static Size
+stats_size(void)
+{
+	return add_size(MAXALIGN(sizeof(StatsShared)),
+					hash_estimate_size(pyrate_max_stats + 1, sizeof(StatsEntry)));
+}
+
+static void
+stats_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(stats_size());
+	RequestNamedLWLockTranche("pyrate_stats", 1);
+}
+
+static void
+stats_shmem_startup(void)
+{
+	HASHCTL		info;
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("pyrate stats", sizeof(StatsShared), &found);
+	if (!found)
+	{
+		shared->lock = &(GetNamedLWLockTranche("pyrate_stats"))->lock;
+		shared->reset_time = GetCurrentTimestamp();
+	}
+	info.keysize = sizeof(StatsKey);
+	info.entrysize = sizeof(StatsEntry);
+	entries = ShmemInitHash("pyrate stats hash", pyrate_max_stats + 1, pyrate_max_stats + 1,
+							&info, HASH_ELEM | HASH_BLOBS);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+pyrate_stats_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	DefineCustomIntVariable("pyrate.max_stats",
+							"Definitions pyrate_stats keeps counters for, per server.",
+							"Decisions for definitions beyond this are counted in one row with a NULL pattern.",
+							&pyrate_max_stats,
+							1000, 10, 1000000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = stats_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = stats_shmem_startup;
+}
+
+bool
+pyrate_stats_available(void)
+{
+	return shared != NULL;
+}
+
+static StatsEntry *
+find_entry(const char *pattern)
+{
+	StatsKey	key;
+	StatsEntry *e;
+	bool		found;
+
+	memset(&key, 0, sizeof(key));
+	key.db = MyDatabaseId;
+	key.hash = hash_bytes_extended((const unsigned char *) pattern, strlen(pattern), 0);
+
+	LWLockAcquire(shared->lock, LW_SHARED);
+	e = hash_search(entries, &key, HASH_FIND, NULL);
+	LWLockRelease(shared->lock);
+	if (e)
+		return e->overflow || strcmp(e->pattern, pattern) == 0 ? e : NULL;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	if (hash_get_num_entries(entries) >= pyrate_max_stats)
+	{
+		/* full: count in the overflow row of this database */
+		key.hash = 0;
+		e = hash_search(entries, &key, HASH_ENTER_NULL, &found);
+		if (e && !found)
+		{
+			SpinLockInit(&e->mutex);
+			e->overflow = true;
+			e->pattern[0] = '\0';
+			memset(&e->c, 0, sizeof(e->c));
+		}
+	}
+	else
+	{
+		e = hash_search(entries, &key, HASH_ENTER_NULL, &found);
+		if (e && !found)
+		{
+			SpinLockInit(&e->mutex);
+			e->overflow = false;
+			strlcpy(e->pattern, pattern, sizeof(e->pattern));
+			memset(&e->c, 0, sizeof(e->c));
+		}
+	}
+	LWLockRelease(shared->lock);
+	return e;
+}
+
+void
+pyrate_stats_count(const char *pattern, PyrateStatKind kind, int64 wait_ms)
+{
+	StatsEntry *e;
+
+	if (shared == NULL)
+		return;
+	e = find_entry(pattern);
+	if (e == NULL)
+		return;					/* a hash collision: not counted */
+	SpinLockAcquire(&e->mutex);
+	e->c.n[kind]++;
+	e->c.wait_ms += wait_ms;
+	SpinLockRelease(&e->mutex);
+}
+
+static void
+require_shared(void)
+{
+	if (shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pyrate statistics need pyrate loaded when the server starts"),
+				 errdetail("The counters live in shared memory."),
+				 errhint("Add pyrate to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+Datum
+pyrate_stats(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo;
+	HASH_SEQ_STATUS seq;
+	StatsEntry *e;
+	TimestampTz reset_time;
+
+	require_shared();
+	InitMaterializedSRF(fcinfo, 0);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	reset_time = shared->reset_time;
+	hash_seq_init(&seq, entries);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		Datum		values[7];
+		bool		nulls[7] = {false};
+		StatsCounters c;
+
+		if (e->key.db != MyDatabaseId)
+			continue;
+		SpinLockAcquire(&e->mutex);
+		c = e->c;
+		SpinLockRelease(&e->mutex);
+		if (e->overflow)
+			nulls[0] = true;
+		else
+			values[0] = CStringGetTextDatum(e->pattern);
+		values[1] = Int64GetDatum(c.n[PYRATE_STAT_ACQUIRED]);
+		values[2] = Int64GetDatum(c.n[PYRATE_STAT_REJECTED]);
+		values[3] = Int64GetDatum(c.n[PYRATE_STAT_WOULD_REJECT]);
+		values[4] = Int64GetDatum(c.n[PYRATE_STAT_WAITED]);
+		values[5] = Int64GetDatum(c.wait_ms);
+		values[6] = TimestampTzGetDatum(reset_time);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(shared->lock);
+	return (Datum) 0;
+}
+
+Datum
+pyrate_stats_reset(PG_FUNCTION_ARGS)
+{
+	HASH_SEQ_STATUS seq;
+	StatsEntry *e;
+
+	require_shared();
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	hash_seq_init(&seq, entries);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		if (e->key.db == MyDatabaseId)
+			hash_search(entries, &e->key, HASH_REMOVE, NULL);
+	shared->reset_time = GetCurrentTimestamp();
+	LWLockRelease(shared->lock);
+	PG_RETURN_VOID();
+}
