@@ -79,3 +79,16 @@ clean: clean-fuzz
 clean-fuzz:
 	rm -f $(FUZZ_TARGETS)
 .PHONY: fuzz clean-fuzz
+
+# The client library and the pyrate CLI: built and installed by the same
+# make / make install (PREFIX, default /usr/local, and DESTDIR pass through).
+all: client
+client:
+	$(MAKE) -C src/client PG_CONFIG=$(PG_CONFIG)
+install: install-client
+install-client: client
+	$(MAKE) -C src/client install PG_CONFIG=$(PG_CONFIG)
+clean: clean-client
+clean-client:
+	$(MAKE) -C src/client clean
+.PHONY: client install-client clean-client
