@@ -30,9 +30,14 @@ SELECT '{5/s,1000/h}'::pyrate_rate[] AS rates;
 -- binary I/O round trip
 CREATE TEMP TABLE rate_copy (r pyrate_rate);
 INSERT INTO rate_copy VALUES ('5/s'), ('10/1500ms');
-COPY rate_copy TO 'pyrate_rate_copy.bin' WITH (FORMAT binary);
-TRUNCATE rate_copy;
-COPY rate_copy FROM 'pyrate_rate_copy.bin' WITH (FORMAT binary);
+DO $$
+DECLARE
+	f text := current_setting('data_directory') || '/pyrate_rate_copy.bin';
+BEGIN
+	EXECUTE format('COPY rate_copy TO %L WITH (FORMAT binary)', f);
+	TRUNCATE rate_copy;
+	EXECUTE format('COPY rate_copy FROM %L WITH (FORMAT binary)', f);
+END $$;
 SELECT r FROM rate_copy ORDER BY pyrate_rate_interval(r);
 
 -- bad text: each error says what a rate looks like

@@ -8,7 +8,8 @@ pyrate_trap
 
 PORT=55401
 tests=$(make -s -f Makefile print-regress 2>/dev/null)
-pg_start regress $PORT "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" || {
+pg_start regress $PORT "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" \
+	"log_line_prefix = '[%e] '" "log_min_error_statement = error" || {
 	echo "0 passed, 1 failed"
 	exit 1
 }
@@ -29,6 +30,16 @@ done < <(printf '%s\n' $tests)
 if [ $rc != 0 ] && [ -f "$out/regression.diffs" ]; then
 	echo "== regression.diffs"
 	cat "$out/regression.diffs"
+fi
+
+# test/bad-inputs.md: every failing statement of the regression tests with
+# its SQLSTATE, error and hint, from the server's log.
+awk -f test/tools/bad-inputs.awk "$(pyrate_tmp)/regress/server.log" >"$out/bad-inputs.md"
+if diff -u test/bad-inputs.md "$out/bad-inputs.md" >"$out/bad-inputs.diff"; then
+	ok "test/bad-inputs.md is up to date ($(grep -c '^| `' "$out/bad-inputs.md") bad inputs)"
+else
+	cat "$out/bad-inputs.diff"
+	not_ok "test/bad-inputs.md is out of date: copy $out/bad-inputs.md over it"
 fi
 
 # On the same server: what pg_regress cannot show.
@@ -68,6 +79,7 @@ check "pg_dump and pg_restore carry the definitions" \
 	test "$(psql -X -At "$(pg_conninfo regress $PORT dumped)" -c "SELECT rates FROM pyrate_definitions WHERE pattern = 'wait:*'")" = "{1/1h}"
 check "a restored database starts with empty buckets" \
 	test "$(psql -X -At "$(pg_conninfo regress $PORT dumped)" -c "SELECT pyrate_count('wait:dump')")" = 0
+
 pg_stop regress
 
 # Without shared_preload_libraries: everything but the memory engine works,
