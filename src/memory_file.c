@@ -142,7 +142,10 @@ write_file(dsa_area *area, uint32 state, int64 *buckets, int64 *items)
 		goto fail;
 	}
 	if (durable_rename(PYRATE_MEMORY_TMP, PYRATE_MEMORY_FILE, LOG) != 0)
+	{
+		unlink(PYRATE_MEMORY_TMP);
 		return false;
+	}
 	*buckets = w.buckets;
 	*items = w.items;
 	return true;
@@ -405,6 +408,15 @@ pyrate_memory_restore(dsa_area *area)
 				(errcode_for_file_access(),
 				 errmsg("pyrate: could not read file \"%s\": %m", PYRATE_MEMORY_FILE),
 				 errdetail("The memory engine starts empty.")));
-	/* from now on the file says "running" until a clean shutdown saves */
-	(void) write_file(NULL, STATE_RUNNING, &buckets, &items);
+	/*
+	 * From now on the file says "running" until a clean shutdown saves.
+	 * Failing that, it must at least be gone: buckets saved there must never
+	 * come back after a later start that saved nothing.
+	 */
+	if (!write_file(NULL, STATE_RUNNING, &buckets, &items) &&
+		unlink(PYRATE_MEMORY_FILE) != 0 && errno != ENOENT)
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("pyrate: could not remove file \"%s\": %m", PYRATE_MEMORY_FILE),
+				 errdetail("The buckets saved in it may be restored again at a later start.")));
 }

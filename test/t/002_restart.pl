@@ -129,6 +129,26 @@ ok($node->wait_for_log(qr/pyrate: ignoring "pyrate_memory.state": it is not a py
 is($node->safe_psql('postgres', "SELECT count(*) FROM pyrate_buckets() WHERE storage = 'memory'"), '0',
 	'... and the engine starts empty');
 
+$node->safe_psql('postgres', "SELECT pyrate_put('keep:perm')");
+$node->stop;
+chmod 0, $state;
+$pos = -s $node->logfile;
+$node->start;
+ok($node->wait_for_log(qr/WARNING:  pyrate: could not read file "pyrate_memory.state": Permission denied/, $pos),
+	'an unreadable file: a warning, and the engine starts empty');
+chmod 0600, $state;
+
+# the state file cannot be written: said in the log, and the next start is empty
+$node->safe_psql('postgres', "SELECT pyrate_put('keep:w')");
+mkdir "$state.tmp" or die;
+$pos = -s $node->logfile;
+$node->restart;
+ok($node->wait_for_log(qr/LOG:  pyrate: could not write file "pyrate_memory.state.tmp": Is a directory/, $pos),
+	'a state file that cannot be written: the log says so');
+is($node->safe_psql('postgres', "SELECT pyrate_count('keep:w'), pyrate_count('keep:perm')"), '0|0',
+	'... and nothing is restored, not even what an older file held');
+rmdir "$state.tmp";
+
 # ---- restored into less memory ----------------------------------------
 $node->safe_psql('postgres', q{
 SELECT pyrate_define('fill:*', '{1000000/1h}', 'memory');
@@ -149,5 +169,15 @@ is($node->safe_psql('postgres',
 	"SELECT bool_and(count = 6000) AND count(*) = $restored FROM pyrate_buckets() WHERE storage = 'memory'"),
 	't', '... each restored bucket whole');
 
+$node->stop;
+
+# ---- pyrate.memory_size has bounds ----------------------------------------
+$node->append_conf('postgresql.conf', "pyrate.memory_size = '512kB'");
+$pos = -s $node->logfile;
+$node->start;
+ok($node->log_contains(qr/WARNING:  512 kB is outside the valid range for parameter "pyrate.memory_size" \(1024 \.\. \d+\)/, $pos),
+	'a pyrate.memory_size below 1 MB is refused, with the bounds');
+is($node->safe_psql('postgres', 'SELECT size_bytes FROM pyrate_memory_status()'), 32 * 1024 * 1024,
+	'... and the default (32 MB) is used');
 $node->stop;
 done_testing();
