@@ -22,18 +22,81 @@ total(const pyr_log *log)
 	return log->len == 0 ? log->base : ENTRY(log, log->len - 1).cum;
 }
 
-/* first logical entry with ts >= since (len when none) */
-static uint32_t
+/*
+ * first logical entry with ts >= since (len when none).  Windows usually
+ * hold the whole log (the largest rate, leaked) or its newest part (the
+ * smaller rates), so: O(1) when all or none of the log is in the window,
+ * else a gallop back from the newest entry and a binary search over what it
+ * brackets, O(log k) for k entries in the window.
+ */
+static inline uint32_t
 lower_bound_ts(const pyr_log *log, int64_t since)
 {
-	uint32_t	lo = 0;
-	uint32_t	hi = log->len;
+	uint32_t	len = log->len;
+	uint32_t	lo;
+	uint32_t	hi;
+	uint32_t	step;
 
+	if (len == 0 || ENTRY(log, 0).ts >= since)
+		return 0;
+	if (ENTRY(log, len - 1).ts < since)
+		return len;
+	/* entry 0 is before since, entry len - 1 is not: the answer is in (0, len - 1] */
+	hi = len - 1;
+	lo = 0;
+	for (step = 1; step < hi; step <<= 1)
+	{
+		if (ENTRY(log, hi - step).ts < since)
+		{
+			lo = hi - step;
+			break;
+		}
+		hi -= step;
+	}
+	/* entry lo is before since, entry hi is not: the answer is in (lo, hi] */
+	lo++;
 	while (lo < hi)
 	{
 		uint32_t	mid = lo + (hi - lo) / 2;
 
 		if (ENTRY(log, mid).ts < since)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * first logical entry with cum >= unit, for total - count < unit <= total
+ * (so one exists): units near the newest are the ones asked for, so gallop
+ * back from the newest entry too.
+ */
+static inline uint32_t
+lower_bound_cum(const pyr_log *log, int64_t unit)
+{
+	uint32_t	hi = log->len - 1;
+	uint32_t	lo = 0;
+	uint32_t	step;
+
+	if (ENTRY(log, 0).cum >= unit)
+		return 0;
+	for (step = 1; step < hi; step <<= 1)
+	{
+		if (ENTRY(log, hi - step).cum < unit)
+		{
+			lo = hi - step;
+			break;
+		}
+		hi -= step;
+	}
+	/* entry lo holds cum < unit, entry hi cum >= unit: the answer is in (lo, hi] */
+	lo++;
+	while (lo < hi)
+	{
+		uint32_t	mid = lo + (hi - lo) / 2;
+
+		if (ENTRY(log, mid).cum < unit)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -75,35 +138,36 @@ pyr_log_count(const pyr_log *log)
 	return total(log) - log->base;
 }
 
+static inline int64_t
+log_since(const pyr_log *log, int64_t since)
+{
+	return total(log) - cum_before(log, lower_bound_ts(log, since));
+}
+
 int64_t
 pyr_log_since(const pyr_log *log, int64_t since)
 {
-	return total(log) - cum_before(log, lower_bound_ts(log, since));
+	return log_since(log, since);
+}
+
+static inline bool
+log_peek(const pyr_log *log, int64_t index, int64_t *ts, int64_t *weight)
+{
+	uint32_t	i;
+
+	if (index < 0 || index >= total(log) - log->base)
+		return false;
+	/* the unit, numbered 1.. in cumulative space; find the first cum >= it */
+	i = lower_bound_cum(log, total(log) - index);
+	*ts = ENTRY(log, i).ts;
+	*weight = ENTRY(log, i).cum - cum_before(log, i);
+	return true;
 }
 
 bool
 pyr_log_peek(const pyr_log *log, int64_t index, int64_t *ts, int64_t *weight)
 {
-	int64_t		unit;
-	uint32_t	lo = 0;
-	uint32_t	hi = log->len;
-
-	if (index < 0 || index >= pyr_log_count(log))
-		return false;
-	/* the unit, numbered 1.. in cumulative space; find the first cum >= it */
-	unit = total(log) - index;
-	while (lo < hi)
-	{
-		uint32_t	mid = lo + (hi - lo) / 2;
-
-		if (ENTRY(log, mid).cum < unit)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*ts = ENTRY(log, lo).ts;
-	*weight = ENTRY(log, lo).cum - cum_before(log, lo);
-	return true;
+	return log_peek(log, index, ts, weight);
 }
 
 bool
@@ -166,25 +230,18 @@ pyr_log_view(const pyr_log *log)
 }
 
 /*
- * ms until rate r admits weight, its window now holding units: the item
- * holding unit (limit - weight) from the newest must leave the window.
+ * The decision, written once.  With log set it reads the log directly (the
+ * put path of the in-process log: no indirect calls, everything inlined);
+ * with log NULL it asks the view (any storage).  Both are this one function.
  */
-static int64_t
-rate_wait(const pyr_view *view, const pyr_rate *r, int64_t ts, int64_t weight)
-{
-	int64_t		bts;
-	int64_t		bweight;
+#define VIEW_SINCE(log, view, s) \
+	((log) ? log_since((log), (s)) : (view)->since((view)->ctx, (s)))
+#define VIEW_PEEK(log, view, i, ts, w) \
+	((log) ? log_peek((log), (i), (ts), (w)) : (view)->peek((view)->ctx, (i), (ts), (w)))
 
-	if (weight > r->limit)
-		return -1;
-	if (!view->peek(view->ctx, r->limit - weight, &bts, &bweight))
-		return 0;
-	return bts - (ts - r->interval) + 1;
-}
-
-void
-pyr_decide(const pyr_view *view, const pyr_rate *rates, int nrates,
-		   int64_t ts, int64_t weight, pyr_decision *d)
+static inline __attribute__((always_inline)) void
+decide(const pyr_log *log, const pyr_view *view, const pyr_rate *rates, int nrates,
+	   int64_t ts, int64_t weight, pyr_decision *d)
 {
 	int64_t		used[PYR_MAX_RATES];
 	int			i;
@@ -200,11 +257,23 @@ pyr_decide(const pyr_view *view, const pyr_rate *rates, int nrates,
 	{
 		const pyr_rate *r = &rates[i];
 		int64_t		w;
+		int64_t		bts;
+		int64_t		bweight;
 
-		used[i] = view->since(view->ctx, ts - r->interval);
+		used[i] = VIEW_SINCE(log, view, ts - r->interval);
 		if (weight == 0 || used[i] + weight <= r->limit)
 			continue;
-		w = rate_wait(view, r, ts, weight);
+
+		/*
+		 * ms until rate r admits weight: the item holding unit (limit -
+		 * weight) from the newest must leave the window.
+		 */
+		if (weight > r->limit)
+			w = -1;
+		else if (!VIEW_PEEK(log, view, r->limit - weight, &bts, &bweight))
+			w = 0;
+		else
+			w = bts - (ts - r->interval) + 1;
 		if (d->admitted)
 		{
 			d->admitted = false;
@@ -230,13 +299,18 @@ pyr_decide(const pyr_view *view, const pyr_rate *rates, int nrates,
 	}
 }
 
+void
+pyr_decide(const pyr_view *view, const pyr_rate *rates, int nrates,
+		   int64_t ts, int64_t weight, pyr_decision *d)
+{
+	decide(NULL, view, rates, nrates, ts, weight, d);
+}
+
 pyr_put_result
 pyr_log_put(pyr_log *log, const pyr_rate *rates, int nrates,
 			int64_t ts, int64_t weight, pyr_decision *d)
 {
-	pyr_view	v = pyr_log_view(log);
-
-	pyr_decide(&v, rates, nrates, ts, weight, d);
+	decide(log, NULL, rates, nrates, ts, weight, d);
 	if (!d->admitted)
 		return PYR_PUT_REJECTED;
 	if (weight == 0)

@@ -16,10 +16,10 @@ TMP=$(pyrate_tmp)
 make -s -C src/client >/dev/null || exit 1
 gcc -O2 -g -Wall -Wextra -std=gnu99 -Isrc/client -o "$TMP/client_bench" test/bench/client_bench.c \
 	src/client/libpyrate.a -L"$(pg_config --libdir)" -lpq -lhiredis -lsqlite3 -lpthread -lm || exit 1
-pg_start bench 56311 "shared_preload_libraries = 'pyrate'" >/dev/null || exit 1
-DSN=$(pg_conninfo bench 56311)
+pg_start bench 56411 "shared_preload_libraries = 'pyrate'" >/dev/null || exit 1
+DSN=$(pg_conninfo bench 56411)
 psql -X -q "$DSN" -c "CREATE EXTENSION pyrate" || exit 1
-redis_start bench-redis 6362
+redis_start bench-redis 56462
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
@@ -32,16 +32,16 @@ while read -r what ops; do
 done <"$TMP/mem.out"
 
 echo "== Redis bucket"
-set_rps=$(redis-benchmark -p 6362 -c 1 -t set -n $((SECS * 30000)) -q 2>/dev/null | tr '\r' '\n' |
+set_rps=$(redis-benchmark -p 56462 -c 1 -t set -n $((SECS * 30000)) -q 2>/dev/null | tr '\r' '\n' |
 	awk '/requests per second/ {v=$2} END {print v}')
 echo "  redis-benchmark -c 1 -t set: $set_rps/s"
-put=$("$TMP/client_bench" redis 127.0.0.1 6362 "$SECS" | awk '{print $2}')
+put=$("$TMP/client_bench" redis 127.0.0.1 56462 "$SECS" | awk '{print $2}')
 echo "  redis bucket put: $put/s = $(ratio "$put" "$set_rps") x SET (target >= 0.70)"
 
 echo "== Postgres bucket, memory engine"
 echo 'SELECT 1;' >"$TMP/select1.sql"
 chmod 644 "$TMP/select1.sql"
-tps=$(as_postgres "$PG_BINDIR/pgbench" -h "$TMP/bench/sock" -p 56311 -U postgres -n -c 1 -M prepared \
+tps=$(as_postgres "$PG_BINDIR/pgbench" -h "$TMP/bench/sock" -p 56411 -U postgres -n -c 1 -M prepared \
 	-f "$TMP/select1.sql" -T "$SECS" postgres 2>/dev/null | awk '/^tps/ {print $3}')
 echo "  pgbench -c 1 -M prepared SELECT 1: $tps/s"
 for mode in unnamed prepared; do
