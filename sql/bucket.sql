@@ -87,3 +87,7 @@ SELECT pyrate_dispose('nowhere');
 BEGIN READ ONLY;
 SELECT pyrate_put('b', 1);
 ROLLBACK;
+-- but disposing of a name it never stored needs no write
+BEGIN READ ONLY;
+SELECT pyrate_dispose('never-stored');
+ROLLBACK;

@@ -575,6 +575,15 @@ table_dispose(const PyrateBucket *b)
 	PyrateRel	buckets;
 	bool		existed;
 
+	BucketIdEntry *cached;
+
+	/*
+	 * Nothing to do, and no lock to keep, for a name the table engine never
+	 * stored: disposing of memory buckets works in read-only transactions and
+	 * on standbys, and of many at once without a lock per name.
+	 */
+	if (bucket_id(b->nsp, b->name, &cached) < 0)
+		return false;
 	prevent_writes("dispose of", b->name);
 	tb_open(&tb, b, RowExclusiveLock, true);
 	(void) delete_items(&tb, PG_INT64_MAX, 0);
