@@ -92,3 +92,9 @@ clean: clean-client
 clean-client:
 	$(MAKE) -C src/client clean
 .PHONY: client install-client clean-client
+
+# Benchmarks: every ratio against its baseline, measured in one run, and the
+# scaling plots (test/bench/results).  Starts its own servers.
+bench: install
+	bash test/bench/run-all.sh
+.PHONY: bench

@@ -53,6 +53,7 @@ for shape in s b; do
 	what="1 week window, items accumulate"
 	[ $shape = s ] && what="1 s window, leaked every second"
 	echo "pgbench 2 clients, 1000 keys, $what (median of $ROUNDS x ${SECS}s): SELECT 1 $m1 tps, memory try_acquire $m2 tps; ratio $(ratio "$m2" "$m1") (target >= 0.85)"
+	echo "RESULT|memory try_acquire vs SELECT 1, $what (tps, 2 clients, 1000 keys, prepared)|$m2|$m1|$(ratio "$m2" "$m1")|>= 0.85"
 done
 sql -q -c "ALTER SYSTEM SET pyrate.leak_interval = 0" -c "SELECT pg_reload_conf()" >/dev/null
 echo "  items held by the week-window keys: $(sql -c "SELECT sum(count) FROM pyrate_buckets() WHERE name LIKE 'b:%'"), one per call: every call was admitted"
@@ -72,6 +73,7 @@ base=$(timed "SELECT count(*) INTO n FROM generate_series(1, $N) g WHERE g > 0;"
 t=$(timed "SELECT count(*) INTO n FROM generate_series(1, $N) WHERE pyrate_put('one');")
 echo "one backend, one key: $N puts in ${t}s = $(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.0f", n / t }') puts/s (target >= 1000000); the bare generate_series/count takes ${base}s"
 echo "  items stored: $(sql -c "SELECT pyrate_count('one')")"
+echo "RESULT|memory puts per second, one backend, one key|$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.0f", n / t }')|1000000|$(awk -v n="$N" -v t="$t" 'BEGIN { printf "%.2f", n / t / 1000000 }')|>= 1"
 
 # ---- 3. 1,000,000 items in the window against 100 ---------------------------
 K=${PYRATE_BENCH_PROBE:-200000}
@@ -84,9 +86,11 @@ for r in 1 2 3; do
 	rej1m=$(timed "SELECT count(*) INTO n FROM generate_series(1, $K) WHERE pyrate_put('w1m');")
 	echo "rejected acquires on a full window: ${K} take ${rej100}s with 100 items, ${rej1m}s with 1,000,000: ratio $(ratio "$rej1m" "$rej100") (target <= 2)"
 done
+echo "RESULT|memory rejected put, 10^6 items in the window vs 100 (s for $K; cost ratio, last round)|$rej1m|$rej100|$(ratio "$rej1m" "$rej100")|<= 2"
 adm100=$(timed "SELECT count(*) INTO n FROM generate_series(1, $K) WHERE pyrate_put('g100');")
 adm1m=$(timed "SELECT count(*) INTO n FROM generate_series(1, $K) WHERE pyrate_put('g1m');")
 echo "admitted acquires (items accumulate): ${K} take ${adm100}s from 100 items, ${adm1m}s from 1,000,000: ratio $(ratio "$adm1m" "$adm100") (target <= 2)"
+echo "RESULT|memory admitted put, 10^6 items in the window vs 100 (s for $K; cost ratio)|$adm1m|$adm100|$(ratio "$adm1m" "$adm100")|<= 2"
 
 # ---- 4. memory -------------------------------------------------------------
 pg_stop membench
@@ -112,3 +116,4 @@ as_postgres "$PG_BINDIR/pg_ctl" -D "$dir" -l "$(pyrate_tmp)/membench/server.log"
 sql -q -c "SELECT count(*) FROM generate_series(1, 2000000) i WHERE pyrate_put('idle:' || lpad(i::text, 7, '0'), 1, 1000)" >/dev/null 2>&1
 nb=$(sql -c "SELECT buckets FROM pyrate_memory_status()")
 echo "measured: $nb buckets of one item (12-byte names) fill 16 MB = $(awk -v n="$nb" 'BEGIN { printf "%.1f", 16 * 1048576 / n }') B each, all overheads included"
+echo "RESULT|memory bytes per one-item bucket, all overheads (16 MB filled)|$(awk -v n="$nb" 'BEGIN { printf "%.1f", 16 * 1048576 / n }')|-|-|reported"

@@ -13,7 +13,7 @@ pyrate_trap
 SECS=${1:-10}
 PORT=55451
 pg_start bench $PORT "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" \
-	"synchronous_commit = off" "shared_buffers = '512MB'" "max_wal_size = '4GB'" \
+	"synchronous_commit = ${PYRATE_BENCH_SYNC:-off}" "shared_buffers = '512MB'" "max_wal_size = '4GB'" \
 	"checkpoint_timeout = '30min'" "autovacuum = off" || exit 1
 DSN=$(pg_conninfo bench $PORT)
 sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$DSN" "$@"; }
@@ -40,7 +40,7 @@ run_round() { # label
 		done
 	done
 }
-echo "== 1. pgbench -c 2, 1000 keys, synchronous_commit = off, ${SECS}s per run"
+echo "== 1. pgbench -c 2, 1000 keys, synchronous_commit = ${PYRATE_BENCH_SYNC:-off}, ${SECS}s per run"
 run_round fresh
 # A steady state: 1000 items per key in the hour window (one request per
 # 3.6 s per key), the same for both limiters, none in the 1 s window.
@@ -79,12 +79,10 @@ for round in 1 2; do
 	done
 done
 echo
-echo "| measure | pyrate | baseline | ratio | goal |"
-echo "|---|---|---|---|---|"
 for state in fresh steady; do
 	a=${best[$state:table_acquire]:-0}
-	echo "| table acquire vs bare INSERT ($state; tps, 2 clients, 1000 keys) | $a | ${best[$state:bare_insert]:-0} | $(ratio "$a" "${best[$state:bare_insert]:-0}") | >= 0.6 |"
-	echo "| table acquire vs PL/pgSQL limiter ($state; tps) | $a | ${best[$state:plpgsql_acquire]:-0} | $(ratio "$a" "${best[$state:plpgsql_acquire]:-0}") | >= 3 |"
+	echo "RESULT|table acquire vs bare INSERT, $state, synchronous_commit ${PYRATE_BENCH_SYNC:-off} (tps, 2 clients, 1000 keys)|$a|${best[$state:bare_insert]:-0}|$(ratio "$a" "${best[$state:bare_insert]:-0}")|>= 0.6"
+	echo "RESULT|table acquire vs PL/pgSQL limiter, $state, synchronous_commit ${PYRATE_BENCH_SYNC:-off} (tps)|$a|${best[$state:plpgsql_acquire]:-0}|$(ratio "$a" "${best[$state:plpgsql_acquire]:-0}")|>= 3"
 done
-echo "| admitted put, 100k items in the window vs 100 (1 backend; tps) | ${win[put:big]} | ${win[put:small]} | $(ratio "${win[put:small]}" "${win[put:big]}") (cost ratio) | <= 2 |"
-echo "| rejected put, 100k items in the window vs 100 (1 backend; tps) | ${win[full:big]} | ${win[full:small]} | $(ratio "${win[full:small]}" "${win[full:big]}") (cost ratio) | <= 2 |"
+echo "RESULT|table admitted put, 100k items in the window vs 100 (tps; cost ratio)|${win[put:big]}|${win[put:small]}|$(ratio "${win[put:small]}" "${win[put:big]}")|<= 2"
+echo "RESULT|table rejected put, 100k items in the window vs 100 (tps; cost ratio)|${win[full:big]}|${win[full:small]}|$(ratio "${win[full:small]}" "${win[full:big]}")|<= 2"
