@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct memory_bucket
 {
@@ -23,21 +24,29 @@ stamp(int64_t ts)
 	return ts == PYRATE_NOW ? pyr_monotonic_ms() : ts;
 }
 
-/* double the ring; called with the mutex held */
+/*
+ * double the ring; called with the mutex held.  realloc keeps the entries
+ * where they are (and, for a large ring, remaps its pages rather than
+ * copying them); only the part that wrapped round to the start of the old
+ * ring moves, to just past its end, where the doubled mask now looks.
+ */
 static bool
 grow(memory_bucket *m)
 {
-	pyr_log    *bigger;
+	pyr_log    *log = m->log;
+	uint32_t	cap = log->cap;
+	uint32_t	wrapped;
 
-	if (m->log->cap >= UINT32_C(1) << 31)
+	if (cap >= UINT32_C(1) << 31)
 		return false;
-	bigger = malloc(pyr_log_size(m->log->cap * 2));
-	if (!bigger)
+	log = realloc(log, pyr_log_size(cap * 2));
+	if (!log)
 		return false;
-	pyr_log_init(bigger, m->log->cap * 2);
-	pyr_log_move(bigger, m->log);
-	free(m->log);
-	m->log = bigger;
+	/* logical entries at e[head .. cap) stay; those at e[0 .. head + len - cap) move */
+	wrapped = log->head + log->len > cap ? log->head + log->len - cap : 0;
+	memcpy(&log->e[cap], &log->e[0], (size_t) wrapped * sizeof(pyr_entry));
+	log->cap = cap * 2;
+	m->log = log;
 	return true;
 }
 

@@ -40,15 +40,6 @@ pyrate_code_name(int code)
 }
 
 int64_t
-pyr_monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t
 pyr_realtime_ms(void)
 {
 	struct timespec ts;
@@ -71,7 +62,7 @@ pyr_sleep_ms(int64_t ms)
 }
 
 int
-pyr_check_weight(int64_t weight, pyrate_error *err)
+pyr_bad_weight(int64_t weight, pyrate_error *err)
 {
 	if (weight < 0)
 		return pyr_fail(err, PYRATE_EINVAL, "weight must not be negative (got %lld)", (long long) weight);
@@ -200,19 +191,6 @@ pyrate_bucket_init(pyrate_bucket *b, const pyrate_bucket_ops *ops,
 	}
 	b->nrates = nrates;
 	return PYRATE_OK;
-}
-
-void
-pyr_fill_decision(const pyrate_bucket *b, const pyr_decision *src, int64_t ts, pyrate_decision *d)
-{
-	d->acquired = src->admitted;
-	if (src->admitted)
-		d->failing_rate = (pyrate_rate) {0, 0};
-	else
-		d->failing_rate = b->rates[src->failing];
-	d->retry_after_ms = src->retry_after;
-	d->remaining = src->remaining;
-	d->timestamp = ts;
 }
 
 int

@@ -139,7 +139,13 @@ pyrate_factory_wrap_item(pyrate_factory *f, const char *name, int64_t weight, py
 		return f->wrap(f, name, weight, f->user, out, err);
 	out->name = name;
 	out->weight = weight;
-	return pyrate_clock_now(f->clock, &out->timestamp, err);
+	if (!f->clock)
+	{
+		/* every bucket's own clock */
+		out->timestamp = PYRATE_NOW;
+		return PYRATE_OK;
+	}
+	return f->clock->now(f->clock, &out->timestamp, err);
 }
 
 int

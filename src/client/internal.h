@@ -8,6 +8,7 @@
 #include "pyrate_core.h"
 
 #include <pthread.h>
+#include <time.h>
 
 /* the public and the core rate are one layout, so arrays convert freely */
 _Static_assert(sizeof(pyrate_rate) == sizeof(pyr_rate), "pyrate_rate layout");
@@ -19,18 +20,45 @@ _Static_assert(offsetof(pyrate_rate, interval) == offsetof(pyr_rate, interval), 
 int			pyr_fail(pyrate_error *err, int code, const char *fmt, ...)
 			__attribute__((format(printf, 3, 4)));
 
-int64_t		pyr_monotonic_ms(void);
+/* CLOCK_MONOTONIC in ms (inline: the in-memory put path reads it per call) */
+static inline int64_t
+pyr_monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int64_t		pyr_realtime_ms(void);
 void		pyr_sleep_ms(int64_t ms);
 
-/* a pyr_decision (from pyr_decide) as the public decision */
-void		pyr_fill_decision(const pyrate_bucket *b, const pyr_decision *src, int64_t ts,
-							  pyrate_decision *d);
+/* a pyr_decision (from pyr_decide) as the public decision (inline: the put paths) */
+static inline void
+pyr_fill_decision(const pyrate_bucket *b, const pyr_decision *src, int64_t ts, pyrate_decision *d)
+{
+	d->acquired = src->admitted;
+	if (src->admitted)
+		d->failing_rate = (pyrate_rate) {0, 0};
+	else
+		d->failing_rate = b->rates[src->failing];
+	d->retry_after_ms = src->retry_after;
+	d->remaining = src->remaining;
+	d->timestamp = ts;
+}
 
 /* hand f a block to free when it is freed */
 void		pyr_factory_own(pyrate_factory *f, void *ptr);
 
-/* check a weight argument */
-int			pyr_check_weight(int64_t weight, pyrate_error *err);
+/* check a weight argument (inline: the put paths; the message is out of line) */
+int			pyr_bad_weight(int64_t weight, pyrate_error *err);
+
+static inline int
+pyr_check_weight(int64_t weight, pyrate_error *err)
+{
+	if (__builtin_expect(weight < 0 || weight > PYR_MAX_LIMIT, 0))
+		return pyr_bad_weight(weight, err);
+	return PYRATE_OK;
+}
 
 #endif							/* PYRATE_INTERNAL_H */

@@ -5,8 +5,20 @@
  *   client_bench redis HOST PORT SECONDS
  *   client_bench postgres DSN SECONDS [prepared]
  *
- * Prints "<what> <ops/s>" lines; test/bench/client_bench.sh sets them beside
- * the baselines measured in the same run.
+ * Prints "<what> <ops/s>" lines (memory: "<what> <median> <min> <max>" over
+ * rounds); test/bench/client_bench.sh sets them beside the baselines
+ * measured in the same run.  What each memory case measures:
+ *
+ *   baseline_clock_mutex            clock_gettime(CLOCK_MONOTONIC) + an
+ *                                   uncontended pthread mutex, nothing else
+ *   memory_put_admitted_now         pyrate_put(), item timestamp PYRATE_NOW:
+ *   memory_put_rejected_now         the bucket reads CLOCK_MONOTONIC per put
+ *   memory_put_admitted_stamped     pyrate_put(), caller-stamped items (one
+ *   memory_put_rejected_stamped     clock read by the caller per 1000 puts,
+ *   memory_put_3rates_stamped       counted in the time); no clock in the bucket
+ *   memory_limiter_try_acquire_now  pyrate_try_acquire(limiter, "m", 1,
+ *                                   non-blocking) on Limiter(in-memory bucket):
+ *                                   one CLOCK_MONOTONIC read per call
  */
 #include "pyrate.h"
 
@@ -52,6 +64,38 @@ run_puts(pyrate_bucket *b, const char *name, double seconds, long batch)
 	return n / t;
 }
 
+/*
+ * the same with caller-stamped items: the caller reads CLOCK_MONOTONIC once
+ * per 1000 puts (as a loop handling a batch of events stamped on arrival
+ * would) and every put carries that timestamp, so the bucket reads no clock
+ */
+static double
+run_puts_stamped(pyrate_bucket *b, const char *name, double seconds)
+{
+	pyrate_item item = {name, 0, 1};
+	pyrate_decision d;
+	pyrate_error e;
+	double		start = now_s();
+	double		t;
+	long		n = 0;
+
+	do
+	{
+		long		i;
+
+		item.timestamp = (int64_t) (now_s() * 1000);
+		for (i = 0; i < 1000; i++)
+			if (pyrate_put(b, &item, &d, &e) != PYRATE_OK)
+			{
+				fprintf(stderr, "put: %s\n", e.message);
+				return -1;
+			}
+		n += 1000;
+		t = now_s() - start;
+	} while (t < seconds);
+	return n / t;
+}
+
 static double
 run_limiter(pyrate_limiter *l, const char *name, double seconds, long batch)
 {
@@ -80,7 +124,7 @@ run_limiter(pyrate_limiter *l, const char *name, double seconds, long batch)
 	return n / t;
 }
 
-/* what any thread-safe bucket costs at least: a clock read and a mutex */
+/* what any thread-safe bucket stamping its own items costs at least: a clock read and a mutex */
 static double
 baseline_mutex_clock(double seconds)
 {
@@ -94,7 +138,7 @@ baseline_mutex_clock(double seconds)
 	{
 		long		i;
 
-		for (i = 0; i < 1000000; i++)
+		for (i = 0; i < 100000; i++)
 		{
 			struct timespec ts;
 
@@ -103,10 +147,109 @@ baseline_mutex_clock(double seconds)
 			sink += ts.tv_nsec;
 			pthread_mutex_unlock(&m);
 		}
-		n += 1000000;
+		n += 100000;
 		t = now_s() - start;
 	} while (t < seconds);
 	return n / t;
+}
+
+/* ---- the in-memory cases ---------------------------------------------- */
+
+/* an hour-long window of a billion: every put is admitted and stored */
+static const pyrate_rate admit = {1000000000, PYRATE_HOUR};
+/* 10 per second: nearly every put is rejected */
+static const pyrate_rate reject = {10, PYRATE_SECOND};
+/* three rates, every put admitted and stored */
+static const pyrate_rate three[3] = {
+	{1000000000, PYRATE_SECOND}, {2000000000, PYRATE_MINUTE}, {2147483647, PYRATE_HOUR}
+};
+
+typedef enum
+{
+	BASELINE, PUT_ADMITTED_NOW, PUT_REJECTED_NOW, PUT_ADMITTED_STAMPED, PUT_REJECTED_STAMPED,
+	PUT_3RATES_STAMPED, LIMITER_NOW, NCASES
+} mem_case;
+
+static const char *const case_names[NCASES] = {
+	"baseline_clock_mutex",
+	"memory_put_admitted_now",
+	"memory_put_rejected_now",
+	"memory_put_admitted_stamped",
+	"memory_put_rejected_stamped",
+	"memory_put_3rates_stamped",
+	"memory_limiter_try_acquire_now",
+};
+
+/* one round of one case on a fresh bucket (a fresh, empty log each round) */
+static double
+mem_round(mem_case c, double secs)
+{
+	pyrate_error e;
+	pyrate_bucket *b;
+	pyrate_limiter *l;
+	double		r;
+
+	switch (c)
+	{
+		case BASELINE:
+			return baseline_mutex_clock(secs);
+		case LIMITER_NOW:
+			b = pyrate_memory_bucket_new(&admit, 1, &e);
+			l = pyrate_limiter_new_bucket(b, NULL, &e);
+			r = run_limiter(l, "m", secs, 100000);
+			pyrate_limiter_free(l);
+			return r;
+		default:
+			break;
+	}
+	if (c == PUT_3RATES_STAMPED)
+		b = pyrate_memory_bucket_new(three, 3, &e);
+	else
+		b = pyrate_memory_bucket_new(c == PUT_REJECTED_NOW || c == PUT_REJECTED_STAMPED ? &reject : &admit, 1, &e);
+	if (!b)
+	{
+		fprintf(stderr, "%s\n", e.message);
+		return -1;
+	}
+	if (c == PUT_ADMITTED_NOW || c == PUT_REJECTED_NOW)
+		r = run_puts(b, "m", secs, 100000);
+	else
+		r = run_puts_stamped(b, "m", secs);
+	pyrate_close(b);
+	return r;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a,
+				y = *(const double *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * ROUNDS rounds of every case, interleaved (so that a noisy neighbour
+ * slows every case alike), each round secs / ROUNDS long; prints each case's
+ * median round, and its slowest and fastest.
+ */
+#define ROUNDS 5
+
+static void
+bench_memory(double secs)
+{
+	double		r[NCASES][ROUNDS];
+	int			c,
+				k;
+
+	for (k = 0; k < ROUNDS; k++)
+		for (c = 0; c < NCASES; c++)
+			r[c][k] = mem_round((mem_case) c, secs / ROUNDS);
+	for (c = 0; c < NCASES; c++)
+	{
+		qsort(r[c], ROUNDS, sizeof(double), cmp_double);
+		printf("%s %.0f %.0f %.0f\n", case_names[c], r[c][ROUNDS / 2], r[c][0], r[c][ROUNDS - 1]);
+	}
 }
 
 int
@@ -118,24 +261,7 @@ main(int argc, char **argv)
 
 	if (argc >= 3 && strcmp(argv[1], "memory") == 0)
 	{
-		/* an hour-long window of a billion: every put is admitted and stored */
-		pyrate_rate admit = {1000000000, PYRATE_HOUR};
-		/* 10 per second: nearly every put is rejected */
-		pyrate_rate reject = {10, PYRATE_SECOND};
-		pyrate_limiter *l;
-
-		secs = atof(argv[2]);
-		printf("baseline_clock_mutex %.0f\n", baseline_mutex_clock(secs));
-		b = pyrate_memory_bucket_new(&admit, 1, &e);
-		printf("memory_put_admitted %.0f\n", run_puts(b, "m", secs, 1000000));
-		pyrate_close(b);
-		b = pyrate_memory_bucket_new(&reject, 1, &e);
-		printf("memory_put_rejected %.0f\n", run_puts(b, "m", secs, 1000000));
-		pyrate_close(b);
-		b = pyrate_memory_bucket_new(&admit, 1, &e);
-		l = pyrate_limiter_new_bucket(b, NULL, &e);
-		printf("memory_limiter_try_acquire %.0f\n", run_limiter(l, "m", secs, 1000000));
-		pyrate_limiter_free(l);
+		bench_memory(atof(argv[2]));
 		return 0;
 	}
 	if (argc >= 5 && strcmp(argv[1], "redis") == 0)

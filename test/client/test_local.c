@@ -69,6 +69,53 @@ test_memory(void)
 	pyrate_count(b, &n, NULL);
 	CHECK(admitted == 5000 && n == 5000, "memory: 5000 items stored through growth");
 	pyrate_close(b);
+
+	/*
+	 * growth of a ring that has wrapped round: leaks move the oldest item
+	 * forward, so each doubling finds the items split across the end of the
+	 * ring; every item must come back in order, with its weight
+	 */
+	b = pyrate_memory_bucket_new((pyrate_rate[]) {{1000000, 1000000}}, 1, &e);
+	{
+		int64_t		next = 0;	/* timestamp of the next put */
+		int64_t		oldest = 0; /* of the oldest item kept */
+		bool		in_order = true;
+		int			round;
+
+		for (round = 0; round < 12; round++)
+		{
+			int64_t		removed;
+			int64_t		k;
+
+			/* 50 + 37 * round items (weights 1..3 by timestamp), then leak the older third */
+			for (i = 0; i < 50 + 37 * round; i++)
+			{
+				item.timestamp = next;
+				item.weight = 1 + next % 3;
+				next++;
+				pyrate_put(b, &item, &d, NULL);
+				in_order &= d.acquired;
+			}
+			pyrate_leak(b, oldest + (next - oldest) / 3 + 1000000, &removed, NULL);
+			oldest += (next - oldest) / 3;
+			/* units newest first: item next-1 holds units 0..w-1, and so on */
+			k = 0;
+			for (int64_t ts = next - 1; ts >= oldest && in_order; ts--)
+			{
+				pyrate_item got;
+				bool		found;
+
+				pyrate_peek(b, k, &found, &got, NULL);
+				in_order &= found && got.timestamp == ts && got.weight == 1 + ts % 3;
+				k += 1 + ts % 3;
+			}
+			pyrate_count(b, &n, NULL);
+			in_order &= n == k;
+		}
+		CHECK(in_order, "memory: a wrapped ring grows with every item in order and weight");
+	}
+	item.weight = 1;
+	pyrate_close(b);
 }
 
 static void
