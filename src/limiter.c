@@ -159,33 +159,42 @@ pyrate_now(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(pyrate_now_ms());
 }
 
-Datum
-pyrate_put(PG_FUNCTION_ARGS)
+/*
+ * (name, weight, at) → a decision for the bucket, stored when asked (and
+ * then counted in pyrate_stats): put, waiting and acquire.
+ */
+static void
+bucket_decision(FunctionCallInfo fcinfo, bool store, PyrateBucket *b, pyr_decision *d)
 {
 	Oid			nsp = pyrate_namespace(fcinfo);
 	char	   *name = arg_name(fcinfo, 0);
 	int64		weight = arg_weight(fcinfo, 1);
 	int64		at = arg_at(fcinfo, 2, nsp);
+	PyrateStatKind kind;
+
+	pyrate_bucket_init(b, nsp, name);
+	kind = decide(b, at, weight, store, d);
+	if (store)
+		pyrate_stats_count(b->def.pattern, kind, 0);
+}
+
+Datum
+pyrate_put(PG_FUNCTION_ARGS)
+{
 	PyrateBucket b;
 	pyr_decision d;
 
-	pyrate_bucket_init(&b, nsp, name);
-	pyrate_stats_count(b.def.pattern, decide(&b, at, weight, true, &d), 0);
+	bucket_decision(fcinfo, true, &b, &d);
 	PG_RETURN_BOOL(d.admitted);
 }
 
 Datum
 pyrate_waiting(PG_FUNCTION_ARGS)
 {
-	Oid			nsp = pyrate_namespace(fcinfo);
-	char	   *name = arg_name(fcinfo, 0);
-	int64		weight = arg_weight(fcinfo, 1);
-	int64		at = arg_at(fcinfo, 2, nsp);
 	PyrateBucket b;
 	pyr_decision d;
 
-	pyrate_bucket_init(&b, nsp, name);
-	decide(&b, at, weight, false, &d);
+	bucket_decision(fcinfo, false, &b, &d);
 	PG_RETURN_INT64(d.waiting);
 }
 
@@ -222,15 +231,10 @@ decision_datum(FunctionCallInfo fcinfo, const PyrateBucket *b, const pyr_decisio
 Datum
 pyrate_acquire(PG_FUNCTION_ARGS)
 {
-	Oid			nsp = pyrate_namespace(fcinfo);
-	char	   *name = arg_name(fcinfo, 0);
-	int64		weight = arg_weight(fcinfo, 1);
-	int64		at = arg_at(fcinfo, 2, nsp);
 	PyrateBucket b;
 	pyr_decision d;
 
-	pyrate_bucket_init(&b, nsp, name);
-	pyrate_stats_count(b.def.pattern, decide(&b, at, weight, true, &d), 0);
+	bucket_decision(fcinfo, true, &b, &d);
 	PG_RETURN_DATUM(decision_datum(fcinfo, &b, &d));
 }
 
