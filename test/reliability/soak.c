@@ -193,7 +193,8 @@ worker_main(void *arg)
 		}
 		else if (d.acquired)
 			__atomic_fetch_add(&shared->admitted[k], item.weight, __ATOMIC_RELAXED);
-		usleep(200 + rand_r(&seed) % 800);
+		/* 1..3 ms between attempts: every target gets its share of 2 cores */
+		usleep(1000 + rand_r(&seed) % 2000);
 	}
 	if (own)
 	{
