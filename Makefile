@@ -34,6 +34,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks no header dependencies: every object depends on every header.
+$(OBJS): $(wildcard src/*.h) src/core/pyrate_core.h
+
 # The conformance replay tool (not installed); its client drivers go
 # through libpyrate, built by src/client's own Makefile.
 REPLAY = test/conformance/replay

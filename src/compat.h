@@ -30,4 +30,16 @@
 #define pyrate_simple_heap_update(rel, otid, tup) simple_heap_update((rel), (otid), (tup))
 #endif
 
+/* heap_update grew the same out-parameter in 16. */
+#if PG_VERSION_NUM >= 160000
+#define pyrate_heap_update(rel, otid, tup, cid, crosscheck, wait, tmfd, lockmode) \
+	({ \
+		TU_UpdateIndexes update_indexes_; \
+		heap_update((rel), (otid), (tup), (cid), (crosscheck), (wait), (tmfd), (lockmode), &update_indexes_); \
+	})
+#else
+#define pyrate_heap_update(rel, otid, tup, cid, crosscheck, wait, tmfd, lockmode) \
+	heap_update((rel), (otid), (tup), (cid), (crosscheck), (wait), (tmfd), (lockmode))
+#endif
+
 #endif							/* PYRATE_COMPAT_H */

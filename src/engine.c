@@ -54,6 +54,7 @@ pyrate_bucket_init(PyrateBucket *b, Oid nsp, const char *name)
 	d = pyrate_route(nsp, name);
 	b->nsp = nsp;
 	b->name = name;
+	b->exact = false;
 	b->def = *d;
 	b->def.pattern = pstrdup(d->pattern);
 }

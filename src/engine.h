@@ -15,6 +15,7 @@ typedef struct PyrateBucket
 	Oid			nsp;			/* the extension's schema */
 	const char *name;
 	PyrateDefinition def;		/* a copy: the routing cache may be rebuilt */
+	bool		exact;			/* the decision's remaining must be exact */
 } PyrateBucket;
 
 typedef void (*PyrateBucketCallback) (const char *name, int64 count, void *arg);

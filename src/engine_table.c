@@ -73,6 +73,8 @@ static const AttrNumber bucket_name_key[] = {Anum_bucket_name};
 static const AttrNumber item_cum_key[] = {Anum_item_bucket, Anum_item_cum};
 static const AttrNumber item_ts_key[] = {Anum_item_bucket, Anum_item_ts, Anum_item_cum};
 
+#define WINDOW_HINTS 4
+
 typedef struct BucketIdEntry BucketIdEntry;
 
 typedef struct TableBucket
@@ -125,6 +127,12 @@ struct BucketIdEntry
 	int64		id;
 	char	   *name;
 	int64		newest_hint;	/* a cum this backend saw as the newest, or 0 */
+	/*
+	 * Window starts this backend found: for since_hint, the units put before
+	 * the first item at or after it (base_hint; -1 for an empty slot).
+	 */
+	int64		since_hint[WINDOW_HINTS];
+	int64		base_hint[WINDOW_HINTS];
 };
 
 #define BUCKET_ID_CACHE_MAX 65536
@@ -242,6 +250,8 @@ bucket_id(Oid nsp, const char *name, BucketIdEntry **entry)
 	e->id = id;
 	e->name = MemoryContextStrdup(bucket_ids_cxt, name);
 	e->newest_hint = 0;
+	for (int i = 0; i < WINDOW_HINTS; i++)
+		e->base_hint[i] = -1;
 	*entry = e;
 	return id;
 }
@@ -276,18 +286,6 @@ probe_cum(TableBucket *tb, ScanDirection dir, StrategyNumber op, int64 value)
 	return pyrate_probe(&tb->items, tb->by_cum, keys, 2, dir, SnapshotSelf);
 }
 
-/* The largest cum of the bucket's index entries, live or dead; 0 if none. */
-static int64
-probe_cum_any(TableBucket *tb)
-{
-	ScanKeyData keys[1];
-
-	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
-	if (!pyrate_probe(&tb->items, tb->by_cum, keys, 1, BackwardScanDirection, SnapshotAny))
-		return 0;
-	return DatumGetInt64(tb->items.slot->tts_values[Anum_item_cum - 1]);
-}
-
 #define ITEM_I64(tb, att) DatumGetInt64((tb)->items.slot->tts_values[(att) - 1])
 #define ITEM_WEIGHT(tb) DatumGetInt32((tb)->items.slot->tts_values[Anum_item_weight - 1])
 
@@ -320,20 +318,132 @@ load_newest(TableBucket *tb)
 	}
 }
 
+/*
+ * The window hints.  cum only grows in a bucket (leaks keep its newest item
+ * as a weight-0 tombstone, flushes move it to a new id), and an item's weight
+ * only ever drops to 0, so the units put before the first item at or after a
+ * time never decrease: a base found for an earlier since is a lower bound of
+ * the base for any later since.  That bounds the window from above without a
+ * probe (since_bound), and lets the probe walk forward from the hint.
+ */
+static int
+best_hint(const BucketIdEntry *e, int64 since)
+{
+	int			best = -1;
+	int			i;
+
+	for (i = 0; i < WINDOW_HINTS; i++)
+		if (e->base_hint[i] >= 0 && e->since_hint[i] <= since &&
+			(best < 0 || e->since_hint[i] > e->since_hint[best]))
+			best = i;
+	return best;
+}
+
+static void
+keep_hint(BucketIdEntry *e, int64 since, int64 base)
+{
+	int			slot = 0;
+	int			i;
+
+	/* the slot nearest this since, or an empty one */
+	for (i = 0; i < WINDOW_HINTS; i++)
+	{
+		if (e->base_hint[i] < 0)
+		{
+			slot = i;
+			break;
+		}
+		if (Abs(e->since_hint[i] - since) < Abs(e->since_hint[slot] - since))
+			slot = i;
+	}
+	e->since_hint[slot] = since;
+	e->base_hint[slot] = base;
+}
+
+/*
+ * The first item at or after since, walking (bucket, cum) in chunks from a
+ * base: the chunks' upper bounds stop each index read after a few entries,
+ * where an open-ended probe reads the rest of a leaf page.
+ */
+static bool
+walk_from_hint(TableBucket *tb, int64 since, int64 base)
+{
+	ScanKeyData keys[3];
+	IndexScanDesc scan;
+	int64		from = base + 1;
+	int64		chunk = 16;
+	bool		found = false;
+
+	scan = index_beginscan(tb->items.heap, tb->by_cum, SnapshotSelf, 3, 0);
+	while (!found && from <= tb->newest_cum)
+	{
+		int64		to = Min(from + chunk - 1, tb->newest_cum);
+
+		pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
+		pyrate_key_int8(&keys[1], 2, BTGreaterEqualStrategyNumber, from);
+		pyrate_key_int8(&keys[2], 2, BTLessEqualStrategyNumber, to);
+		index_rescan(scan, keys, 3, NULL, 0);
+		while (index_getnext_slot(scan, ForwardScanDirection, tb->items.slot))
+		{
+			slot_getallattrs(tb->items.slot);
+			if (ITEM_I64(tb, Anum_item_ts) >= since)
+			{
+				found = true;
+				break;
+			}
+		}
+		from = to + 1;
+		chunk *= 4;
+	}
+	index_endscan(scan);
+	return found;
+}
+
+/* Units of the items with ts >= since. */
 static int64
 view_since(void *ctx, int64 since)
 {
 	TableBucket *tb = ctx;
-	ScanKeyData keys[2];
+	BucketIdEntry *e = tb->cached;
+	int			best = e ? best_hint(e, since) : -1;
+	bool		found;
+	int64		base;
 
 	load_newest(tb);
-	if (tb->empty)
+	if (tb->empty || since > tb->newest_ts)
 		return 0;
-	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
-	pyrate_key_int8(&keys[1], 2, BTGreaterEqualStrategyNumber, since);
-	if (!pyrate_probe(&tb->items, tb->by_ts, keys, 2, ForwardScanDirection, SnapshotSelf))
+	/* a short window is read as cheaply by the open-ended probe */
+	if (best >= 0 && tb->newest_cum - e->base_hint[best] > 64)
+		found = walk_from_hint(tb, since, e->base_hint[best]);
+	else
+	{
+		ScanKeyData keys[2];
+
+		pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
+		pyrate_key_int8(&keys[1], 2, BTGreaterEqualStrategyNumber, since);
+		found = pyrate_probe(&tb->items, tb->by_ts, keys, 2, ForwardScanDirection, SnapshotSelf);
+	}
+	if (!found)
 		return 0;
-	return tb->newest_cum - ITEM_I64(tb, Anum_item_cum) + ITEM_WEIGHT(tb);
+	base = ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb);
+	if (e)
+		keep_hint(e, since, base);
+	return tb->newest_cum - base;
+}
+
+/* An upper bound of view_since from the hints alone; -1 when none. */
+static int64
+view_since_bound(void *ctx, int64 since)
+{
+	TableBucket *tb = ctx;
+	int			best;
+
+	load_newest(tb);
+	if (tb->empty || since > tb->newest_ts)
+		return 0;
+	if (tb->cached == NULL || (best = best_hint(tb->cached, since)) < 0)
+		return -1;
+	return tb->newest_cum - tb->cached->base_hint[best];
 }
 
 static bool
@@ -395,17 +505,9 @@ insert_item(TableBucket *tb, int64 ts, int64 weight)
 	/* a clock stepping back never breaks the order of the log */
 	if (!tb->empty && ts < tb->newest_ts)
 		ts = tb->newest_ts;
-	if (tb->empty)
-	{
-		/*
-		 * An emptied bucket goes on above the cum of every index entry left,
-		 * dead ones included: the probes for the newest item then never
-		 * wade through entries that only VACUUM removes.
-		 */
-		tb->newest_cum = probe_cum_any(tb);
-	}
+	/* a bucket is empty only before its first item: leaks leave a tombstone */
 	values[Anum_item_bucket - 1] = Int64GetDatum(tb->id);
-	values[Anum_item_cum - 1] = Int64GetDatum(tb->newest_cum + weight);
+	values[Anum_item_cum - 1] = Int64GetDatum((tb->empty ? 0 : tb->newest_cum) + weight);
 	values[Anum_item_ts - 1] = Int64GetDatum(ts);
 	values[Anum_item_weight - 1] = Int32GetDatum((int32) weight);
 	pyrate_rel_insert(&tb->items, heap_form_tuple(RelationGetDescr(tb->items.heap), values, nulls));
@@ -439,6 +541,7 @@ table_acquire(const PyrateBucket *b, int64 ts, int64 weight, bool store, pyr_dec
 	view.ctx = &tb;
 	view.since = view_since;
 	view.peek = view_peek;
+	view.since_bound = b->exact ? NULL : view_since_bound;
 	pyr_decide(&view, b->def.rates, b->def.nrates, ts, weight, d);
 	if (store && d->admitted && weight > 0)
 		insert_item(&tb, ts, weight);	/* the lock stays to the end of the transaction */
@@ -486,8 +589,11 @@ table_peek(const PyrateBucket *b, int64 index, int64 *ts, int64 *weight)
 
 /*
  * Delete the bucket's items with ts < before (all of them when before is
- * PG_INT64_MAX), at most max_items when > 0.  Items another transaction
- * deleted first are skipped: only the deleter counts them.
+ * PG_INT64_MAX), at most max_items when > 0; returns the units removed.
+ * Items another transaction deleted first are skipped: only the deleter
+ * counts them.  A leak keeps the bucket's newest item as a weight-0
+ * tombstone, which holds no unit, so cum never starts over in a bucket: the
+ * window hints of view_since rely on it.
  */
 static int64
 delete_items(TableBucket *tb, int64 before, int64 max_items)
@@ -497,9 +603,12 @@ delete_items(TableBucket *tb, int64 before, int64 max_items)
 	Snapshot	snap;
 	int64		removed = 0;
 	int64		n = 0;
+	bool		keep_newest = before != PG_INT64_MAX;
 
 	if (tb->id < 0)
 		return 0;
+	if (keep_newest)
+		load_newest(tb);
 	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
 	pyrate_key_int8(&keys[1], 2, BTLessStrategyNumber, before);
 	snap = RegisterSnapshot(GetLatestSnapshot());
@@ -508,15 +617,30 @@ delete_items(TableBucket *tb, int64 before, int64 max_items)
 	while ((max_items <= 0 || n < max_items) &&
 		   index_getnext_slot(scan, ForwardScanDirection, tb->items.slot))
 	{
-		bool		isnull;
-		int32		w = DatumGetInt32(slot_getattr(tb->items.slot, Anum_item_weight, &isnull));
+		int32		w;
 
 		CHECK_FOR_INTERRUPTS();
-		if (pyrate_rel_delete(&tb->items, &tb->items.slot->tts_tid))
+		slot_getallattrs(tb->items.slot);
+		w = ITEM_WEIGHT(tb);
+		if (keep_newest && !tb->empty && ITEM_I64(tb, Anum_item_cum) >= tb->newest_cum)
 		{
-			removed += w;
-			n++;
+			Datum		values[Natts_item];
+			bool		nulls[Natts_item];
+
+			if (w == 0)
+				continue;		/* a tombstone already */
+			memcpy(values, tb->items.slot->tts_values, sizeof(values));
+			memcpy(nulls, tb->items.slot->tts_isnull, sizeof(nulls));
+			values[Anum_item_weight - 1] = Int32GetDatum(0);
+			if (!pyrate_rel_update_if_unchanged(&tb->items, &tb->items.slot->tts_tid,
+												heap_form_tuple(RelationGetDescr(tb->items.heap),
+																values, nulls)))
+				continue;
 		}
+		else if (!pyrate_rel_delete(&tb->items, &tb->items.slot->tts_tid))
+			continue;
+		removed += w;
+		n++;
 	}
 	index_endscan(scan);
 	UnregisterSnapshot(snap);

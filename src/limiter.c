@@ -164,7 +164,8 @@ pyrate_now(PG_FUNCTION_ARGS)
  * then counted in pyrate_stats): put, waiting and acquire.
  */
 static void
-bucket_decision(FunctionCallInfo fcinfo, bool store, PyrateBucket *b, pyr_decision *d)
+bucket_decision(FunctionCallInfo fcinfo, bool store, bool exact, PyrateBucket *b,
+				pyr_decision *d)
 {
 	Oid			nsp = pyrate_namespace(fcinfo);
 	char	   *name = arg_name(fcinfo, 0);
@@ -173,6 +174,7 @@ bucket_decision(FunctionCallInfo fcinfo, bool store, PyrateBucket *b, pyr_decisi
 	PyrateStatKind kind;
 
 	pyrate_bucket_init(b, nsp, name);
+	b->exact = exact;
 	kind = decide(b, at, weight, store, d);
 	if (store)
 		pyrate_stats_count(b->def.pattern, kind, 0);
@@ -184,7 +186,7 @@ pyrate_put(PG_FUNCTION_ARGS)
 	PyrateBucket b;
 	pyr_decision d;
 
-	bucket_decision(fcinfo, true, &b, &d);
+	bucket_decision(fcinfo, true, false, &b, &d);
 	PG_RETURN_BOOL(d.admitted);
 }
 
@@ -194,7 +196,7 @@ pyrate_waiting(PG_FUNCTION_ARGS)
 	PyrateBucket b;
 	pyr_decision d;
 
-	bucket_decision(fcinfo, false, &b, &d);
+	bucket_decision(fcinfo, false, false, &b, &d);
 	PG_RETURN_INT64(d.waiting);
 }
 
@@ -234,7 +236,8 @@ pyrate_acquire(PG_FUNCTION_ARGS)
 	PyrateBucket b;
 	pyr_decision d;
 
-	bucket_decision(fcinfo, true, &b, &d);
+	/* remaining is reported: every window counted exactly */
+	bucket_decision(fcinfo, true, true, &b, &d);
 	PG_RETURN_DATUM(decision_datum(fcinfo, &b, &d));
 }
 
@@ -368,6 +371,7 @@ pyrate_leak_every_bucket(Oid nsp, int64 at)
 
 			if (d == NULL)
 				continue;
+			memset(&b, 0, sizeof(b));
 			b.nsp = nsp;
 			b.name = name;
 			b.def = *d;

@@ -122,6 +122,32 @@ pyrate_rel_update(PyrateRel *r, ItemPointer otid, HeapTuple tup)
 }
 
 bool
+pyrate_rel_update_if_unchanged(PyrateRel *r, ItemPointer otid, HeapTuple tup)
+{
+	TM_FailureData tmfd;
+	LockTupleMode lockmode;
+	TM_Result	res;
+
+	res = pyrate_heap_update(r->heap, otid, tup, GetCurrentCommandId(true),
+							 InvalidSnapshot, true, &tmfd, &lockmode);
+	switch (res)
+	{
+		case TM_Ok:
+			if (!HeapTupleIsHeapOnly(tup))
+				insert_index_entries(r, tup);
+			return true;
+		case TM_Deleted:
+		case TM_Updated:
+		case TM_SelfModified:
+			return false;
+		default:
+			elog(ERROR, "unexpected result %d updating \"%s\"", (int) res,
+				 RelationGetRelationName(r->heap));
+	}
+	return false;				/* keep compiler quiet */
+}
+
+bool
 pyrate_rel_delete(PyrateRel *r, ItemPointer tid)
 {
 	TM_FailureData tmfd;

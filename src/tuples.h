@@ -42,6 +42,8 @@ Relation	pyrate_rel_index(PyrateRel *r, int natts, const AttrNumber *atts);
 void		pyrate_rel_insert(PyrateRel *r, HeapTuple tup);
 /* Replace the tuple at otid, with index entries unless the update was HOT. */
 void		pyrate_rel_update(PyrateRel *r, ItemPointer otid, HeapTuple tup);
+/* Replace, unless another transaction changed or deleted it first (false). */
+bool		pyrate_rel_update_if_unchanged(PyrateRel *r, ItemPointer otid, HeapTuple tup);
 /* Delete; false when another transaction deleted it first. */
 bool		pyrate_rel_delete(PyrateRel *r, ItemPointer tid);
 

@@ -199,7 +199,7 @@ static int
 sq_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate_error *err)
 {
 	sqlite_bucket *s = (sqlite_bucket *) b;
-	pyr_view	v = {s, view_since, view_peek};
+	pyr_view	v = {s, view_since, view_peek, NULL};
 	pyr_decision dec;
 	int64_t		ts = 0;
 	int64_t		newest;
@@ -238,7 +238,7 @@ static int
 sq_waiting(pyrate_bucket *b, const pyrate_item *item, int64_t *ms, pyrate_error *err)
 {
 	sqlite_bucket *s = (sqlite_bucket *) b;
-	pyr_view	v = {s, view_since, view_peek};
+	pyr_view	v = {s, view_since, view_peek, NULL};
 	pyr_decision dec;
 	int64_t		ts = 0;
 	int			rc = begin(s, err);

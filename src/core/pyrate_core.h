@@ -132,6 +132,14 @@ typedef struct pyr_view
 	void	   *ctx;
 	int64_t		(*since) (void *ctx, int64_t since);
 	bool		(*peek) (void *ctx, int64_t index, int64_t *ts, int64_t *weight);
+
+	/*
+	 * Optional (NULL when none): a cheap upper bound of since(), or -1 when
+	 * there is none.  A rate the bound already admits is not counted
+	 * exactly, so the decision's remaining is then a lower bound: leave this
+	 * NULL when remaining must be exact.
+	 */
+	int64_t		(*since_bound) (void *ctx, int64_t since);
 } pyr_view;
 
 /* The view of a pyr_log. */

@@ -226,6 +226,7 @@ pyr_log_view(const pyr_log *log)
 	v.ctx = (void *) log;
 	v.since = view_since;
 	v.peek = view_peek;
+	v.since_bound = NULL;
 	return v;
 }
 
@@ -260,6 +261,16 @@ decide(const pyr_log *log, const pyr_view *view, const pyr_rate *rates, int nrat
 		int64_t		bts;
 		int64_t		bweight;
 
+		if (!log && view->since_bound && weight > 0)
+		{
+			int64_t		bound = view->since_bound(view->ctx, ts - r->interval);
+
+			if (bound >= 0 && bound + weight <= r->limit)
+			{
+				used[i] = bound;
+				continue;
+			}
+		}
 		used[i] = VIEW_SINCE(log, view, ts - r->interval);
 		if (weight == 0 || used[i] + weight <= r->limit)
 			continue;

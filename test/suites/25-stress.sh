@@ -56,6 +56,12 @@ SELECT pyrate_try_acquire('stress:key:' || :k, 1, true, 0.2);" >"$work/keys.sql"
 pgbench -n -c "$CLIENTS" -j 2 -T 3 -f "$work/keys.sql" "$DSN" >"$work/pgbench.log" 2>&1
 check "pgbench on 20 keys ran without errors" grep -q "^tps" "$work/pgbench.log"
 
+# The table engine against the memory engine, fed the same random
+# operations (timestamps that sometimes step back, leaks, flushes, peeks).
+disagreements=$(sql -f test/stress/differential.sql 2>&1 | tail -1)
+echo "table vs memory engine: $disagreements disagreements in 20000 operations"
+check "the table engine decides exactly as the memory engine" test "$disagreements" = 0
+
 # Every window of every rate, from the stored items.
 violations=$(sql -v like='stress:%' -f test/stress/window_check.sql)
 if [ -z "$violations" ]; then
