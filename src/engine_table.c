@@ -26,6 +26,9 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "storage/bufmgr.h"
+#include "storage/bufpage.h"
+#include "utils/resowner.h"
 #include "commands/sequence.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
@@ -587,13 +590,73 @@ table_peek(const PyrateBucket *b, int64 index, int64 *ts, int64 *weight)
 	return found;
 }
 
+typedef enum TombstoneResult
+{
+	TOMBSTONE_MADE,
+	TOMBSTONE_RACED,			/* another transaction changed it first */
+	TOMBSTONE_FAILED			/* no room for the new row version */
+} TombstoneResult;
+
+/*
+ * Replace the item in tb->items.slot by tup, in a subtransaction: on a full
+ * disk the new row version cannot be written, and the leak must still free
+ * what it can.
+ */
+static TombstoneResult
+make_tombstone(TableBucket *tb, HeapTuple tup)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile TombstoneResult result = TOMBSTONE_FAILED;
+	Buffer		buf = ((BufferHeapTupleTableSlot *) tb->items.slot)->buffer;
+
+	/*
+	 * The usual case needs no subtransaction: with room on the item's page
+	 * the new version stays there, and nothing can run out of disk.  (Free
+	 * space is read unlocked: a wrong guess only takes the careful path.)
+	 */
+	if (BufferIsValid(buf) &&
+		PageGetHeapFreeSpace(BufferGetPage(buf)) >= MAXALIGN(tup->t_len) + sizeof(ItemIdData))
+		return pyrate_rel_update_if_unchanged(&tb->items, &tb->items.slot->tts_tid, tup)
+			? TOMBSTONE_MADE : TOMBSTONE_RACED;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		result = pyrate_rel_update_if_unchanged(&tb->items, &tb->items.slot->tts_tid, tup)
+			? TOMBSTONE_MADE : TOMBSTONE_RACED;
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		/* only a lack of space is survivable here */
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_INSUFFICIENT_RESOURCES)
+			ReThrowError(edata);
+		ereport(DEBUG1,
+				(errmsg("pyrate: bucket \"%s\" emptied by a leak: %s", tb->b->name, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return result;
+}
+
 /*
  * Delete the bucket's items with ts < before (all of them when before is
  * PG_INT64_MAX), at most max_items when > 0; returns the units removed.
  * Items another transaction deleted first are skipped: only the deleter
  * counts them.  A leak keeps the bucket's newest item as a weight-0
  * tombstone, which holds no unit, so cum never starts over in a bucket: the
- * window hints of view_since rely on it.
+ * window hints of view_since rely on it.  (Where the disk has no room for
+ * the tombstone, the item is deleted and every backend drops its hints.)
  */
 static int64
 delete_items(TableBucket *tb, int64 before, int64 max_items)
@@ -604,6 +667,7 @@ delete_items(TableBucket *tb, int64 before, int64 max_items)
 	int64		removed = 0;
 	int64		n = 0;
 	bool		keep_newest = before != PG_INT64_MAX;
+	bool		emptied = false;
 
 	if (tb->id < 0)
 		return 0;
@@ -632,10 +696,20 @@ delete_items(TableBucket *tb, int64 before, int64 max_items)
 			memcpy(values, tb->items.slot->tts_values, sizeof(values));
 			memcpy(nulls, tb->items.slot->tts_isnull, sizeof(nulls));
 			values[Anum_item_weight - 1] = Int32GetDatum(0);
-			if (!pyrate_rel_update_if_unchanged(&tb->items, &tb->items.slot->tts_tid,
-												heap_form_tuple(RelationGetDescr(tb->items.heap),
-																values, nulls)))
-				continue;
+			switch (make_tombstone(tb, heap_form_tuple(RelationGetDescr(tb->items.heap),
+													   values, nulls)))
+			{
+				case TOMBSTONE_MADE:
+					break;
+				case TOMBSTONE_RACED:
+					continue;
+				case TOMBSTONE_FAILED:
+					/* no room for the new row version: delete it after all */
+					if (!pyrate_rel_delete(&tb->items, &tb->items.slot->tts_tid))
+						continue;
+					emptied = true;
+					break;
+			}
 		}
 		else if (!pyrate_rel_delete(&tb->items, &tb->items.slot->tts_tid))
 			continue;
@@ -644,6 +718,13 @@ delete_items(TableBucket *tb, int64 before, int64 max_items)
 	}
 	index_endscan(scan);
 	UnregisterSnapshot(snap);
+
+	/*
+	 * The bucket's cum starts over from its next item: make every backend
+	 * forget its hints for it (they forget all buckets' ids and hints).
+	 */
+	if (emptied)
+		CacheInvalidateRelcacheByRelid(get_relname_relid(BUCKETS_TABLE, tb->b->nsp));
 	return removed;
 }
 
