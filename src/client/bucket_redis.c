@@ -1,12 +1,15 @@
 /*
  * bucket_redis.c — RedisBucket: the log as one sorted set per bucket key.
  *
- * A member is "<cumulative units, zero-padded>:<weight>" scored by its
- * timestamp, so one put of weight 1000 is one member, members with equal
- * timestamps sort in put order, a window count is one ZRANGEBYSCORE and the
- * item holding a unit is a binary search over ranks.  Every operation is one
- * EVALSHA of the script below, atomic on the server; the script mirrors
- * pyr_decide of the core module (the conformance traces hold it to that).
+ * A member is "<cum>:<cum before>:<timestamp>" scored by its timestamp, cum
+ * being the units put since the key began (zero-padded) and cum before the
+ * same before this item: one put of weight 1000 is one member, members with
+ * equal timestamps sort in put order, the newest member holds the total, a
+ * window count is one ZRANGEBYSCORE ... LIMIT 0 1 (total less the window's
+ * first member's cum before) and the item holding a unit is found by reverse
+ * rank.  Every operation is one EVALSHA of the bucket's script, atomic on the
+ * server; the script mirrors pyr_decide of the core module (the conformance
+ * traces hold it to that).
  */
 #include "internal.h"
 
@@ -16,98 +19,144 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char script[] =
+/*
+ * The script, after a first line of the bucket's constants (see
+ * script_text): NRATES, LIMITS, INTERVALS, LARGEST, EXPIRE and PERIOD.
+ * Baking them in rather than passing them spares every put their argument
+ * strings and conversions; a bucket's script is loaded once per server.
+ *
+ * A put is TIME (for PYRATE_NOW), the newest member, the first member of
+ * each rate's window (skipped when the newest is older than the window),
+ * ZADD and, at most once per PERIOD ms, PEXPIRE; a rejection reads the
+ * member holding the unit that must leave first instead of storing, by
+ * reverse rank (one read when items weigh 1).  Numbers go to redis.call as
+ * strings made with %d: a Lua number is formatted with %.17g otherwise.
+ */
+static const char script_body[] =
 "local key, op = KEYS[1], ARGV[1]\n"
-"local function parse(m)\n"
-"  local c, w = string.match(m, '^(%d+):(%d+)$')\n"
-"  return tonumber(c), tonumber(w)\n"
-"end\n"
-"local function stamp(s)\n"
-"  if s ~= '' then return tonumber(s) end\n"
-"  local t = redis.call('TIME')\n"
-"  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-"end\n"
-"-- total units ever put and the newest timestamp\n"
-"local function last()\n"
-"  local m = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')\n"
-"  if #m == 0 then return 0, nil end\n"
-"  return parse(m[1]), tonumber(m[2])\n"
-"end\n"
-"-- units before the oldest item\n"
-"local function base(total)\n"
-"  if total == 0 then return 0 end\n"
-"  local fc, fw = parse(redis.call('ZRANGE', key, 0, 0)[1])\n"
-"  return fc - fw\n"
-"end\n"
-"-- cumulative units before the first item with timestamp >= t (total if none)\n"
-"local function before(total, t)\n"
-"  local r = redis.call('ZRANGEBYSCORE', key, t, '+inf', 'LIMIT', 0, 1)\n"
-"  if #r == 0 then return total end\n"
-"  local c, w = parse(r[1])\n"
-"  return c - w\n"
-"end\n"
-"-- the item holding cumulative unit u: first member whose cum >= u\n"
-"local function unit(u, n)\n"
-"  local lo, hi = 0, n - 1\n"
-"  while lo < hi do\n"
-"    local mid = math.floor((lo + hi) / 2)\n"
-"    if parse(redis.call('ZRANGE', key, mid, mid)[1]) < u then lo = mid + 1 else hi = mid end\n"
+"-- the member of the item holding unit (cum, cum before, timestamp), that item being at\n"
+"-- reverse rank j or less (an item holds one unit or more; exactly j when all weigh 1)\n"
+"local function find(unit, j)\n"
+"  local rank = string.format('%d', -1 - j)\n"
+"  local m = redis.call('ZRANGE', key, rank, rank)[1]\n"
+"  local lo, hi = 0, j - 1\n"
+"  if m == nil then\n"
+"    hi = redis.call('ZCARD', key) - 1\n"
+"  else\n"
+"    local c, cb, t = string.match(m, '^(%d+):(%d+):(%-?%d+)$')\n"
+"    if tonumber(c) >= unit then return c, cb, t end\n"
 "  end\n"
-"  local m = redis.call('ZRANGE', key, lo, lo, 'WITHSCORES')\n"
-"  local c, w = parse(m[1])\n"
-"  return tonumber(m[2]), w\n"
+"  -- the largest reverse rank in [0, hi] whose cum reaches unit (the newest's always does)\n"
+"  while lo < hi do\n"
+"    local mid = math.floor((lo + hi + 1) / 2)\n"
+"    rank = string.format('%d', -1 - mid)\n"
+"    if tonumber(string.match(redis.call('ZRANGE', key, rank, rank)[1], '^%d+')) >= unit then\n"
+"      lo = mid\n"
+"    else\n"
+"      hi = mid - 1\n"
+"    end\n"
+"  end\n"
+"  rank = string.format('%d', -1 - lo)\n"
+"  return string.match(redis.call('ZRANGE', key, rank, rank)[1], '^(%d+):(%d+):(%-?%d+)$')\n"
 "end\n"
-"if op == 'put' or op == 'waiting' then\n"
-"  local ts, weight, nrates = stamp(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
-"  local total, newest = last()\n"
-"  local admitted, failing, waiting, retry, used = 1, -1, 0, 0, {}\n"
-"  for i = 1, nrates do\n"
-"    local limit, interval = tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])\n"
-"    used[i] = total - before(total, ts - interval)\n"
-"    if weight > 0 and used[i] + weight > limit then\n"
-"      local w = 0\n"
-"      if weight > limit then w = -1\n"
-"      elseif limit - weight < total - base(total) then\n"
-"        local bts = unit(total - (limit - weight), redis.call('ZCARD', key))\n"
-"        w = bts - (ts - interval) + 1\n"
+"if op == 'p' or op == 'w' then\n"
+"  -- put / waiting: ARGV[2] the timestamp ('' for the server clock), ARGV[3] the weight\n"
+"  local tss, now = ARGV[2], nil\n"
+"  if tss == '' then\n"
+"    local t = redis.call('TIME')\n"
+"    tss = t[1] .. string.sub('000000' .. t[2], -6, -4)\n"
+"    now = tonumber(tss)\n"
+"  end\n"
+"  local ts, weight = now or tonumber(tss), tonumber(ARGV[3])\n"
+"  -- the newest item: its cum is every unit ever put\n"
+"  local total, newest = 0, nil\n"
+"  local m = redis.call('ZRANGE', key, '-1', '-1')[1]\n"
+"  if m then\n"
+"    local c, t = string.match(m, '^(%d+):%d+:(%-?%d+)$')\n"
+"    total, newest = tonumber(c), tonumber(t)\n"
+"  end\n"
+"  local failing, waiting, retry, room = -1, 0, 0, nil\n"
+"  for i = 1, NRATES do\n"
+"    local limit, since = LIMITS[i], ts - INTERVALS[i]\n"
+"    local used = 0\n"
+"    if newest ~= nil and newest >= since then\n"
+"      -- the units put before the window's first item are not in it\n"
+"      used = total - string.match(redis.call('ZRANGEBYSCORE', key, string.format('%d', since), '+inf',\n"
+"        'LIMIT', '0', '1')[1], '^%d+:(%d+):')\n"
+"    end\n"
+"    if room == nil or limit - used < room then room = limit - used end\n"
+"    if weight > 0 and used + weight > limit then\n"
+"      -- ms until the item holding unit (limit - weight) from the newest leaves the window\n"
+"      local w = -1\n"
+"      if weight <= limit then\n"
+"        -- that unit is in the window: used > limit - weight\n"
+"        local _, _, t = find(total - (limit - weight), limit - weight)\n"
+"        w = t - since + 1\n"
 "      end\n"
-"      if admitted == 1 then admitted, failing, waiting = 0, i - 1, w end\n"
+"      if failing < 0 then failing, waiting = i - 1, w end\n"
 "      if w < 0 or retry < 0 then retry = -1 elseif w > retry then retry = w end\n"
 "    end\n"
 "  end\n"
-"  local remaining\n"
-"  for i = 1, nrates do\n"
-"    local left = tonumber(ARGV[3 + 2 * i]) - used[i] - admitted * weight\n"
-"    if left < 0 then left = 0 end\n"
-"    if remaining == nil or left < remaining then remaining = left end\n"
+"  if failing >= 0 then\n"
+"    if room < 0 then room = 0 end\n"
+"    return {failing, waiting, retry, room, ts}\n"
 "  end\n"
-"  if op == 'put' and admitted == 1 and weight > 0 then\n"
-"    local at = ts\n"
-"    if newest ~= nil and newest > at then at = newest end\n"
-"    redis.call('ZADD', key, at, string.format('%017d:%d', total + weight, weight))\n"
-"    redis.call('PEXPIRE', key, tonumber(ARGV[5 + 2 * nrates]))\n"
+"  room = room - weight\n"
+"  if room < 0 then room = 0 end\n"
+"  if op == 'p' and weight > 0 then\n"
+"    -- stored at the newest timestamp when older: the log stays in order\n"
+"    if newest ~= nil and newest > ts then tss = string.format('%d', newest) end\n"
+"    redis.call('ZADD', key, tss, string.format('%017d:%d:%s', total + weight, total, tss))\n"
+"    -- the key must outlive its newest item by the largest interval: the expiry is set\n"
+"    -- for a new key, for a caller's timestamp, past a newest item ahead of the server\n"
+"    -- clock, and otherwise once per PERIOD ms of the server clock\n"
+"    if now == nil or newest == nil or newest > now or PERIOD <= 0 or\n"
+"        math.floor(now / PERIOD) ~= math.floor(newest / PERIOD) then\n"
+"      if now ~= nil and newest ~= nil and newest > now then\n"
+"        redis.call('PEXPIRE', key, string.format('%d', EXPIRE + newest - now))\n"
+"      else\n"
+"        redis.call('PEXPIRE', key, EXPIRE)\n"
+"      end\n"
+"    end\n"
 "  end\n"
-"  return {admitted, failing, waiting, retry, remaining, ts}\n"
-"elseif op == 'count' then\n"
-"  local total = last()\n"
-"  return total - base(total)\n"
-"elseif op == 'peek' then\n"
-"  local total = last()\n"
+"  return {room, ts}\n"
+"end\n"
+"-- every unit ever put, and the units before the oldest item\n"
+"local function ends()\n"
+"  local m = redis.call('ZRANGE', key, '-1', '-1')[1]\n"
+"  if not m then return 0, 0 end\n"
+"  return tonumber(string.match(m, '^%d+')),\n"
+"    tonumber(string.match(redis.call('ZRANGE', key, '0', '0')[1], '^%d+:(%d+):'))\n"
+"end\n"
+"local function clock(s)\n"
+"  if s ~= '' then return tonumber(s) end\n"
+"  local t = redis.call('TIME')\n"
+"  return tonumber(t[1] .. string.sub('000000' .. t[2], -6, -4))\n"
+"end\n"
+"if op == 'c' then\n"
+"  local total, base = ends()\n"
+"  return total - base\n"
+"elseif op == 'k' then\n"
+"  -- peek: the item holding unit ARGV[2] from the newest\n"
 "  local index = tonumber(ARGV[2])\n"
-"  if index >= total - base(total) then return {0} end\n"
-"  local ts, w = unit(total - index, redis.call('ZCARD', key))\n"
-"  return {1, ts, w}\n"
-"elseif op == 'leak' then\n"
-"  local t = stamp(ARGV[2]) - tonumber(ARGV[3])\n"
-"  local total = last()\n"
-"  local removed = before(total, t) - base(total)\n"
-"  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. t)\n"
-"  return removed\n"
-"elseif op == 'flush' then\n"
+"  local total, base = ends()\n"
+"  if index >= total - base then return {0} end\n"
+"  local c, cb, t = find(total - index, index)\n"
+"  return {1, tonumber(t), c - cb}\n"
+"elseif op == 'l' then\n"
+"  -- leak: items older than the clock (ARGV[2], '' for the server's) less the largest interval\n"
+"  local t = clock(ARGV[2]) - LARGEST\n"
+"  local total, base = ends()\n"
+"  local before = total\n"
+"  local f = redis.call('ZRANGEBYSCORE', key, string.format('%d', t), '+inf', 'LIMIT', '0', '1')[1]\n"
+"  if f then before = tonumber(string.match(f, '^%d+:(%d+):')) end\n"
+"  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('(%d', t))\n"
+"  return before - base\n"
+"elseif op == 'f' then\n"
 "  redis.call('DEL', key)\n"
 "  return 0\n"
-"elseif op == 'now' then\n"
-"  return stamp('')\n"
+"elseif op == 'n' then\n"
+"  return clock('')\n"
 "end\n"
 "return redis.error_reply('pyrate: unknown operation ' .. op)\n";
 
@@ -116,6 +165,7 @@ typedef struct redis_bucket
 	pyrate_bucket base;
 	pthread_mutex_t mutex;
 	redisContext *ctx;			/* NULL until (re)connected */
+	char	   *script;			/* the constants line + script_body */
 	char		sha[41];
 	char	   *host;
 	int			port;
@@ -125,6 +175,36 @@ typedef struct redis_bucket
 	int			timeout_ms;
 	int64_t		expire_ms;
 } redis_bucket;
+
+/*
+ * The bucket's script: its constants, then script_body.  PERIOD is how long
+ * the expiry may go unrefreshed: the key must outlive its newest item by the
+ * largest interval, and expire_ms beyond that is the slack (none when
+ * expire_ms is shorter: then every put sets it).
+ */
+static char *
+script_text(const pyrate_bucket *b, int64_t expire_ms)
+{
+	int64_t		largest = b->rates[b->nrates - 1].interval;
+	size_t		cap = sizeof(script_body) + 256 + (size_t) b->nrates * 48;
+	char	   *text = malloc(cap);
+	size_t		len;
+	int			i;
+
+	if (!text)
+		return NULL;
+	len = snprintf(text, cap, "local NRATES, LIMITS, INTERVALS = %d, {", b->nrates);
+	for (i = 0; i < b->nrates; i++)
+		len += snprintf(text + len, cap - len, "%s%lld", i ? ", " : "", (long long) b->rates[i].limit);
+	len += snprintf(text + len, cap - len, "}, {");
+	for (i = 0; i < b->nrates; i++)
+		len += snprintf(text + len, cap - len, "%s%lld", i ? ", " : "", (long long) b->rates[i].interval);
+	len += snprintf(text + len, cap - len,
+					"}\nlocal LARGEST, EXPIRE, PERIOD = %lld, '%lld', %lld\n",
+					(long long) largest, (long long) expire_ms, (long long) (expire_ms - largest));
+	memcpy(text + len, script_body, sizeof(script_body));
+	return text;
+}
 
 static void
 disconnect(redis_bucket *r)
@@ -151,7 +231,7 @@ io_fail(redis_bucket *r, pyrate_error *err, const char *what)
 static int
 load_script(redis_bucket *r, pyrate_error *err)
 {
-	redisReply *rep = redisCommand(r->ctx, "SCRIPT LOAD %s", script);
+	redisReply *rep = redisCommand(r->ctx, "SCRIPT LOAD %s", r->script);
 	int			rc = PYRATE_OK;
 
 	if (!rep)
@@ -266,58 +346,37 @@ decide(pyrate_bucket *b, const char *op, const pyrate_item *item, pyr_decision *
 	   pyrate_error *err)
 {
 	redis_bucket *r = (redis_bucket *) b;
-	char		buf[4 + 2 * PYRATE_MAX_RATES][24];
-	const char *args[4 + 2 * PYRATE_MAX_RATES];
-	int			n = 0;
-	int			i;
+	char		stamp[24] = "";
+	char		weight[24];
+	const char *args[3] = {op, stamp, weight};
 	redisReply *rep = NULL;
 	int			rc;
+	size_t		i;
 
-	args[n++] = op;
-	if (item->timestamp == PYRATE_NOW)
-		buf[n][0] = '\0';
-	else
-		snprintf(buf[n], sizeof(buf[n]), "%lld", (long long) item->timestamp);
-	args[n] = buf[n];
-	n++;
-	snprintf(buf[n], sizeof(buf[n]), "%lld", (long long) item->weight);
-	args[n] = buf[n];
-	n++;
-	snprintf(buf[n], sizeof(buf[n]), "%d", b->nrates);
-	args[n] = buf[n];
-	n++;
-	for (i = 0; i < b->nrates; i++)
-	{
-		snprintf(buf[n], sizeof(buf[n]), "%lld", (long long) b->rates[i].limit);
-		args[n] = buf[n];
-		n++;
-		snprintf(buf[n], sizeof(buf[n]), "%lld", (long long) b->rates[i].interval);
-		args[n] = buf[n];
-		n++;
-	}
-	snprintf(buf[n], sizeof(buf[n]), "%lld", (long long) r->expire_ms);
-	args[n] = buf[n];
-	n++;
+	if (item->timestamp != PYRATE_NOW)
+		snprintf(stamp, sizeof(stamp), "%lld", (long long) item->timestamp);
+	snprintf(weight, sizeof(weight), "%lld", (long long) item->weight);
 
 	pthread_mutex_lock(&r->mutex);
-	rc = call(r, n, args, &rep, err);
+	rc = call(r, 3, args, &rep, err);
 	pthread_mutex_unlock(&r->mutex);
 	if (rc != PYRATE_OK)
 		return rc;
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 6)
+	/* admitted: {remaining, ts}; rejected: {failing, waiting, retry_after, remaining, ts} */
+	if (rep->type != REDIS_REPLY_ARRAY || (rep->elements != 2 && rep->elements != 5))
 		return bad_reply(rep, err);
-	for (i = 0; i < 6; i++)
+	for (i = 0; i < rep->elements; i++)
 		if (rep->element[i]->type != REDIS_REPLY_INTEGER)
 			return bad_reply(rep, err);
-	dec->admitted = rep->element[0]->integer == 1;
-	dec->failing = (int) rep->element[1]->integer;
-	dec->waiting = rep->element[2]->integer;
-	dec->retry_after = rep->element[3]->integer;
-	dec->remaining = rep->element[4]->integer;
+	dec->admitted = rep->elements == 2;
+	dec->failing = dec->admitted ? -1 : (int) rep->element[0]->integer;
+	dec->waiting = dec->admitted ? 0 : rep->element[1]->integer;
+	dec->retry_after = dec->admitted ? 0 : rep->element[2]->integer;
+	dec->remaining = rep->element[rep->elements - 2]->integer;
 	dec->tightest = 0;
-	*ts = rep->element[5]->integer;
+	*ts = rep->element[rep->elements - 1]->integer;
 	freeReplyObject(rep);
-	if (dec->failing < -1 || dec->failing >= b->nrates || dec->admitted != (dec->failing == -1))
+	if (dec->failing < -1 || dec->failing >= b->nrates)
 		return pyr_fail(err, PYRATE_ESERVER, "redis: the pyrate script answered an impossible decision");
 	return PYRATE_OK;
 }
@@ -327,7 +386,7 @@ rd_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate_err
 {
 	pyr_decision dec;
 	int64_t		ts;
-	int			rc = decide(b, "put", item, &dec, &ts, err);
+	int			rc = decide(b, "p", item, &dec, &ts, err);
 
 	if (rc == PYRATE_OK)
 		pyr_fill_decision(b, &dec, ts, d);
@@ -339,7 +398,7 @@ rd_waiting(pyrate_bucket *b, const pyrate_item *item, int64_t *ms, pyrate_error 
 {
 	pyr_decision dec;
 	int64_t		ts;
-	int			rc = decide(b, "waiting", item, &dec, &ts, err);
+	int			rc = decide(b, "w", item, &dec, &ts, err);
 
 	if (rc == PYRATE_OK)
 		*ms = dec.waiting;
@@ -370,19 +429,17 @@ static int
 rd_leak(pyrate_bucket *b, int64_t now, int64_t *removed, pyrate_error *err)
 {
 	char		ts[24] = "";
-	char		largest[24];
-	const char *args[3] = {"leak", ts, largest};
+	const char *args[2] = {"l", ts};
 
 	if (now != PYRATE_NOW)
 		snprintf(ts, sizeof(ts), "%lld", (long long) now);
-	snprintf(largest, sizeof(largest), "%lld", (long long) b->rates[b->nrates - 1].interval);
-	return call_int(b, 3, args, removed, err);
+	return call_int(b, 2, args, removed, err);
 }
 
 static int
 rd_flush(pyrate_bucket *b, pyrate_error *err)
 {
-	const char *args[1] = {"flush"};
+	const char *args[1] = {"f"};
 	int64_t		ignored;
 
 	return call_int(b, 1, args, &ignored, err);
@@ -391,7 +448,7 @@ rd_flush(pyrate_bucket *b, pyrate_error *err)
 static int
 rd_count(pyrate_bucket *b, int64_t *units, pyrate_error *err)
 {
-	const char *args[1] = {"count"};
+	const char *args[1] = {"c"};
 
 	return call_int(b, 1, args, units, err);
 }
@@ -399,7 +456,7 @@ rd_count(pyrate_bucket *b, int64_t *units, pyrate_error *err)
 static int
 rd_now(pyrate_bucket *b, int64_t *ms, pyrate_error *err)
 {
-	const char *args[1] = {"now"};
+	const char *args[1] = {"n"};
 
 	return call_int(b, 1, args, ms, err);
 }
@@ -409,7 +466,7 @@ rd_peek(pyrate_bucket *b, int64_t index, bool *found, int64_t *ts, int64_t *weig
 {
 	redis_bucket *r = (redis_bucket *) b;
 	char		idx[24];
-	const char *args[2] = {"peek", idx};
+	const char *args[2] = {"k", idx};
 	redisReply *rep = NULL;
 	int			rc;
 
@@ -446,6 +503,7 @@ rd_close(pyrate_bucket *b)
 	free(r->unix_path);
 	free(r->password);
 	free(r->key);
+	free(r->script);
 	free(r);
 }
 
@@ -507,6 +565,8 @@ pyrate_redis_bucket_new(const pyrate_rate *rates, int n, const pyrate_redis_opti
 	r->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 2000;
 	/* once its newest item leaves the largest window a key holds nothing that matters */
 	r->expire_ms = opts->expire_ms > 0 ? opts->expire_ms : r->base.rates[n - 1].interval + 1000;
+	if (ok && !(r->script = script_text(&r->base, r->expire_ms)))
+		ok = false;
 	if (!ok)
 	{
 		rd_close(&r->base);

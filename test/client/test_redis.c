@@ -69,6 +69,31 @@ test_storage(redisContext *c)
 	CHECK(d.acquired, "admitted after the reload");
 	pyrate_close(b);
 
+	/*
+	 * server-stamped puts refresh the expiry once per second here (expire_ms
+	 * 2000 - largest interval 1000), yet after every put the key outlives
+	 * the item by the largest interval
+	 */
+	b = open_redis("pyrate:test:refresh", &r, 1, 0, &e);
+	pyrate_flush(b, NULL);
+	{
+		long long	min_ttl = 1LL << 62;
+		int			i;
+		int			failed = 0;
+
+		for (i = 0; i < 40; i++)
+		{
+			failed += pyrate_put(b, &item, &d, NULL) != PYRATE_OK || !d.acquired;
+			ttl = redis_int(c, "PTTL %s", "pyrate:test:refresh");
+			if (ttl < min_ttl)
+				min_ttl = ttl;
+			usleep(50000);
+		}
+		CHECK(failed == 0 && min_ttl >= 900 && min_ttl <= 2000,
+			  "40 puts over 2 s: the key always outlived the put by about the largest interval (PTTL >= %lld ms)", min_ttl);
+	}
+	pyrate_close(b);
+
 	b = open_redis("pyrate:test:idle", &r, 1, 200, &e);
 	pyrate_put(b, &item, &d, NULL);
 	CHECK(redis_int(c, "EXISTS %s", "pyrate:test:idle") == 1, "idle key exists after a put");
@@ -140,6 +165,85 @@ test_faults(const char *restart)
 	pyrate_limiter_free(l);
 }
 
+/*
+ * the Redis bucket against the in-memory one (the core log) on random
+ * puts: weights 1 to 7, a few items per millisecond, now and then a
+ * timestamp from the past; every decision, count and peek must agree
+ */
+static void
+test_random_against_memory(void)
+{
+	pyrate_error e = {0, ""};
+	pyrate_rate rates[2] = {{12, 40}, {60, 300}};
+	pyrate_bucket *rb = open_redis("pyrate:test:random", rates, 2, 3600000, &e);
+	pyrate_bucket *mb = pyrate_memory_bucket_new(rates, 2, &e);
+	int64_t		t = 1000000;
+	int			i;
+	int			differ = 0;
+	int			rejected = 0;
+	unsigned	seed = 12345;
+
+	pyrate_flush(rb, NULL);
+	for (i = 0; i < 1500 && differ == 0; i++)
+	{
+		pyrate_item item = {"x", t, 1};
+		pyrate_decision d1,
+					d2;
+		int64_t		n1 = -1,
+					n2 = -2;
+
+		seed = seed * 1103515245 + 12345;
+		t += (seed >> 16) % 24;
+		item.timestamp = (seed >> 8) % 17 == 0 ? t - 50 : t;
+		item.weight = 1 + (seed >> 20) % 7;
+		if (pyrate_put(rb, &item, &d1, &e) != PYRATE_OK || pyrate_put(mb, &item, &d2, NULL) != PYRATE_OK)
+			differ++;
+		else if (d1.acquired != d2.acquired || d1.retry_after_ms != d2.retry_after_ms ||
+				 d1.remaining != d2.remaining || d1.failing_rate.limit != d2.failing_rate.limit)
+		{
+			printf("# put %d at %lld weight %lld: redis %d/%lld/%lld, memory %d/%lld/%lld\n", i,
+				   (long long) item.timestamp, (long long) item.weight, d1.acquired,
+				   (long long) d1.retry_after_ms, (long long) d1.remaining, d2.acquired,
+				   (long long) d2.retry_after_ms, (long long) d2.remaining);
+			differ++;
+		}
+		rejected += !d2.acquired;
+		if (i % 50 == 49)
+		{
+			int64_t		k;
+
+			pyrate_count(rb, &n1, NULL);
+			pyrate_count(mb, &n2, NULL);
+			differ += n1 != n2;
+			for (k = 0; k < n2 + 2; k += 1 + k / 4)
+			{
+				pyrate_item p1,
+							p2;
+				bool		f1,
+							f2;
+
+				pyrate_peek(rb, k, &f1, &p1, NULL);
+				pyrate_peek(mb, k, &f2, &p2, NULL);
+				differ += f1 != f2 || (f1 && (p1.timestamp != p2.timestamp || p1.weight != p2.weight));
+			}
+		}
+		if (i % 300 == 299)
+		{
+			int64_t		r1 = -1,
+						r2 = -2;
+
+			pyrate_leak(rb, t, &r1, NULL);
+			pyrate_leak(mb, t, &r2, NULL);
+			differ += r1 != r2;
+		}
+	}
+	CHECK(differ == 0 && rejected > 100 && rejected < 1400, "1500 random puts, counts, peeks and leaks: Redis = in-memory "
+		  "(%d rejected)", rejected);
+	pyrate_flush(rb, NULL);
+	pyrate_close(rb);
+	pyrate_close(mb);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -167,6 +271,7 @@ main(int argc, char **argv)
 	test_bucket_semantics("redis", b);
 	pyrate_close(b);
 	test_storage(c);
+	test_random_against_memory();
 
 	b = open_busy("pyrate:test:busy");
 	pyrate_flush(b, NULL);
