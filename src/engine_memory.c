@@ -366,7 +366,7 @@ report_full(const char *name, Size needed)
 			(errcode(ERRCODE_OUT_OF_MEMORY),
 			 errmsg("pyrate's shared memory is full"),
 			 errdetail("Bucket \"%s\" needs %zu more bytes; pyrate.memory_size is %zu kB, "
-					   "and %lld buckets hold %lld items in %lld kB of it.",
+					   "and %lld buckets hold %lld items in %lld kB of it, besides what the allocator keeps for itself.",
 					   name, needed, pyrate_shared->arena_size / 1024,
 					   (long long) t.buckets, (long long) t.items, (long long) (t.bytes / 1024)),
 			 errhint("Leak buckets more often (pyrate.leak_interval), dispose of buckets no longer needed, "
