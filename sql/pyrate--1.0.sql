@@ -180,7 +180,8 @@ CREATE FUNCTION @extschema@.pyrate_try_acquire(
 	name text DEFAULT 'pyrate',
 	weight integer DEFAULT 1,
 	blocking boolean DEFAULT true,
-	timeout double precision DEFAULT -1)
+	-- a literal, so the default is a constant, not a cast the planner evaluates per call
+	timeout double precision DEFAULT '-1')
 RETURNS boolean
 	AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.pyrate_try_acquire(text, integer, boolean, double precision) IS 'Limiter.try_acquire: take weight units from a bucket, by default waiting as long as it takes';

@@ -24,7 +24,7 @@ sql -c "CREATE EXTENSION pyrate" -f test/bench/plpgsql_limiter.sql \
 tps() { # script [extra pgbench args]
 	local f=$1
 	shift
-	pgbench -n -c 2 -j 2 -T "$SECS" -f "$f" "$@" "$DSN" 2>&1 | awk '/^tps/ {print int($3); exit}'
+	pgbench -n -M "${PYRATE_BENCH_MODE:-simple}" -c 2 -j 2 -T "$SECS" -f "$f" "$@" "$DSN" 2>&1 | awk '/^tps/ {print int($3); exit}'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
@@ -40,7 +40,7 @@ run_round() { # label
 		done
 	done
 }
-echo "== 1. pgbench -c 2, 1000 keys, synchronous_commit = ${PYRATE_BENCH_SYNC:-off}, ${SECS}s per run"
+echo "== 1. pgbench -c 2 -M ${PYRATE_BENCH_MODE:-simple}, 1000 keys, synchronous_commit = ${PYRATE_BENCH_SYNC:-off}, ${SECS}s per run"
 run_round fresh
 # A steady state: 1000 items per key in the hour window (one request per
 # 3.6 s per key), the same for both limiters, none in the 1 s window.
@@ -81,8 +81,8 @@ done
 echo
 for state in fresh steady; do
 	a=${best[$state:table_acquire]:-0}
-	echo "RESULT|table acquire vs bare INSERT, $state, synchronous_commit ${PYRATE_BENCH_SYNC:-off} (tps, 2 clients, 1000 keys)|$a|${best[$state:bare_insert]:-0}|$(ratio "$a" "${best[$state:bare_insert]:-0}")|>= 0.6"
-	echo "RESULT|table acquire vs PL/pgSQL limiter, $state, synchronous_commit ${PYRATE_BENCH_SYNC:-off} (tps)|$a|${best[$state:plpgsql_acquire]:-0}|$(ratio "$a" "${best[$state:plpgsql_acquire]:-0}")|>= 3"
+	echo "RESULT|table acquire vs bare INSERT, $state, synchronous_commit ${PYRATE_BENCH_SYNC:-off} (tps, 2 clients, 1000 keys, ${PYRATE_BENCH_MODE:-simple} protocol)|$a|${best[$state:bare_insert]:-0}|$(ratio "$a" "${best[$state:bare_insert]:-0}")|>= 0.6"
+	echo "RESULT|table acquire vs PL/pgSQL limiter, $state, synchronous_commit ${PYRATE_BENCH_SYNC:-off}, ${PYRATE_BENCH_MODE:-simple} protocol (tps)|$a|${best[$state:plpgsql_acquire]:-0}|$(ratio "$a" "${best[$state:plpgsql_acquire]:-0}")|>= 3"
 done
 echo "RESULT|table admitted put, 100k items in the window vs 100 (tps; cost ratio)|${win[put:big]}|${win[put:small]}|$(ratio "${win[put:small]}" "${win[put:big]}")|<= 2"
 echo "RESULT|table rejected put, 100k items in the window vs 100 (tps; cost ratio)|${win[full:big]}|${win[full:small]}|$(ratio "${win[full:small]}" "${win[full:big]}")|<= 2"
