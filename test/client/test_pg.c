@@ -58,6 +58,19 @@ test_surface(pyrate_bucket *admin)
 		  "rejected by 2/1m, retry after %" PRId64 " ms", d.retry_after_ms);
 	CHECK_OK(pyrate_pg_acquire(admin, "test:api:2", 1, PYRATE_NOW, &d, &e), "another key");
 	CHECK(d.acquired, "each key of a pattern has its own window");
+	{
+		/* the default statement carries the name as a literal: it must come through intact */
+		const char *odd = "test:api:o'k\\'); DROP TABLE x; --\xc3\xa9";
+
+		pyrate_pg_dispose(admin, odd, NULL, NULL);
+		CHECK_OK(pyrate_pg_acquire(admin, odd, 1, PYRATE_NOW, &d, &e),
+				 "a name with quotes, a backslash, a semicolon, a comment and UTF-8");
+		CHECK(d.acquired && d.remaining == 1, "it is a bucket of its own (1 remaining of 2)");
+		CHECK(pyrate_pg_count(admin, odd, &n, &e) == PYRATE_OK && n == 1, "holding its one unit");
+		CHECK(pyrate_pg_acquire(admin, "test:api:\xff", 1, PYRATE_NOW, &d, &e) == PYRATE_EINVAL,
+			  "a name that is not valid UTF-8: EINVAL (%s)", e.message);
+		pyrate_pg_dispose(admin, odd, NULL, NULL);
+	}
 	CHECK(pyrate_pg_acquire(admin, "nobody:defined:this", 1, PYRATE_NOW, &d, &e) == PYRATE_ENOTFOUND,
 		  "unknown bucket: ENOTFOUND (%s)", e.message);
 	CHECK(pyrate_pg_define(admin, "test:bad", (pyrate_rate[]) {{5, 1000}, {5, 60000}}, 2, NULL, false, &e)
