@@ -86,6 +86,7 @@ typedef struct pg_bucket
 	char	   *text;			/* an inline statement being built */
 	size_t		text_cap;
 	int			timeout_ms;
+	int64_t		last_ok;		/* monotonic ms at the start of the last statement that succeeded */
 	bool		use_prepared;
 	uint32_t	prepared;		/* bit per query prepared on conn */
 	bool		doomed;			/* the server said FATAL while we were idle */
@@ -147,12 +148,6 @@ conn_fail(pg_bucket *p, pyrate_error *err, int code, const char *what)
 		msg[--len] = '\0';
 	drop_conn(p);
 	return pyr_fail(err, code, "postgres: %s: %s", what, msg[0] ? msg : "connection lost");
-}
-
-static int64_t
-deadline_after(int ms)
-{
-	return pyr_monotonic_ms() + ms;
 }
 
 /* wait for the socket; false on timeout or a poll error */
@@ -301,13 +296,24 @@ start_connect(pg_bucket *p, pyrate_error *err)
 	return PYRATE_OK;
 }
 
+/*
+ * How long after a statement succeeded the connection is taken as alive
+ * without reading the socket first.  Busy callers spare a system call per
+ * statement; a server going away in that moment fails the call that finds
+ * out (which drops the connection) instead of the one after.
+ */
+#define FRESH_MS 5
+
 /* a connection that is up: reuse it, or connect (and find the schema) by deadline */
 static int
-ensure_conn(pg_bucket *p, int64_t deadline, pyrate_error *err)
+ensure_conn(pg_bucket *p, int64_t now, int64_t deadline, pyrate_error *err)
 {
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	int			rc;
 
+	if (p->conn && now - p->last_ok <= FRESH_MS && !p->doomed && PQstatus(p->conn) == CONNECTION_OK &&
+		!PQisBusy(p->conn))
+		return PYRATE_OK;
 	/* read what arrived while idle: a server that went away shows up here */
 	if (conn_alive(p))
 		return PYRATE_OK;
@@ -450,7 +456,8 @@ static int
 run_query(pg_bucket *p, int which, int nparams, const char *const *values, PGresult **out,
 		  pyrate_error *err)
 {
-	int64_t		deadline = deadline_after(p->timeout_ms);
+	int64_t		now = pyr_monotonic_ms();
+	int64_t		deadline = now + p->timeout_ms;
 	int			attempt;
 	int			rc;
 
@@ -458,7 +465,7 @@ run_query(pg_bucket *p, int which, int nparams, const char *const *values, PGres
 		return pyr_fail(err, PYRATE_EINVAL, "postgres: an async acquire is in flight on this bucket");
 	for (attempt = 0; attempt < 2; attempt++)
 	{
-		if ((rc = ensure_conn(p, deadline, err)) != PYRATE_OK)
+		if ((rc = ensure_conn(p, now, deadline, err)) != PYRATE_OK)
 			return rc;
 		if (!p->use_prepared)
 		{
@@ -470,13 +477,16 @@ run_query(pg_bucket *p, int which, int nparams, const char *const *values, PGres
 			else if (!PQsendQueryParams(p->conn, p->sql[which], nparams, query_types[which], values,
 										NULL, NULL, 0))
 				return conn_fail(p, err, PYRATE_EBACKEND, "sending");
-			return collect(p, deadline, out, err);
+			if ((rc = collect(p, deadline, out, err)) == PYRATE_OK)
+				p->last_ok = now;
+			return rc;
 		}
 		if ((rc = prepare(p, which, nparams, deadline, err)) != PYRATE_OK)
 			return rc;
 		if (!PQsendQueryPrepared(p->conn, stmt_name(which), nparams, values, NULL, NULL, 0))
 			return conn_fail(p, err, PYRATE_EBACKEND, "sending");
-		rc = collect(p, deadline, out, err);
+		if ((rc = collect(p, deadline, out, err)) == PYRATE_OK)
+			p->last_ok = now;
 		/* the server forgot the statement (a pooler switched connections): prepare again */
 		if (p->conn && strcmp(p->sqlstate, "26000") == 0)
 		{
