@@ -83,8 +83,6 @@ typedef struct pg_bucket
 	char	   *schema;			/* given or looked up; NULL until known */
 	char	   *sql[N_QUERIES];	/* built once the schema is known */
 	char	   *qschema;		/* the schema as a quoted identifier, likewise */
-	char	   *text;			/* an inline statement being built */
-	size_t		text_cap;
 	int			timeout_ms;
 	int64_t		last_ok;		/* monotonic ms at the start of the last statement that succeeded */
 	bool		use_prepared;
@@ -218,8 +216,8 @@ result_fail(pg_bucket *p, PGresult *res, pyrate_error *err)
 	snprintf(p->sqlstate, sizeof(p->sqlstate), "%s", state);
 	if (strcmp(state, "42704") == 0)
 		code = PYRATE_ENOTFOUND;
-	else if (strcmp(state, "22023") == 0 || strcmp(state, "22P02") == 0)
-		code = PYRATE_EINVAL;
+	else if (strncmp(state, "22", 2) == 0 || strcmp(state, "54000") == 0)
+		code = PYRATE_EINVAL;	/* bad data: a value, a name too long, bad encoding */
 	else if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 || state[0] == '\0')
 		code = PYRATE_EBACKEND;
 	if (code == PYRATE_EBACKEND || PQstatus(p->conn) != CONNECTION_OK)
@@ -384,71 +382,6 @@ prepare(pg_bucket *p, int which, int nparams, int64_t deadline, pyrate_error *er
 }
 
 /*
- * pyrate_acquire and pyrate_waiting without prepared statements: one simple
- * Query message, the name a literal escaped by libpq for the connection's
- * encoding and string syntax, weight and timestamp bare integer constants
- * (printed by this file; a minus sign is folded into the constant by the
- * grammar, never an operator).  No session state, as with the unnamed
- * statement, but the server neither copies the parsed statement into an
- * unnamed prepared statement nor answers a Describe, and constants (the name
- * an untyped literal resolved by the function's one signature) are cheaper
- * for it than parameters or casts: about 40% less server work per acquire
- * than an unnamed statement with casts.  values are name, weight, timestamp
- * (NULL: the server's clock), as for the statement.
- */
-static int
-send_inline(pg_bucket *p, int which, const char *const *values, pyrate_error *err)
-{
-	const char *fn = which == Q_ACQUIRE ? "pyrate_acquire" : "pyrate_waiting";
-	char	   *name = PQescapeLiteral(p->conn, values[0], strlen(values[0]));
-	const char *parts[10];
-	size_t		lens[10];
-	size_t		need = 1;
-	size_t		at = 0;
-	int			i;
-
-	if (!name)
-		return pyr_fail(err, PYRATE_EINVAL, "postgres: cannot quote the bucket name: %s",
-						PQerrorMessage(p->conn));
-	/* SELECT schema.fn(name, weight, ts) */
-	parts[0] = "SELECT ";
-	parts[1] = p->qschema;
-	parts[2] = ".";
-	parts[3] = fn;
-	parts[4] = "(";
-	parts[5] = name;
-	parts[6] = ", ";
-	parts[7] = values[1];
-	parts[8] = values[2] ? ", " : ", NULL";
-	parts[9] = values[2] ? values[2] : "";
-	for (i = 0; i < 10; i++)
-		need += lens[i] = strlen(parts[i]);
-	need += 1;					/* ")" */
-	if (need > p->text_cap)
-	{
-		char	   *bigger = realloc(p->text, need);
-
-		if (!bigger)
-		{
-			PQfreemem(name);
-			return pyr_fail(err, PYRATE_ENOMEM, "out of memory");
-		}
-		p->text = bigger;
-		p->text_cap = need;
-	}
-	for (i = 0; i < 10; i++)
-	{
-		memcpy(p->text + at, parts[i], lens[i]);
-		at += lens[i];
-	}
-	memcpy(p->text + at, ")", 2);
-	PQfreemem(name);
-	if (!PQsendQuery(p->conn, p->text))
-		return conn_fail(p, err, PYRATE_EBACKEND, "sending");
-	return PYRATE_OK;
-}
-
-/*
  * Run statement which with text parameters; the caller holds the mutex and
  * clears *out.
  */
@@ -469,13 +402,9 @@ run_query(pg_bucket *p, int which, int nparams, const char *const *values, PGres
 			return rc;
 		if (!p->use_prepared)
 		{
-			if (which == Q_ACQUIRE || which == Q_WAITING)
-			{
-				if ((rc = send_inline(p, which, values, err)) != PYRATE_OK)
-					return rc;
-			}
-			else if (!PQsendQueryParams(p->conn, p->sql[which], nparams, query_types[which], values,
-										NULL, NULL, 0))
+			/* bucket names are data: always parameters, never spliced into SQL */
+			if (!PQsendQueryParams(p->conn, p->sql[which], nparams, query_types[which], values,
+								   NULL, NULL, 0))
 				return conn_fail(p, err, PYRATE_EBACKEND, "sending");
 			if ((rc = collect(p, deadline, out, err)) == PYRATE_OK)
 				p->last_ok = now;
@@ -805,7 +734,6 @@ pg_close(pyrate_bucket *b)
 	free(p->name);
 	free(p->schema);
 	free(p->qschema);
-	free(p->text);
 	free(p->aname);
 	pthread_mutex_destroy(&p->mutex);
 	free(p);
@@ -866,11 +794,11 @@ static int
 async_send_acquire(pg_bucket *p, pyrate_error *err)
 {
 	const char *values[3] = {p->aname, p->aweight, NULL};
-	int			rc;
 
 	/* one statement without session state, whatever use_prepared says */
-	if ((rc = send_inline(p, Q_ACQUIRE, values, err)) != PYRATE_OK)
-		return rc;
+	if (!PQsendQueryParams(p->conn, p->sql[Q_ACQUIRE], 3, query_types[Q_ACQUIRE], values,
+						   NULL, NULL, 0))
+		return conn_fail(p, err, PYRATE_EBACKEND, "sending");
 	p->astate = A_ACQUIRE;
 	return PYRATE_OK;
 }

@@ -59,7 +59,7 @@ test_surface(pyrate_bucket *admin)
 	CHECK_OK(pyrate_pg_acquire(admin, "test:api:2", 1, PYRATE_NOW, &d, &e), "another key");
 	CHECK(d.acquired, "each key of a pattern has its own window");
 	{
-		/* the default statement carries the name as a literal: it must come through intact */
+		/* names are parameters, never spliced into SQL: any text comes through intact */
 		const char *odd = "test:api:o'k\\'); DROP TABLE x; --\xc3\xa9";
 
 		pyrate_pg_dispose(admin, odd, NULL, NULL);
