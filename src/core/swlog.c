@@ -23,43 +23,46 @@ total(const pyr_log *log)
 }
 
 /*
- * first logical entry with ts >= since (len when none).  Windows usually
- * hold the whole log (the largest rate, leaked) or its newest part (the
- * smaller rates), so: O(1) when all or none of the log is in the window,
- * else a gallop back from the newest entry and a binary search over what it
- * brackets, O(log k) for k entries in the window.
+ * The first logical entry whose field (ts or cum) is >= key, len when none.
+ * Windows usually hold the whole log (the largest rate, leaked) or its
+ * newest part (the smaller rates), and peeks ask for units near the newest,
+ * so: O(1) when all or none of the log qualifies, else a gallop back from
+ * the newest entry and a binary search over what it brackets, O(log k) for
+ * the k newest entries that qualify.
  */
+#define FIELD(log, i, off) (*(const int64_t *) ((const char *) &ENTRY(log, i) + (off)))
+
 static inline uint32_t
-lower_bound_ts(const pyr_log *log, int64_t since)
+lower_bound(const pyr_log *log, size_t off, int64_t key)
 {
 	uint32_t	len = log->len;
 	uint32_t	lo;
 	uint32_t	hi;
 	uint32_t	step;
 
-	if (len == 0 || ENTRY(log, 0).ts >= since)
+	if (len == 0 || FIELD(log, 0, off) >= key)
 		return 0;
-	if (ENTRY(log, len - 1).ts < since)
+	if (FIELD(log, len - 1, off) < key)
 		return len;
-	/* entry 0 is before since, entry len - 1 is not: the answer is in (0, len - 1] */
+	/* entry 0 is below key, entry len - 1 is not: the answer is in (0, len - 1] */
 	hi = len - 1;
 	lo = 0;
 	for (step = 1; step < hi; step <<= 1)
 	{
-		if (ENTRY(log, hi - step).ts < since)
+		if (FIELD(log, hi - step, off) < key)
 		{
 			lo = hi - step;
 			break;
 		}
 		hi -= step;
 	}
-	/* entry lo is before since, entry hi is not: the answer is in (lo, hi] */
+	/* entry lo is below key, entry hi is not: the answer is in (lo, hi] */
 	lo++;
 	while (lo < hi)
 	{
 		uint32_t	mid = lo + (hi - lo) / 2;
 
-		if (ENTRY(log, mid).ts < since)
+		if (FIELD(log, mid, off) < key)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -67,42 +70,8 @@ lower_bound_ts(const pyr_log *log, int64_t since)
 	return lo;
 }
 
-/*
- * first logical entry with cum >= unit, for total - count < unit <= total
- * (so one exists): units near the newest are the ones asked for, so gallop
- * back from the newest entry too.
- */
-static inline uint32_t
-lower_bound_cum(const pyr_log *log, int64_t unit)
-{
-	uint32_t	hi = log->len - 1;
-	uint32_t	lo = 0;
-	uint32_t	step;
-
-	if (ENTRY(log, 0).cum >= unit)
-		return 0;
-	for (step = 1; step < hi; step <<= 1)
-	{
-		if (ENTRY(log, hi - step).cum < unit)
-		{
-			lo = hi - step;
-			break;
-		}
-		hi -= step;
-	}
-	/* entry lo holds cum < unit, entry hi cum >= unit: the answer is in (lo, hi] */
-	lo++;
-	while (lo < hi)
-	{
-		uint32_t	mid = lo + (hi - lo) / 2;
-
-		if (ENTRY(log, mid).cum < unit)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
+#define lower_bound_ts(log, since) lower_bound((log), offsetof(pyr_entry, ts), (since))
+#define lower_bound_cum(log, unit) lower_bound((log), offsetof(pyr_entry, cum), (unit))
 
 size_t
 pyr_log_size(uint32_t cap)

@@ -36,6 +36,7 @@ while read -r what ops lo hi; do
 		continue
 	fi
 	echo "  $what: $ops/s [$lo..$hi] = $(ratio "$ops" 10000000) x the 10M/s target, $(ratio "$ops" "$base") x clock+mutex"
+	echo "RESULT|client in-memory bucket, $what (ops/s, one thread)|$ops|10000000|$(ratio "$ops" 10000000)|>= 1"
 done <"$TMP/mem.out"
 
 median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
@@ -53,10 +54,11 @@ for k in $(seq $ROUNDS); do
 done
 echo "  redis-benchmark -c 1 -t set: $(awk '{print $1}' "$TMP/redis.out" | median)/s"
 echo "  redis bucket put: $(awk '{print $2}' "$TMP/redis.out" | median)/s = $(awk '{print $3}' "$TMP/redis.out" | median) x SET (target >= 0.70; rounds: $(awk '{printf "%s ", $3}' "$TMP/redis.out"))"
+echo "RESULT|client Redis bucket put vs redis-benchmark -c 1 -t set (ops/s, medians)|$(awk '{print $2}' "$TMP/redis.out" | median)|$(awk '{print $1}' "$TMP/redis.out" | median)|$(awk '{print $3}' "$TMP/redis.out" | median)|>= 0.7"
 
 echo "== Postgres bucket, memory engine ($ROUNDS interleaved rounds of $RSECS s; medians, ratios round by round)"
 echo "   pyrate_put() on a bound bucket, PYRATE_NOW (the Postgres clock), every put admitted"
-echo "   default: one simple Query per put, arguments as literals, no session state (pgbouncer-safe)"
+echo "   default: one unnamed statement per put, arguments as parameters, no session state (pgbouncer-safe)"
 echo "   prepared: use_prepared, a named prepared statement per connection (not through transaction pooling)"
 echo 'SELECT 1;' >"$TMP/select1.sql"
 chmod 644 "$TMP/select1.sql"
@@ -75,3 +77,5 @@ done
 echo "  pgbench -c 1 -M prepared SELECT 1: $(awk '{print $1}' "$TMP/pg.out" | median)/s"
 echo "  postgres bucket put (default, no session state): $(awk '{print $2}' "$TMP/pg.out" | median)/s = $(awk '{print $3}' "$TMP/pg.out" | median) x pgbench (target >= 0.80; rounds: $(awk '{printf "%s ", $3}' "$TMP/pg.out"))"
 echo "  postgres bucket put (use_prepared): $(awk '{print $4}' "$TMP/pg.out" | median)/s = $(awk '{print $5}' "$TMP/pg.out" | median) x pgbench (target >= 0.80; rounds: $(awk '{printf "%s ", $5}' "$TMP/pg.out"))"
+echo "RESULT|client Postgres bucket (memory engine) put, default: no session state, vs pgbench -c 1 -M prepared SELECT 1|$(awk '{print $2}' "$TMP/pg.out" | median)|$(awk '{print $1}' "$TMP/pg.out" | median)|$(awk '{print $3}' "$TMP/pg.out" | median)|>= 0.8"
+echo "RESULT|client Postgres bucket (memory engine) put, use_prepared, vs the same|$(awk '{print $4}' "$TMP/pg.out" | median)|$(awk '{print $1}' "$TMP/pg.out" | median)|$(awk '{print $5}' "$TMP/pg.out" | median)|>= 0.8"

@@ -53,7 +53,7 @@ for shape in s b; do
 	what="1 week window, items accumulate"
 	[ $shape = s ] && what="1 s window, leaked every second"
 	echo "pgbench 2 clients, 1000 keys, $what (median of $ROUNDS x ${SECS}s): SELECT 1 $m1 tps, memory try_acquire $m2 tps; ratio $(ratio "$m2" "$m1") (target >= 0.85)"
-	echo "RESULT|memory try_acquire vs SELECT 1, $what (tps, 2 clients, 1000 keys, prepared)|$m2|$m1|$(ratio "$m2" "$m1")|>= 0.85"
+	echo "RESULT|memory try_acquire vs SELECT 1, $what (tps, 2 clients, 1000 keys, prepared)|${m2%.*}|${m1%.*}|$(ratio "$m2" "$m1")|>= 0.85"
 done
 sql -q -c "ALTER SYSTEM SET pyrate.leak_interval = 0" -c "SELECT pg_reload_conf()" >/dev/null
 echo "  items held by the week-window keys: $(sql -c "SELECT sum(count) FROM pyrate_buckets() WHERE name LIKE 'b:%'"), one per call: every call was admitted"

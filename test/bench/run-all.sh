@@ -30,7 +30,9 @@ done
 	echo
 	echo "| measure | pyrate | baseline | ratio | goal |"
 	echo "|---|---|---|---|---|"
-	cat "$log"/*.log | grep '^RESULT|' | cut -d'|' -f2- | sed 's/^/| /; s/$/ |/'
+	for part in "${parts[@]}"; do
+		grep '^RESULT|' "$log/$part.log" | cut -d'|' -f2- | sed 's/^/| /; s/$/ |/'
+	done
 } >"$OUT/summary.md"
 echo
 cat "$OUT/summary.md"

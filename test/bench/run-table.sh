@@ -13,7 +13,7 @@ pyrate_trap
 SECS=${1:-10}
 PORT=55451
 pg_start bench $PORT "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" \
-	"synchronous_commit = ${PYRATE_BENCH_SYNC:-off}" "shared_buffers = '512MB'" "max_wal_size = '4GB'" \
+	"fsync = on" "synchronous_commit = ${PYRATE_BENCH_SYNC:-off}" "shared_buffers = '512MB'" "max_wal_size = '4GB'" \
 	"checkpoint_timeout = '30min'" "autovacuum = off" || exit 1
 DSN=$(pg_conninfo bench $PORT)
 sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$DSN" "$@"; }
