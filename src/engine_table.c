@@ -8,7 +8,8 @@
  *   units in a window since s = newest.cum - (first item with ts >= s).cum
  *                                + that item's weight
  * and the item holding a unit is the first with cum >= that unit: an index
- * probe each, on (bucket, ts) and on (bucket, cum).  No window is scanned.
+ * probe each, on (bucket, ts, cum) and on (bucket, cum).  No window is
+ * scanned, and per-backend hints (see view_since) spare most probes.
  *
  * Concurrency: check-and-insert on a bucket is serialized by a heavyweight
  * lock on the bucket's name (an advisory-class lock tag, visible in pg_locks).
@@ -26,12 +27,11 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "storage/bufmgr.h"
-#include "storage/bufpage.h"
-#include "utils/resowner.h"
 #include "commands/sequence.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "storage/bufpage.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "tcop/utility.h"
@@ -40,6 +40,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"

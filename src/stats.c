@@ -15,12 +15,14 @@
 #include "common/hashfn.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "stats.h"
@@ -50,7 +52,27 @@ typedef struct StatsShared
 {
 	LWLock	   *lock;
 	TimestampTz reset_time;
+	pg_atomic_uint64 generation;	/* bumped by every reset */
 } StatsShared;
+
+/*
+ * Each backend remembers where the entries it counts into are, so a count
+ * is a spinlock and no hash lookup; a reset (which removes entries) bumps
+ * the generation and the backend looks them up again.  A count racing a
+ * reset may land in an entry just removed: statistics, not accounting.
+ */
+#define LOCAL_SLOTS 64
+
+typedef struct LocalSlot
+{
+	uint64		hash;
+	Oid			db;
+	uint64		generation;
+	char	   *pattern;
+	StatsEntry *entry;
+} LocalSlot;
+
+static LocalSlot local_slots[LOCAL_SLOTS];
 
 static int	pyrate_max_stats = 1000;
 static StatsShared *shared = NULL;
@@ -91,6 +113,7 @@ stats_shmem_startup(void)
 	{
 		shared->lock = &(GetNamedLWLockTranche("pyrate_stats"))->lock;
 		shared->reset_time = GetCurrentTimestamp();
+		pg_atomic_init_u64(&shared->generation, 1);
 	}
 	info.keysize = sizeof(StatsKey);
 	info.entrysize = sizeof(StatsEntry);
@@ -125,7 +148,7 @@ pyrate_stats_available(void)
 }
 
 static StatsEntry *
-find_entry(const char *pattern)
+find_entry(const char *pattern, uint64 hash)
 {
 	StatsKey	key;
 	StatsEntry *e;
@@ -133,7 +156,7 @@ find_entry(const char *pattern)
 
 	memset(&key, 0, sizeof(key));
 	key.db = MyDatabaseId;
-	key.hash = hash_bytes_extended((const unsigned char *) pattern, strlen(pattern), 0);
+	key.hash = hash;
 
 	LWLockAcquire(shared->lock, LW_SHARED);
 	e = hash_search(entries, &key, HASH_FIND, NULL);
@@ -174,12 +197,31 @@ void
 pyrate_stats_count(const char *pattern, PyrateStatKind kind, int64 wait_ms)
 {
 	StatsEntry *e;
+	uint64		hash;
+	uint64		generation;
+	LocalSlot  *slot;
 
 	if (shared == NULL)
 		return;
-	e = find_entry(pattern);
-	if (e == NULL)
-		return;					/* a hash collision: not counted */
+	hash = hash_bytes_extended((const unsigned char *) pattern, strlen(pattern), 0);
+	generation = pg_atomic_read_u64(&shared->generation);
+	slot = &local_slots[hash % LOCAL_SLOTS];
+	if (slot->entry && slot->hash == hash && slot->db == MyDatabaseId &&
+		slot->generation == generation && strcmp(slot->pattern, pattern) == 0)
+		e = slot->entry;
+	else
+	{
+		e = find_entry(pattern, hash);
+		if (e == NULL)
+			return;				/* a hash collision: not counted */
+		if (slot->pattern)
+			pfree(slot->pattern);
+		slot->pattern = MemoryContextStrdup(TopMemoryContext, pattern);
+		slot->hash = hash;
+		slot->db = MyDatabaseId;
+		slot->generation = generation;
+		slot->entry = e;
+	}
 	SpinLockAcquire(&e->mutex);
 	e->c.n[kind]++;
 	e->c.wait_ms += wait_ms;
@@ -251,6 +293,7 @@ pyrate_stats_reset(PG_FUNCTION_ARGS)
 		if (e->key.db == MyDatabaseId)
 			hash_search(entries, &e->key, HASH_REMOVE, NULL);
 	shared->reset_time = GetCurrentTimestamp();
+	pg_atomic_fetch_add_u64(&shared->generation, 1);
 	LWLockRelease(shared->lock);
 	PG_RETURN_VOID();
 }
