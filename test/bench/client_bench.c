@@ -4,6 +4,12 @@
  *   client_bench memory SECONDS
  *   client_bench redis HOST PORT SECONDS
  *   client_bench postgres DSN SECONDS [prepared]
+ *   client_bench sqlite PATH SECONDS    (the SQLite bucket, and its floor: a
+ *                                         bare insert, one BEGIN IMMEDIATE
+ *                                         transaction each, same pragmas)
+ *   client_bench call SECONDS           (the floor of the in-memory bucket:
+ *                                         an empty function called through a
+ *                                         pointer, as a bucket's ops are)
  *
  * Prints "<what> <ops/s>" lines (memory: "<what> <median> <min> <max>" over
  * rounds); test/bench/client_bench.sh sets them beside the baselines
@@ -23,6 +29,7 @@
 #include "pyrate.h"
 
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,6 +259,81 @@ bench_memory(double secs)
 	}
 }
 
+/* a bare insert per transaction, as the SQLite bucket's put is shaped */
+static double
+sqlite_floor(const char *path, double seconds)
+{
+	sqlite3    *db;
+	sqlite3_stmt *begin,
+			   *ins,
+			   *commit;
+	double		start;
+	double		t;
+	long		n = 0;
+
+	if (sqlite3_open(path, &db) != SQLITE_OK ||
+		sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+					 "CREATE TABLE IF NOT EXISTS floor (ts INTEGER, weight INTEGER)",
+					 NULL, NULL, NULL) != SQLITE_OK ||
+		sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, NULL) != SQLITE_OK ||
+		sqlite3_prepare_v2(db, "INSERT INTO floor VALUES (?, 1)", -1, &ins, NULL) != SQLITE_OK ||
+		sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL) != SQLITE_OK)
+	{
+		fprintf(stderr, "sqlite: %s\n", sqlite3_errmsg(db));
+		return -1;
+	}
+	start = now_s();
+	do
+	{
+		int			i;
+
+		for (i = 0; i < 100; i++, n++)
+		{
+			sqlite3_step(begin);
+			sqlite3_reset(begin);
+			sqlite3_bind_int64(ins, 1, n);
+			sqlite3_step(ins);
+			sqlite3_reset(ins);
+			sqlite3_step(commit);
+			sqlite3_reset(commit);
+		}
+	} while ((t = now_s() - start) < seconds);
+	sqlite3_finalize(begin);
+	sqlite3_finalize(ins);
+	sqlite3_finalize(commit);
+	sqlite3_close(db);
+	return n / t;
+}
+
+static int	calls;
+
+static void __attribute__((noinline))
+empty_op(void)
+{
+	calls++;
+	__asm__ volatile ("":::"memory");
+}
+
+static void (*volatile op_ptr) (void) = empty_op;
+
+/* the floor of an in-memory put: a call through a function pointer */
+static double
+call_floor(double seconds)
+{
+	double		start = now_s();
+	double		t;
+	long		n = 0;
+
+	do
+	{
+		int			i;
+
+		for (i = 0; i < 100000; i++, n++)
+			op_ptr();
+	} while ((t = now_s() - start) < seconds);
+	return n / t;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -294,6 +376,27 @@ main(int argc, char **argv)
 		pyrate_close(b);
 		return 0;
 	}
-	fprintf(stderr, "usage: client_bench memory SECONDS | redis HOST PORT SECONDS | postgres DSN SECONDS [prepared]\n");
+	if (argc >= 4 && strcmp(argv[1], "sqlite") == 0)
+	{
+		pyrate_rate r = {1000000000, PYRATE_HOUR};
+		pyrate_sqlite_options o = {argv[2], NULL, false, false, 0};
+		char		floor_path[4096];
+
+		secs = atof(argv[3]);
+		snprintf(floor_path, sizeof(floor_path), "%s.floor", argv[2]);
+		printf("sqlite_bare_insert %.0f\n", sqlite_floor(floor_path, secs));
+		if (!(b = pyrate_sqlite_bucket_new(&r, 1, &o, &e)))
+			return fprintf(stderr, "%s\n", e.message), 1;
+		printf("sqlite_put %.0f\n", run_puts(b, "s", secs, 100));
+		pyrate_close(b);
+		return 0;
+	}
+	if (argc >= 3 && strcmp(argv[1], "call") == 0)
+	{
+		printf("bare_call %.0f\n", call_floor(atof(argv[2])));
+		return 0;
+	}
+	fprintf(stderr, "usage: client_bench memory SECONDS | redis HOST PORT SECONDS | postgres DSN SECONDS [prepared]"
+			" | sqlite PATH SECONDS | call SECONDS\n");
 	return 2;
 }

@@ -39,6 +39,20 @@ while read -r what ops lo hi; do
 	echo "RESULT|client in-memory bucket, $what (ops/s, one thread)|$ops|10000000|$(ratio "$ops" 10000000)|>= 1"
 done <"$TMP/mem.out"
 
+call=$("$TMP/client_bench" call 1 | awk '{print $2}')
+echo "  floor: an empty function called through a pointer: $call/s"
+put=$(awk '/^memory_put_admitted_stamped/ {print $2}' "$TMP/mem.out")
+echo "RESULT|client in-memory bucket put (caller-stamped, admitted) vs its floor, a bare call through a pointer (ops/s)|$put|$call|$(ratio "$put" "$call")|reported"
+
+echo "== SQLite bucket, one process (a file in the temp directory)"
+echo "   sqlite_put: pyrate_put() with PYRATE_NOW, each put one BEGIN IMMEDIATE transaction"
+echo "   floor: a bare INSERT per BEGIN IMMEDIATE transaction, same file settings (WAL, synchronous=NORMAL)"
+"$TMP/client_bench" sqlite "$TMP/bench.sqlite" "$SECS" >"$TMP/sqlite.out" || exit 1
+sq=$(awk '/^sqlite_put/ {print $2}' "$TMP/sqlite.out")
+sf=$(awk '/^sqlite_bare_insert/ {print $2}' "$TMP/sqlite.out")
+echo "  sqlite bucket put: $sq/s; bare insert: $sf/s; ratio $(ratio "$sq" "$sf")"
+echo "RESULT|client SQLite bucket put vs a bare SQLite INSERT transaction (ops/s)|$sq|$sf|$(ratio "$sq" "$sf")|reported"
+
 median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 ROUNDS=3
 RSECS=$(awk -v s="$SECS" -v r="$ROUNDS" 'BEGIN { n = int(s / r); print n < 1 ? 1 : n }')
