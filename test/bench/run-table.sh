@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Table-engine benchmarks, side by side in one run (ratios, not absolutes):
 #  1. pgbench, 2 clients, 1000 keys, synchronous_commit = off:
-#     pyrate_try_acquire vs a bare single-row INSERT vs a PL/pgSQL limiter.
+#     pyrate_try_acquire (table and memory engines) vs a bare single-row
+#     INSERT vs a PL/pgSQL limiter.
 #  2. one backend: acquire cost with 100,000 items in the window vs 100.
 # "steady" runs again after giving every key 1000 items in its hour window.
 # Usage: test/bench/run-table.sh [seconds per run, default 10]
@@ -19,6 +20,7 @@ DSN=$(pg_conninfo bench $PORT)
 sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$DSN" "$@"; }
 sql -c "CREATE EXTENSION pyrate" -f test/bench/plpgsql_limiter.sql \
 	-c "SELECT pyrate_define('bench:*', '{100/s,100000/h}')" \
+	-c "SELECT pyrate_define('mbench:*', '{100/s,100000/h}', 'memory')" \
 	-c "SELECT pyrate_define('window:*', '{10000000/h}')" >/dev/null
 
 tps() { # script [extra pgbench args]
@@ -33,7 +35,7 @@ declare -A best
 run_round() { # label
 	local round s t
 	for round in 1 2; do
-		for s in bare_insert table_acquire plpgsql_acquire; do
+		for s in bare_insert table_acquire memory_acquire plpgsql_acquire; do
 			t=$(tps test/bench/$s.pgbench)
 			echo "$1 round $round  $s: $t tps"
 			[ "${best[$1:$s]:-0}" -lt "${t:-0}" ] && best[$1:$s]=${t:-0}
@@ -46,6 +48,8 @@ run_round fresh
 # 3.6 s per key), the same for both limiters, none in the 1 s window.
 sql -c "SELECT count(*) FROM generate_series(1, 1000) k, generate_series(1, 1000) i
         WHERE pyrate_put('bench:' || k, 1, pyrate_now() - 3000000 + i * 2000)" \
+	-c "SELECT count(*) FROM generate_series(1, 1000) k, generate_series(1, 1000) i
+        WHERE pyrate_put('mbench:' || k, 1, pyrate_now() - 3000000 + i * 2000)" \
 	-c "INSERT INTO plpgsql_items SELECT 'bench:' || k, clock_timestamp() - interval '3000 s' + i * interval '2 s', 1
         FROM generate_series(1, 1000) k, generate_series(1, 1000) i" \
 	-c "VACUUM ANALYZE" >/dev/null
@@ -83,6 +87,8 @@ for state in fresh steady; do
 	a=${best[$state:table_acquire]:-0}
 	echo "RESULT|table acquire vs bare INSERT, $state, synchronous_commit ${PYRATE_BENCH_SYNC:-off} (tps, 2 clients, 1000 keys, ${PYRATE_BENCH_MODE:-simple} protocol)|$a|${best[$state:bare_insert]:-0}|$(ratio "$a" "${best[$state:bare_insert]:-0}")|>= 0.6"
 	echo "RESULT|table acquire vs PL/pgSQL limiter, $state, synchronous_commit ${PYRATE_BENCH_SYNC:-off}, ${PYRATE_BENCH_MODE:-simple} protocol (tps)|$a|${best[$state:plpgsql_acquire]:-0}|$(ratio "$a" "${best[$state:plpgsql_acquire]:-0}")|>= 3"
+	m=${best[$state:memory_acquire]:-0}
+	echo "RESULT|memory acquire vs PL/pgSQL limiter, $state, synchronous_commit ${PYRATE_BENCH_SYNC:-off}, ${PYRATE_BENCH_MODE:-simple} protocol (tps)|$m|${best[$state:plpgsql_acquire]:-0}|$(ratio "$m" "${best[$state:plpgsql_acquire]:-0}")|reported"
 done
 echo "RESULT|table admitted put, 100k items in the window vs 100 (tps; cost ratio)|${win[put:big]}|${win[put:small]}|$(ratio "${win[put:small]}" "${win[put:big]}")|<= 2"
 echo "RESULT|table rejected put, 100k items in the window vs 100 (tps; cost ratio)|${win[full:big]}|${win[full:small]}|$(ratio "${win[full:small]}" "${win[full:big]}")|<= 2"
