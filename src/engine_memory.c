@@ -266,9 +266,13 @@ make_room(dsa_area *a, const Key *k, Slot *s, PyratePartition *part, Size *neede
 	return true;
 }
 
-/* Evict every bucket, in every database, that holds no item. */
+/*
+ * Unlink buckets under each partition lock in turn: those that have leaked
+ * empty (only_empty), else every bucket of a database (InvalidOid: of every
+ * database).  Returns how many went.
+ */
 static int64
-evict_empty(dsa_area *a)
+unlink_buckets(dsa_area *a, bool only_empty, Oid dbid)
 {
 	int64		n = 0;
 	int			p;
@@ -285,9 +289,15 @@ evict_empty(dsa_area *a)
 			s.link = &pyrate_heads[h];
 			while (DsaPointerIsValid(*s.link))
 			{
+				bool		doomed;
+
 				s.dp = *s.link;
 				s.b = dsa_get_address(a, s.dp);
-				if (DsaPointerIsValid(s.b->log))
+				if (only_empty)
+					doomed = !DsaPointerIsValid(s.b->log);
+				else
+					doomed = !OidIsValid(dbid) || s.b->dbid == dbid;
+				if (!doomed)
 				{
 					s.link = &s.b->next;
 					continue;
@@ -298,6 +308,15 @@ evict_empty(dsa_area *a)
 		}
 		LWLockRelease(partition_lock(p));
 	}
+	return n;
+}
+
+/* Evict the buckets that have leaked empty; returns how many. */
+static int64
+evict_empty(dsa_area *a)
+{
+	int64		n = unlink_buckets(a, true, InvalidOid);
+
 	pg_atomic_fetch_add_u64(&pyrate_shared->evicted, n);
 	return n;
 }
@@ -306,30 +325,7 @@ evict_empty(dsa_area *a)
 static void
 clear_database(dsa_area *a, Oid dbid)
 {
-	int			p;
-
-	for (p = 0; p < PYRATE_PARTITIONS; p++)
-	{
-		uint32		h;
-
-		LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
-		for (h = p; h < pyrate_shared->nheads; h += PYRATE_PARTITIONS)
-		{
-			Slot		s;
-
-			s.link = &pyrate_heads[h];
-			while (DsaPointerIsValid(*s.link))
-			{
-				s.dp = *s.link;
-				s.b = dsa_get_address(a, s.dp);
-				if (OidIsValid(dbid) && s.b->dbid != dbid)
-					s.link = &s.b->next;
-				else
-					unlink_bucket(a, &s, partition(p));
-			}
-		}
-		LWLockRelease(partition_lock(p));
-	}
+	(void) unlink_buckets(a, false, dbid);
 }
 
 typedef struct MemoryTotals
