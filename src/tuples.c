@@ -121,6 +121,25 @@ pyrate_rel_update(PyrateRel *r, ItemPointer otid, HeapTuple tup)
 		insert_index_entries(r, tup);
 }
 
+/* Whether an update or delete happened; false when another got there first. */
+static bool
+changed(PyrateRel *r, TM_Result res, const char *what)
+{
+	switch (res)
+	{
+		case TM_Ok:
+			return true;
+		case TM_Deleted:
+		case TM_Updated:
+		case TM_SelfModified:
+			return false;
+		default:
+			elog(ERROR, "unexpected result %d %s \"%s\"", (int) res, what,
+				 RelationGetRelationName(r->heap));
+	}
+	return false;				/* keep compiler quiet */
+}
+
 bool
 pyrate_rel_update_if_unchanged(PyrateRel *r, ItemPointer otid, HeapTuple tup)
 {
@@ -130,21 +149,11 @@ pyrate_rel_update_if_unchanged(PyrateRel *r, ItemPointer otid, HeapTuple tup)
 
 	res = pyrate_heap_update(r->heap, otid, tup, GetCurrentCommandId(true),
 							 InvalidSnapshot, true, &tmfd, &lockmode);
-	switch (res)
-	{
-		case TM_Ok:
-			if (!HeapTupleIsHeapOnly(tup))
-				insert_index_entries(r, tup);
-			return true;
-		case TM_Deleted:
-		case TM_Updated:
-		case TM_SelfModified:
-			return false;
-		default:
-			elog(ERROR, "unexpected result %d updating \"%s\"", (int) res,
-				 RelationGetRelationName(r->heap));
-	}
-	return false;				/* keep compiler quiet */
+	if (!changed(r, res, "updating"))
+		return false;
+	if (!HeapTupleIsHeapOnly(tup))
+		insert_index_entries(r, tup);
+	return true;
 }
 
 bool
@@ -155,19 +164,7 @@ pyrate_rel_delete(PyrateRel *r, ItemPointer tid)
 
 	res = heap_delete(r->heap, tid, GetCurrentCommandId(true), InvalidSnapshot,
 					  true, &tmfd, false);
-	switch (res)
-	{
-		case TM_Ok:
-			return true;
-		case TM_Deleted:
-		case TM_Updated:
-		case TM_SelfModified:
-			return false;
-		default:
-			elog(ERROR, "unexpected result %d deleting from \"%s\"", (int) res,
-				 RelationGetRelationName(r->heap));
-	}
-	return false;				/* keep compiler quiet */
+	return changed(r, res, "deleting from");
 }
 
 bool
