@@ -424,20 +424,30 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 	}
 }
 
-static int64
-memory_count(const PyrateBucket *pb)
+/*
+ * The bucket's log, looked up with its partition lock taken in shared mode
+ * (the caller releases partition_lock(*p)); an empty log when none.
+ */
+static const pyr_log *
+read_log(const PyrateBucket *pb, int *p)
 {
 	dsa_area   *a = pyrate_area();
 	Key			k;
 	Slot		s;
-	int64		n;
-	int			p;
 
 	key_init(&k, MyDatabaseId, pb->name);
-	p = partition_of(k.hash);
-	LWLockAcquire(partition_lock(p), LW_SHARED);
+	*p = partition_of(k.hash);
+	LWLockAcquire(partition_lock(*p), LW_SHARED);
 	(void) find(a, &k, &s);
-	n = pyr_log_count(log_of(a, s.b));
+	return log_of(a, s.b);
+}
+
+static int64
+memory_count(const PyrateBucket *pb)
+{
+	int			p;
+	int64		n = pyr_log_count(read_log(pb, &p));
+
 	LWLockRelease(partition_lock(p));
 	return n;
 }
@@ -445,17 +455,9 @@ memory_count(const PyrateBucket *pb)
 static bool
 memory_peek(const PyrateBucket *pb, int64 index, int64 *ts, int64 *weight)
 {
-	dsa_area   *a = pyrate_area();
-	Key			k;
-	Slot		s;
-	bool		found;
 	int			p;
+	bool		found = pyr_log_peek(read_log(pb, &p), index, ts, weight);
 
-	key_init(&k, MyDatabaseId, pb->name);
-	p = partition_of(k.hash);
-	LWLockAcquire(partition_lock(p), LW_SHARED);
-	(void) find(a, &k, &s);
-	found = pyr_log_peek(log_of(a, s.b), index, ts, weight);
 	LWLockRelease(partition_lock(p));
 	return found;
 }
