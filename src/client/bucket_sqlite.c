@@ -195,28 +195,40 @@ item_ts(sqlite_bucket *s, int64_t ts, int64_t *out, pyrate_error *err)
 	return PYRATE_OK;
 }
 
+/*
+ * In the transaction begin() opened: the item's time, the newest stored
+ * timestamp (when newest is not NULL) and the decision over what is stored.
+ */
+static int
+sq_decide(sqlite_bucket *s, const pyrate_item *item, int64_t *ts, int64_t *newest,
+		  pyr_decision *dec, pyrate_error *err)
+{
+	pyr_view	v = {s, view_since, view_peek, NULL};
+	int			rc = item_ts(s, item->timestamp, ts, err);
+
+	if (rc != PYRATE_OK)
+		return rc;
+	if (!load_totals(s, newest))
+		return sql_fail(s, err, "reading the bucket");
+	s->view_failed = false;
+	pyr_decide(&v, CORE_RATES(&s->base), s->base.nrates, *ts, item->weight, dec);
+	if (s->view_failed)
+		return sql_fail(s, err, "reading the bucket");
+	return PYRATE_OK;
+}
+
 static int
 sq_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate_error *err)
 {
 	sqlite_bucket *s = (sqlite_bucket *) b;
-	pyr_view	v = {s, view_since, view_peek, NULL};
 	pyr_decision dec;
 	int64_t		ts = 0;
-	int64_t		newest;
+	int64_t		newest = 0;
 	int			rc = begin(s, err);
 
 	if (rc != PYRATE_OK)
 		return rc;
-	rc = item_ts(s, item->timestamp, &ts, err);
-	if (rc == PYRATE_OK && !load_totals(s, &newest))
-		rc = sql_fail(s, err, "reading the bucket");
-	if (rc == PYRATE_OK)
-	{
-		s->view_failed = false;
-		pyr_decide(&v, CORE_RATES(b), b->nrates, ts, item->weight, &dec);
-		if (s->view_failed)
-			rc = sql_fail(s, err, "reading the bucket");
-	}
+	rc = sq_decide(s, item, &ts, &newest, &dec, err);
 	if (rc == PYRATE_OK && dec.admitted && item->weight > 0)
 	{
 		sqlite3_stmt *st = s->stmt[S_INSERT];
@@ -238,24 +250,15 @@ static int
 sq_waiting(pyrate_bucket *b, const pyrate_item *item, int64_t *ms, pyrate_error *err)
 {
 	sqlite_bucket *s = (sqlite_bucket *) b;
-	pyr_view	v = {s, view_since, view_peek, NULL};
 	pyr_decision dec;
 	int64_t		ts = 0;
 	int			rc = begin(s, err);
 
 	if (rc != PYRATE_OK)
 		return rc;
-	rc = item_ts(s, item->timestamp, &ts, err);
-	if (rc == PYRATE_OK && !load_totals(s, NULL))
-		rc = sql_fail(s, err, "reading the bucket");
+	rc = sq_decide(s, item, &ts, NULL, &dec, err);
 	if (rc == PYRATE_OK)
-	{
-		s->view_failed = false;
-		pyr_decide(&v, CORE_RATES(b), b->nrates, ts, item->weight, &dec);
-		if (s->view_failed)
-			rc = sql_fail(s, err, "reading the bucket");
 		*ms = dec.waiting;
-	}
 	return end(s, rc, err);
 }
 
