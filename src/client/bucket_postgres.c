@@ -1,17 +1,28 @@
 /*
  * bucket_postgres.c — PostgresBucket and PostgresClock over libpq.
  *
- * Every operation is one statement calling the pyrate extension, sent
- * without session state: parameters through the extended protocol and, by
- * default, the unnamed statement, so a pooler in transaction mode can hand
- * each call to any server connection.  With use_prepared the statements are
- * prepared once per connection and prepared again when the server says it
- * does not know them.
+ * Every operation is one call of the pyrate extension, sent without
+ * session state so that a pooler in transaction mode can hand each call to
+ * any server connection (pyrate.h lists the protocols):
  *
- * The connection is nonblocking and every wait is a poll() bounded by the
- * call's deadline, so a server that never answers costs timeout_ms and no
- * more; a connection that failed or timed out is dropped and the next call
- * opens a new one.  The same machinery drives the async acquire.
+ *   - By default a put is the protocol's function call (PQfn) of
+ *     pyrate_acquire by OID, looked up once per connection: the server
+ *     neither parses nor plans, which makes it as cheap as a prepared
+ *     statement without preparing anything.  Arguments and the decision
+ *     travel in binary.  The OID names the function for as long as it
+ *     exists; the extension dropped and created again answers "no such
+ *     function" once, and the call looks the OID up again.
+ *   - Other ops, and every op with PYRATE_PG_UNNAMED, are unnamed
+ *     statements with parameters.  With PYRATE_PG_PREPARED the statements
+ *     are prepared once per connection and prepared again when the server
+ *     says it does not know them.
+ *
+ * The connection is nonblocking and every statement's wait is a poll()
+ * bounded by the call's deadline, so a server that never answers costs
+ * timeout_ms and no more.  PQfn waits inside libpq without a bound, so a
+ * watch (watchdog.c) shuts its socket down at the deadline.  A connection
+ * that failed or timed out is dropped and the next call opens a new one.
+ * The statement machinery also drives the async acquire.
  */
 #include "internal.h"
 
@@ -85,8 +96,11 @@ typedef struct pg_bucket
 	char	   *qschema;		/* the schema as a quoted identifier, likewise */
 	int			timeout_ms;
 	int64_t		last_ok;		/* monotonic ms at the start of the last statement that succeeded */
-	bool		use_prepared;
+	pyrate_pg_protocol protocol;
 	uint32_t	prepared;		/* bit per query prepared on conn */
+	Oid			fn_acquire;		/* pyrate_acquire's OID on conn; 0: not looked up */
+	bool		fn_missing;		/* looked up on conn and not found: use the statement */
+	pyr_watch	watch;			/* the deadline of a fast-path call */
 	bool		doomed;			/* the server said FATAL while we were idle */
 	char		sqlstate[6];	/* of the last failed statement */
 	/* the async acquire */
@@ -104,6 +118,8 @@ drop_conn(pg_bucket *p)
 		PQfinish(p->conn);
 	p->conn = NULL;
 	p->prepared = 0;
+	p->fn_acquire = 0;
+	p->fn_missing = false;
 	p->doomed = false;
 }
 
@@ -146,6 +162,14 @@ conn_fail(pg_bucket *p, pyrate_error *err, int code, const char *what)
 		msg[--len] = '\0';
 	drop_conn(p);
 	return pyr_fail(err, code, "postgres: %s: %s", what, msg[0] ? msg : "connection lost");
+}
+
+/* the call's deadline passed while what: the connection is dropped */
+static int
+timed_out(pg_bucket *p, pyrate_error *err, const char *what)
+{
+	drop_conn(p);
+	return pyr_fail(err, PYRATE_ETIMEOUT, "postgres: timed out %s (timeout %d ms)", what, p->timeout_ms);
 }
 
 /* wait for the socket; false on timeout or a poll error */
@@ -240,7 +264,7 @@ collect(pg_bucket *p, int64_t deadline, PGresult **out, pyrate_error *err)
 	while ((f = PQflush(p->conn)) == 1)
 	{
 		if (!wait_socket(p->conn, true, deadline))
-			return conn_fail(p, err, PYRATE_ETIMEOUT, "timed out sending");
+			return timed_out(p, err, "sending");
 		if (PQconsumeInput(p->conn) == 0)
 			return conn_fail(p, err, PYRATE_EBACKEND, "sending");
 	}
@@ -253,7 +277,7 @@ collect(pg_bucket *p, int64_t deadline, PGresult **out, pyrate_error *err)
 			if (!wait_socket(p->conn, false, deadline))
 			{
 				PQclear(first);
-				return conn_fail(p, err, PYRATE_ETIMEOUT, "timed out waiting for the server");
+				return timed_out(p, err, "waiting for the server");
 			}
 			if (PQconsumeInput(p->conn) == 0)
 			{
@@ -322,7 +346,7 @@ ensure_conn(pg_bucket *p, int64_t now, int64_t deadline, pyrate_error *err)
 		if (st == PGRES_POLLING_FAILED)
 			return conn_fail(p, err, PYRATE_EBACKEND, "cannot connect");
 		if (!wait_socket(p->conn, st == PGRES_POLLING_WRITING, deadline))
-			return conn_fail(p, err, PYRATE_ETIMEOUT, "timed out connecting");
+			return timed_out(p, err, "connecting");
 		st = PQconnectPoll(p->conn);
 	}
 	if (PQsetnonblocking(p->conn, 1) != 0)
@@ -400,7 +424,7 @@ run_query(pg_bucket *p, int which, int nparams, const char *const *values, PGres
 	{
 		if ((rc = ensure_conn(p, now, deadline, err)) != PYRATE_OK)
 			return rc;
-		if (!p->use_prepared)
+		if (p->protocol != PYRATE_PG_PREPARED)
 		{
 			/* bucket names are data: always parameters, never spliced into SQL */
 			if (!PQsendQueryParams(p->conn, p->sql[which], nparams, query_types[which], values,
@@ -507,6 +531,188 @@ parse_decision(PGresult *res, int64_t at, pyrate_decision *d, pyrate_error *err)
 	return PYRATE_OK;
 }
 
+/* ---- the fast path: pyrate_acquire as a function call --------------- */
+
+static const char *const fn_query = "SELECT pg_catalog.to_regprocedure($1)::pg_catalog.oid";
+
+/* find pyrate_acquire(text, int4, int8) on this connection; caller holds the mutex */
+static int
+lookup_fn(pg_bucket *p, int64_t deadline, pyrate_error *err)
+{
+	static const char signature[] = ".pyrate_acquire(pg_catalog.text,pg_catalog.int4,pg_catalog.int8)";
+	char		sig[256 + sizeof(signature)];	/* a quoted name is 130 bytes at most */
+	const char *values[1] = {sig};
+	PGresult   *res = NULL;
+	int			rc;
+
+	/* the quoted schema is data here: to_regprocedure parses it, no SQL is built */
+	snprintf(sig, sizeof(sig), "%s%s", p->qschema, signature);
+	if (!PQsendQueryParams(p->conn, fn_query, 1, text_types, values, NULL, NULL, 0))
+		return conn_fail(p, err, PYRATE_EBACKEND, "sending");
+	if ((rc = collect(p, deadline, &res, err)) != PYRATE_OK)
+		return rc;
+	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+		p->fn_acquire = (Oid) strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+	p->fn_missing = p->fn_acquire == 0;
+	PQclear(res);
+	return PYRATE_OK;
+}
+
+static int64_t
+get_be64(const unsigned char *b)
+{
+	uint64_t	v = 0;
+	int			i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | b[i];
+	return (int64_t) v;
+}
+
+static int32_t
+get_be32(const unsigned char *b)
+{
+	return (int32_t) ((uint32_t) b[0] << 24 | (uint32_t) b[1] << 16 | (uint32_t) b[2] << 8 | b[3]);
+}
+
+/*
+ * pyrate_decision in the binary form of a composite: the column count, then
+ * per column its type OID, its length (-1: NULL) and its bytes.  Columns:
+ * acquired bool, failing_rate pyrate_rate (two int8: limit, interval),
+ * retry_after_ms int8, remaining int8; NULLs read as in parse_decision.
+ */
+static int
+parse_binary_decision(const unsigned char *buf, int len, int64_t at, pyrate_decision *d,
+					  pyrate_error *err)
+{
+	static const int32_t sizes[4] = {1, 16, 8, 8};
+	const unsigned char *col[4];
+	int			pos = 4;
+	int			i;
+
+	if (len < 4 || get_be32(buf) != 4)
+		return pyr_fail(err, PYRATE_ESERVER, "postgres: pyrate_acquire answered an unexpected row");
+	for (i = 0; i < 4; i++)
+	{
+		int32_t		n;
+
+		if (pos + 8 > len)
+			return pyr_fail(err, PYRATE_ESERVER, "postgres: pyrate_acquire answered an unexpected row");
+		n = get_be32(buf + pos + 4);
+		pos += 8;
+		if (n == -1 && i > 0)
+		{
+			col[i] = NULL;
+			continue;
+		}
+		if (n != sizes[i] || pos + n > len)
+			return pyr_fail(err, PYRATE_ESERVER, "postgres: pyrate_acquire answered an unexpected row");
+		col[i] = buf + pos;
+		pos += n;
+	}
+	if (pos != len)
+		return pyr_fail(err, PYRATE_ESERVER, "postgres: pyrate_acquire answered an unexpected row");
+	d->acquired = col[0][0] != 0;
+	d->failing_rate = col[1] ? (pyrate_rate) {get_be64(col[1]), get_be64(col[1] + 8)} : (pyrate_rate) {0, 0};
+	d->retry_after_ms = col[2] ? get_be64(col[2]) : 0;
+	d->remaining = col[3] ? get_be64(col[3]) : -1;
+	d->timestamp = at;
+	return PYRATE_OK;
+}
+
+/*
+ * What the server sends back for pyrate_acquire: 53 bytes, 69 at most.
+ * PQfn copies the value without a bound, so the buffer is far larger than
+ * any pyrate_decision; the OID is this extension's function, looked up on
+ * this connection, and an OID never names another function while that one
+ * exists.
+ */
+#define FN_RESULT_MAX 4096
+
+/*
+ * pyrate_acquire by function call; the caller holds the mutex.  Returns
+ * PYRATE_ENOTFOUND with *fallback set when the function is not there under
+ * that signature (the statement then reports what is wrong).
+ */
+static int
+fast_acquire(pg_bucket *p, const char *name, int64_t weight, int64_t at, pyrate_decision *d,
+			 bool *fallback, pyrate_error *err)
+{
+	int64_t		now = pyr_monotonic_ms();
+	int64_t		deadline = now + p->timeout_ms;
+	union
+	{
+		int			align;
+		unsigned char bytes[FN_RESULT_MAX];
+	}			out;
+	unsigned char at_be[8];
+	PQArgBlock	args[3];
+	int			attempt;
+	int			rc = PYRATE_OK;
+	int			i;
+
+	for (i = 0; i < 8; i++)
+		at_be[i] = (unsigned char) ((uint64_t) at >> (56 - 8 * i));
+	args[0].isint = 0;
+	args[0].len = (int) strlen(name);
+	args[0].u.ptr = (int *) name;
+	args[1].isint = 1;
+	args[1].len = 4;
+	args[1].u.integer = (int) weight;
+	args[2].isint = 0;
+	args[2].len = at == PYRATE_NOW ? -1 : 8;
+	args[2].u.ptr = (int *) at_be;
+
+	for (attempt = 0; attempt < 2; attempt++)
+	{
+		PGresult   *res;
+		int			len = 0;
+		bool		fired;
+
+		if ((rc = ensure_conn(p, now, deadline, err)) != PYRATE_OK)
+			return rc;
+		if (!p->fn_acquire && !p->fn_missing && (rc = lookup_fn(p, deadline, err)) != PYRATE_OK)
+			return rc;
+		if (p->fn_missing)
+		{
+			*fallback = true;
+			return PYRATE_ENOTFOUND;
+		}
+		if ((rc = pyr_watch_arm(&p->watch, PQsocket(p->conn), deadline, err)) != PYRATE_OK)
+			return rc;
+		res = PQfn(p->conn, (int) p->fn_acquire, &out.align, &len, 0, args, 3);
+		fired = pyr_watch_disarm(&p->watch);
+		if (fired)
+		{
+			PQclear(res);
+			return timed_out(p, err, "waiting for the server");
+		}
+		if (!res)
+			return conn_fail(p, err, PYRATE_EBACKEND, "function call");
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
+			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+			/* the extension was dropped and created again: a new OID */
+			if (state && strcmp(state, "42883") == 0 && attempt == 0 && PQstatus(p->conn) == CONNECTION_OK)
+			{
+				PQclear(res);
+				p->fn_acquire = 0;
+				continue;
+			}
+			rc = result_fail(p, res, err);
+			PQclear(res);
+			return rc;
+		}
+		PQclear(res);
+		p->last_ok = now;
+		if (len < 0 || len > FN_RESULT_MAX)
+			return conn_fail(p, err, PYRATE_ESERVER, "pyrate_acquire answered an unexpected value");
+		return parse_binary_decision(out.bytes, len, at, d, err);
+	}
+	return rc;
+}
+
 int
 pyrate_pg_acquire(pyrate_bucket *b, const char *name, int64_t weight, int64_t at,
 				  pyrate_decision *d, pyrate_error *err)
@@ -521,6 +727,19 @@ pyrate_pg_acquire(pyrate_bucket *b, const char *name, int64_t weight, int64_t at
 	NEED_NAME(p, name, err);
 	if (pyr_check_weight(weight, err) != PYRATE_OK)
 		return PYRATE_EINVAL;
+	if (p->protocol == PYRATE_PG_FASTPATH)
+	{
+		bool		fallback = false;
+
+		pthread_mutex_lock(&p->mutex);
+		if (p->astate != A_IDLE)
+			rc = pyr_fail(err, PYRATE_EINVAL, "postgres: an async acquire is in flight on this bucket");
+		else
+			rc = fast_acquire(p, bucket_name(p, name), weight, at, d, &fallback, err);
+		pthread_mutex_unlock(&p->mutex);
+		if (!fallback)
+			return rc;
+	}
 	snprintf(w, sizeof(w), "%lld", (long long) weight);
 	if (at != PYRATE_NOW)
 		snprintf(ts, sizeof(ts), "%lld", (long long) at);
@@ -735,6 +954,8 @@ pg_close(pyrate_bucket *b)
 	free(p->schema);
 	free(p->qschema);
 	free(p->aname);
+	if (p->protocol == PYRATE_PG_FASTPATH)
+		pyr_watchdog_release();
 	pthread_mutex_destroy(&p->mutex);
 	free(p);
 }
@@ -763,10 +984,19 @@ pyrate_pg_bucket_new(const pyrate_pg_options *opts, pyrate_error *err)
 		pyr_fail(err, PYRATE_EINVAL, "postgres: timeout_ms must not be negative");
 		return NULL;
 	}
+	if (opts->protocol < PYRATE_PG_FASTPATH || opts->protocol > PYRATE_PG_PREPARED)
+	{
+		free(p);
+		pyr_fail(err, PYRATE_EINVAL, "postgres: protocol %d is not one of PYRATE_PG_FASTPATH, "
+				 "PYRATE_PG_UNNAMED, PYRATE_PG_PREPARED", (int) opts->protocol);
+		return NULL;
+	}
 	pyrate_bucket_init(&p->base, &pg_ops, NULL, 0, NULL);
 	pthread_mutex_init(&p->mutex, NULL);
 	p->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 5000;
-	p->use_prepared = opts->use_prepared;
+	p->protocol = opts->protocol;
+	if (p->protocol == PYRATE_PG_FASTPATH)
+		pyr_watchdog_hold();
 	p->conninfo = strdup(opts->conninfo ? opts->conninfo : "");
 	p->name = opts->name ? strdup(opts->name) : NULL;
 	p->schema = opts->schema ? strdup(opts->schema) : NULL;
@@ -795,7 +1025,7 @@ async_send_acquire(pg_bucket *p, pyrate_error *err)
 {
 	const char *values[3] = {p->aname, p->aweight, NULL};
 
-	/* one statement without session state, whatever use_prepared says */
+	/* one unnamed statement, whatever the protocol: PQfn cannot be polled */
 	if (!PQsendQueryParams(p->conn, p->sql[Q_ACQUIRE], 3, query_types[Q_ACQUIRE], values,
 						   NULL, NULL, 0))
 		return conn_fail(p, err, PYRATE_EBACKEND, "sending");

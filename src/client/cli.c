@@ -161,7 +161,7 @@ parse_args(int argc, char **argv, args *a, const char **bad)
 static pyrate_bucket *
 open_bucket(const args *a, pyrate_error *e)
 {
-	pyrate_pg_options o = {a->dsn, NULL, NULL, 0, false};
+	pyrate_pg_options o = {a->dsn, NULL, NULL, 0, PYRATE_PG_FASTPATH};
 	const char *t = getenv("PYRATE_TIMEOUT_MS");
 
 	if (t)

@@ -61,4 +61,25 @@ pyr_check_weight(int64_t weight, pyrate_error *err)
 	return PYRATE_OK;
 }
 
+/*
+ * Deadlines for calls that block without one (watchdog.c): arm a watch on
+ * the socket before the call, disarm after; past the deadline the socket is
+ * shut down, and disarm says so.  Users hold the watchdog while they may
+ * arm (a bucket from open to close).
+ */
+typedef struct pyr_watch
+{
+	int			fd;
+	int64_t		deadline;		/* monotonic ms */
+	bool		armed;
+	bool		fired;
+	struct pyr_watch *prev;
+	struct pyr_watch *next;
+} pyr_watch;
+
+void		pyr_watchdog_hold(void);
+void		pyr_watchdog_release(void);
+int			pyr_watch_arm(pyr_watch *w, int fd, int64_t deadline, pyrate_error *err);
+bool		pyr_watch_disarm(pyr_watch *w);
+
 #endif							/* PYRATE_INTERNAL_H */

@@ -343,7 +343,7 @@ pyrate_limiter *
 pyrate_limiter_new_postgres(const char *conninfo, int64_t buffer_ms, pyrate_fail_mode fail_mode,
 							pyrate_error *err)
 {
-	pyrate_pg_options o = {conninfo, NULL, NULL, 0, false};
+	pyrate_pg_options o = {conninfo, NULL, NULL, 0, PYRATE_PG_FASTPATH};
 
 	/* the extension's worker (or the user's schedule) leaks the server's buckets */
 	return single_or_close(pyrate_pg_bucket_new(&o, err), false, buffer_ms, fail_mode, err);

@@ -265,20 +265,40 @@ pyrate_bucket *pyrate_redis_bucket_new(const pyrate_rate *rates, int n,
  * PostgresBucket: the pyrate extension's buckets over libpq.  Rates live in
  * the database (pyrate_define); a put is one call of pyrate_acquire (one
  * round trip), stamped by the Postgres clock for PYRATE_NOW or at the
- * item's timestamp otherwise.  No session state is kept, so it works
- * through pgbouncer's transaction pooling (set use_prepared to false there).
+ * item's timestamp otherwise.
+ *
+ * How calls reach the server (pyrate_pg_options.protocol):
+ *   PYRATE_PG_FASTPATH  the default.  pyrate_acquire (every put) goes as
+ *                       the protocol's function call, by OID: nothing to
+ *                       parse or plan, no session state, so it also works
+ *                       through pgbouncer's transaction pooling.  Its
+ *                       timeout is kept by a watchdog thread (one per
+ *                       process while a bucket is open).  Other ops go as
+ *                       unnamed statements.
+ *   PYRATE_PG_UNNAMED   every op an unnamed statement with parameters: for
+ *                       poolers or proxies that do not pass function calls.
+ *   PYRATE_PG_PREPARED  named prepared statements per connection, prepared
+ *                       again when the server does not know them (not for
+ *                       transaction pooling).
  *
  * With name NULL the bucket is unbound: a put acts on the bucket named by
  * the item, and count/peek/flush need the pyrate_pg_* forms.  With a name,
  * every op acts on that name.
  */
+typedef enum pyrate_pg_protocol
+{
+	PYRATE_PG_FASTPATH = 0,
+	PYRATE_PG_UNNAMED,
+	PYRATE_PG_PREPARED
+} pyrate_pg_protocol;
+
 typedef struct pyrate_pg_options
 {
 	const char *conninfo;		/* libpq string; NULL or "": PG* variables */
 	const char *name;			/* bound bucket name, or NULL */
 	const char *schema;			/* extension schema; NULL: looked up */
 	int			timeout_ms;		/* per call, connecting included; 0: 5000 */
-	bool		use_prepared;	/* named prepared statements, re-prepared as needed */
+	pyrate_pg_protocol protocol;	/* see above; 0: PYRATE_PG_FASTPATH */
 } pyrate_pg_options;
 
 pyrate_bucket *pyrate_pg_bucket_new(const pyrate_pg_options *opts, pyrate_error *err);

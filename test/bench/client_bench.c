@@ -3,7 +3,7 @@
  *
  *   client_bench memory SECONDS
  *   client_bench redis HOST PORT SECONDS
- *   client_bench postgres DSN SECONDS [prepared]
+ *   client_bench postgres DSN SECONDS [fastpath|unnamed|prepared]
  *   client_bench sqlite PATH SECONDS    (the SQLite bucket, and its floor: a
  *                                         bare insert, one BEGIN IMMEDIATE
  *                                         transaction each, same pragmas)
@@ -362,16 +362,22 @@ main(int argc, char **argv)
 	}
 	if (argc >= 4 && strcmp(argv[1], "postgres") == 0)
 	{
-		bool		prepared = argc > 4 && strcmp(argv[4], "prepared") == 0;
-		pyrate_pg_options o = {argv[2], "bench:1", NULL, 0, prepared};
+		static const char *const modes[3] = {"fastpath", "unnamed", "prepared"};
+		pyrate_pg_options o = {argv[2], "bench:1", NULL, 0, PYRATE_PG_FASTPATH};
 		pyrate_rate r = {1000000000, PYRATE_HOUR};
 
+		if (argc > 4)
+			for (o.protocol = PYRATE_PG_FASTPATH; o.protocol <= PYRATE_PG_PREPARED; o.protocol++)
+				if (strcmp(argv[4], modes[o.protocol]) == 0)
+					break;
+		if (o.protocol > PYRATE_PG_PREPARED)
+			return fprintf(stderr, "unknown mode %s\n", argv[4]), 1;
 		secs = atof(argv[3]);
 		if (!(b = pyrate_pg_bucket_new(&o, &e)) ||
 			pyrate_pg_define(b, "bench:*", &r, 1, "memory", false, &e) != PYRATE_OK)
 			return fprintf(stderr, "%s\n", e.message), 1;
 		run_puts(b, NULL, 0.5, 100);
-		printf("postgres_memory_put%s %.0f\n", prepared ? "_prepared" : "", run_puts(b, NULL, secs, 100));
+		printf("postgres_memory_put_%s %.0f\n", modes[o.protocol], run_puts(b, NULL, secs, 100));
 		pyrate_pg_dispose(b, "bench:1", NULL, NULL);
 		pyrate_close(b);
 		return 0;
@@ -396,7 +402,7 @@ main(int argc, char **argv)
 		printf("bare_call %.0f\n", call_floor(atof(argv[2])));
 		return 0;
 	}
-	fprintf(stderr, "usage: client_bench memory SECONDS | redis HOST PORT SECONDS | postgres DSN SECONDS [prepared]"
+	fprintf(stderr, "usage: client_bench memory SECONDS | redis HOST PORT SECONDS | postgres DSN SECONDS [fastpath|unnamed|prepared]"
 			" | sqlite PATH SECONDS | call SECONDS\n");
 	return 2;
 }

@@ -5,7 +5,7 @@
 #                    the operations measured are described in client_bench.c
 #   Redis bucket     vs redis-benchmark -c 1 -t set
 #   Postgres bucket  vs pgbench -c 1 -M prepared running SELECT 1,
-#                    on the memory engine, unnamed and prepared statements
+#                    on the memory engine: the fast path (default), unnamed and prepared statements
 # Not a test: prints figures.  SECONDS (default 6) per case, split into rounds.
 set -u
 cd "$(dirname "$0")/../.."
@@ -72,8 +72,9 @@ echo "RESULT|client Redis bucket put vs redis-benchmark -c 1 -t set (ops/s, medi
 
 echo "== Postgres bucket, memory engine ($ROUNDS interleaved rounds of $RSECS s; medians, ratios round by round)"
 echo "   pyrate_put() on a bound bucket, PYRATE_NOW (the Postgres clock), every put admitted"
-echo "   default: one unnamed statement per put, arguments as parameters, no session state (pgbouncer-safe)"
-echo "   prepared: use_prepared, a named prepared statement per connection (not through transaction pooling)"
+echo "   fast path (the default): pyrate_acquire as the protocol's function call, no session state (pgbouncer-safe)"
+echo "   unnamed: one unnamed statement per put, arguments as parameters, no session state"
+echo "   prepared: a named prepared statement per connection (not through transaction pooling)"
 echo 'SELECT 1;' >"$TMP/select1.sql"
 chmod 644 "$TMP/select1.sql"
 : >"$TMP/pg.out"
@@ -82,14 +83,18 @@ for k in $(seq $ROUNDS); do
 		-f "$TMP/select1.sql" -T "$RSECS" postgres 2>/dev/null |
 		awk '/^tps/ {print $3}')
 	line="$tps"
-	for mode in unnamed prepared; do
+	for mode in fastpath unnamed prepared; do
 		put=$("$TMP/client_bench" postgres "$DSN" "$RSECS" "$mode" | awk '{print $2}')
 		line="$line $put $(ratio "$put" "$tps")"
 	done
 	echo "$line" >>"$TMP/pg.out"
 done
-echo "  pgbench -c 1 -M prepared SELECT 1: $(awk '{print $1}' "$TMP/pg.out" | median)/s"
-echo "  postgres bucket put (default, no session state): $(awk '{print $2}' "$TMP/pg.out" | median)/s = $(awk '{print $3}' "$TMP/pg.out" | median) x pgbench (target >= 0.80; rounds: $(awk '{printf "%s ", $3}' "$TMP/pg.out"))"
-echo "  postgres bucket put (use_prepared): $(awk '{print $4}' "$TMP/pg.out" | median)/s = $(awk '{print $5}' "$TMP/pg.out" | median) x pgbench (target >= 0.80; rounds: $(awk '{printf "%s ", $5}' "$TMP/pg.out"))"
-echo "RESULT|client Postgres bucket (memory engine) put, default: no session state, vs pgbench -c 1 -M prepared SELECT 1|$(awk '{print $2}' "$TMP/pg.out" | median)|$(awk '{print $1}' "$TMP/pg.out" | median)|$(awk '{print $3}' "$TMP/pg.out" | median)|>= 0.8"
-echo "RESULT|client Postgres bucket (memory engine) put, use_prepared, vs the same|$(awk '{print $4}' "$TMP/pg.out" | median)|$(awk '{print $1}' "$TMP/pg.out" | median)|$(awk '{print $5}' "$TMP/pg.out" | median)|>= 0.8"
+col() { awk -v c="$1" '{print $c}' "$TMP/pg.out" | median; }
+rounds() { awk -v c="$1" '{printf "%s ", $c}' "$TMP/pg.out"; }
+echo "  pgbench -c 1 -M prepared SELECT 1: $(col 1)/s"
+echo "  postgres bucket put (fast path, the default): $(col 2)/s = $(col 3) x pgbench (target >= 0.80; rounds: $(rounds 3))"
+echo "  postgres bucket put (unnamed statements): $(col 4)/s = $(col 5) x pgbench (rounds: $(rounds 5))"
+echo "  postgres bucket put (prepared statements): $(col 6)/s = $(col 7) x pgbench (rounds: $(rounds 7))"
+echo "RESULT|client Postgres bucket (memory engine) put, default fast path (no session state) vs pgbench -c 1 -M prepared SELECT 1|$(col 2)|$(col 1)|$(col 3)|>= 0.8"
+echo "RESULT|client Postgres bucket (memory engine) put, unnamed statements, vs the same|$(col 4)|$(col 1)|$(col 5)|reported"
+echo "RESULT|client Postgres bucket (memory engine) put, prepared statements, vs the same|$(col 6)|$(col 1)|$(col 7)|reported"

@@ -33,6 +33,14 @@ static int	tap_failed;
 			  rc_ == PYRATE_OK ? "" : e.message); \
 	} while (0)
 
+/* the same with a formatted description */
+#define CHECK_OKF(call, fmt, ...) \
+	do { \
+		int rc_ = (call); \
+		CHECK(rc_ == PYRATE_OK, fmt "%s%s", __VA_ARGS__, rc_ == PYRATE_OK ? "" : ": ", \
+			  rc_ == PYRATE_OK ? "" : e.message); \
+	} while (0)
+
 static inline int
 tap_end(void)
 {

@@ -10,15 +10,19 @@
 #include "shared.h"
 #include "silent.h"
 
+#include <dirent.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <sys/un.h>
 
 static const char *dsn;
 
+static const char *const protocol_names[3] = {"fast path", "unnamed statements", "prepared statements"};
+
 static pyrate_bucket *
-open_pg(const char *conninfo, const char *name, bool prepared, int timeout_ms)
+open_pg(const char *conninfo, const char *name, pyrate_pg_protocol protocol, int timeout_ms)
 {
-	pyrate_pg_options o = {conninfo, name, NULL, timeout_ms, prepared};
+	pyrate_pg_options o = {conninfo, name, NULL, timeout_ms, protocol};
 
 	return pyrate_pg_bucket_new(&o, NULL);
 }
@@ -26,24 +30,53 @@ open_pg(const char *conninfo, const char *name, bool prepared, int timeout_ms)
 static pyrate_bucket *
 open_busy(void *arg)
 {
-	return open_pg(dsn, arg, false, 0);
+	return open_pg(dsn, arg, PYRATE_PG_FASTPATH, 0);
+}
+
+/* threads of this process */
+static int
+thread_count(void)
+{
+	DIR		   *d = opendir("/proc/self/task");
+	struct dirent *de;
+	int			n = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
 }
 
 static void
 test_surface(pyrate_bucket *admin)
 {
 	pyrate_error e = {0, ""};
-	pyrate_bucket *b = open_pg(dsn, "test:semantics", true, 0);
+	pyrate_bucket *b;
 	pyrate_decision d;
 	bool		existed;
 	int64_t		n;
 	int64_t		now;
 	pyrate_clock *clock;
-	pyrate_pg_options co = {dsn, NULL, NULL, 0, false};
+	pyrate_pg_options co = {dsn, NULL, NULL, 0, PYRATE_PG_FASTPATH};
+	int			protocol;
 
 	CHECK_OK(pyrate_pg_define(admin, "test:semantics", rates_3s, 2, "table", false, &e), "define test:semantics");
-	test_bucket_semantics("postgres", b);
-	pyrate_close(b);
+	for (protocol = PYRATE_PG_FASTPATH; protocol <= PYRATE_PG_PREPARED; protocol++)
+	{
+		char		kind[64];
+
+		snprintf(kind, sizeof(kind), "postgres (%s)", protocol_names[protocol]);
+		b = open_pg(dsn, "test:semantics", protocol, 0);
+		test_bucket_semantics(kind, b);
+		pyrate_close(b);
+	}
+	co.protocol = 3;
+	CHECK(pyrate_pg_bucket_new(&co, &e) == NULL && e.code == PYRATE_EINVAL,
+		  "an unknown protocol: EINVAL (%s)", e.message);
+	co.protocol = PYRATE_PG_FASTPATH;
 
 	CHECK_OK(pyrate_pg_define(admin, "test:api:*", (pyrate_rate[]) {{2, 60000}}, 1, NULL, false, &e),
 			 "define a pattern");
@@ -121,7 +154,7 @@ static void
 test_async(void)
 {
 	pyrate_error e = {0, ""};
-	pyrate_bucket *b = open_pg(dsn, NULL, false, 0);
+	pyrate_bucket *b = open_pg(dsn, NULL, PYRATE_PG_FASTPATH, 0);
 	pyrate_decision d;
 	int			polls = 0;
 	int			i;
@@ -165,25 +198,35 @@ static void
 test_reconnect(const char *restart)
 {
 	pyrate_error e = {0, ""};
-	pyrate_bucket *b = open_pg(dsn, NULL, true, 0);
+	pyrate_bucket *b = NULL;
 	pyrate_limiter *l;
 	pyrate_acquire_info info;
-	PGconn	   *other = PQconnectdb(dsn);
-	PGresult   *res;
 	bool		ok;
 	int64_t		start;
 	int			i;
+	int			protocol;
 
-	pyrate_pg_define(b, "test:re", (pyrate_rate[]) {{100000, 1000}}, 1, NULL, false, NULL);
-	CHECK_OK(pyrate_pg_acquire(b, "test:re", 1, PYRATE_NOW, &(pyrate_decision) {0}, &e), "acquire (prepared)");
-	res = PQexec(other, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-				 "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' AND datname = current_database()");
-	PQclear(res);
-	PQfinish(other);
-	usleep(100000);
-	CHECK_OK(pyrate_pg_acquire(b, "test:re", 1, PYRATE_NOW, &(pyrate_decision) {0}, &e),
-			 "the next call after the backend was terminated reconnects");
+	for (protocol = PYRATE_PG_PREPARED; protocol >= PYRATE_PG_FASTPATH; protocol--)
+	{
+		PGconn	   *other = PQconnectdb(dsn);
+		PGresult   *res;
 
+		if (b)
+			pyrate_close(b);
+		b = open_pg(dsn, NULL, protocol, 0);
+		pyrate_pg_define(b, "test:re", (pyrate_rate[]) {{100000, 1000}}, 1, NULL, false, NULL);
+		CHECK_OKF(pyrate_pg_acquire(b, "test:re", 1, PYRATE_NOW, &(pyrate_decision) {0}, &e),
+				  "acquire (%s)", protocol_names[protocol]);
+		res = PQexec(other, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+					 "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' AND datname = current_database()");
+		PQclear(res);
+		PQfinish(other);
+		usleep(100000);
+		CHECK_OKF(pyrate_pg_acquire(b, "test:re", 1, PYRATE_NOW, &(pyrate_decision) {0}, &e),
+				  "%s: the next call after the backend was terminated reconnects", protocol_names[protocol]);
+	}
+
+	/* the default protocol through a restart */
 	l = pyrate_limiter_new_bucket(b, NULL, &e);
 	if (!restart)
 	{
@@ -224,7 +267,7 @@ test_silent(void)
 	bool		ok;
 
 	snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres dbname=postgres", port);
-	b = open_pg(conninfo, NULL, false, 300);
+	b = open_pg(conninfo, NULL, PYRATE_PG_FASTPATH, 300);
 	start = tap_ms();
 	CHECK(pyrate_pg_acquire(b, "x", 1, PYRATE_NOW, &(pyrate_decision) {0}, &e) == PYRATE_ETIMEOUT,
 		  "silent server: ETIMEOUT (%s)", e.message);
@@ -234,7 +277,7 @@ test_silent(void)
 	CHECK_OK(pyrate_try_acquire(l, "x", 1, true, 5, &ok, &info, &e), "fail-open acquire");
 	CHECK(ok && info.outcome == PYRATE_FAILED_OPEN, "fail open: admitted, and says so");
 	pyrate_limiter_free(l);
-	b = open_pg(conninfo, NULL, false, 300);
+	b = open_pg(conninfo, NULL, PYRATE_PG_FASTPATH, 300);
 	l = pyrate_limiter_new_bucket(b, NULL, &e);
 	CHECK_OK(pyrate_try_acquire(l, "x", 1, false, -1, &ok, &info, &e), "fail-closed acquire");
 	CHECK(!ok && info.outcome == PYRATE_FAILED_CLOSED && info.backend_error.code == PYRATE_ETIMEOUT,
@@ -243,13 +286,243 @@ test_silent(void)
 	close(fd);
 }
 
+/*
+ * A proxy between a loopback port and the server that can freeze: while
+ * frozen it passes nothing either way, as a server that stopped answering
+ * mid-call would.  One thread, a few connections at a time.
+ */
+typedef struct proxy
+{
+	int			listen_fd;
+	int			port;
+	char		host[256];		/* the server: a socket directory or a host */
+	int			server_port;
+	volatile bool frozen;
+	volatile bool stop;
+	pthread_t	thread;
+} proxy;
+
+static int
+proxy_dial(proxy *px)
+{
+	struct sockaddr_un a;
+	int			fd;
+
+	if (px->host[0] != '/' || strlen(px->host) > 80)
+		return -1;
+	memset(&a, 0, sizeof(a));
+	a.sun_family = AF_UNIX;
+	snprintf(a.sun_path, sizeof(a.sun_path), "%.80s/.s.PGSQL.%d", px->host, px->server_port);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *) &a, sizeof(a)) != 0)
+	{
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+static void *
+proxy_main(void *arg)
+{
+	proxy	   *px = arg;
+	int			pairs[8][2];
+	int			npairs = 0;
+
+	while (!px->stop)
+	{
+		struct pollfd pf[1 + 16];
+		int			n = 1;
+		int			i;
+
+		pf[0] = (struct pollfd) {px->listen_fd, POLLIN, 0};
+		if (!px->frozen)
+			for (i = 0; i < npairs; i++)
+			{
+				pf[n++] = (struct pollfd) {pairs[i][0], POLLIN, 0};
+				pf[n++] = (struct pollfd) {pairs[i][1], POLLIN, 0};
+			}
+		if (poll(pf, n, 20) <= 0)
+			continue;
+		if (pf[0].revents & POLLIN)
+		{
+			int			c = accept(px->listen_fd, NULL, NULL);
+			int			s = c >= 0 ? proxy_dial(px) : -1;
+
+			if (c >= 0 && s >= 0 && npairs < 8)
+			{
+				pairs[npairs][0] = c;
+				pairs[npairs][1] = s;
+				npairs++;
+			}
+			else
+			{
+				if (c >= 0)
+					close(c);
+				if (s >= 0)
+					close(s);
+			}
+		}
+		for (i = 1; i < n; i++)
+		{
+			int			k = (i - 1) / 2;
+			int			from = pf[i].fd;
+			int			to = pairs[k][(i - 1) % 2 == 0 ? 1 : 0];
+			char		buf[8192];
+			ssize_t		got;
+
+			if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)) || pairs[k][0] < 0)
+				continue;
+			got = read(from, buf, sizeof(buf));
+			if (got <= 0 || write(to, buf, (size_t) got) != got)
+			{
+				close(pairs[k][0]);
+				close(pairs[k][1]);
+				pairs[k][0] = pairs[k][1] = -1;
+			}
+		}
+		/* forget closed pairs */
+		for (i = 0; i < npairs;)
+			if (pairs[i][0] < 0)
+			{
+				pairs[i][0] = pairs[npairs - 1][0];
+				pairs[i][1] = pairs[npairs - 1][1];
+				npairs--;
+			}
+			else
+				i++;
+	}
+	while (npairs-- > 0)
+	{
+		close(pairs[npairs][0]);
+		close(pairs[npairs][1]);
+	}
+	return NULL;
+}
+
+static bool
+proxy_start(proxy *px)
+{
+	PGconn	   *c = PQconnectdb(dsn);
+	bool		ok = PQstatus(c) == CONNECTION_OK && PQhost(c) && PQhost(c)[0] == '/';
+
+	memset(px, 0, sizeof(*px));
+	if (ok)
+	{
+		snprintf(px->host, sizeof(px->host), "%s", PQhost(c));
+		px->server_port = atoi(PQport(c));
+	}
+	PQfinish(c);
+	if (!ok || (px->listen_fd = silent_listen(&px->port)) < 0)
+		return false;
+	return pthread_create(&px->thread, NULL, proxy_main, px) == 0;
+}
+
+static void
+proxy_stop(proxy *px)
+{
+	px->stop = true;
+	pthread_join(px->thread, NULL);
+	close(px->listen_fd);
+}
+
+/* a server that stops answering in the middle of a call, for each protocol */
+static void
+test_frozen(void)
+{
+	pyrate_error e = {0, ""};
+	pyrate_decision d;
+	char		conninfo[256];
+	proxy		px;
+	int			protocol;
+
+	if (!proxy_start(&px))
+	{
+		CHECK(false, "the freezing proxy needs the server's unix socket (DSN host=/dir)");
+		return;
+	}
+	snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres dbname=postgres", px.port);
+	for (protocol = PYRATE_PG_FASTPATH; protocol <= PYRATE_PG_PREPARED; protocol++)
+	{
+		pyrate_bucket *b = open_pg(conninfo, NULL, protocol, 300);
+		int64_t		start;
+		int64_t		took;
+
+		pyrate_pg_define(b, "test:frozen", (pyrate_rate[]) {{100000, 1000}}, 1, NULL, false, NULL);
+		CHECK_OKF(pyrate_pg_acquire(b, "test:frozen", 1, PYRATE_NOW, &d, &e),
+				  "%s: acquire through the proxy", protocol_names[protocol]);
+		px.frozen = true;
+		usleep(50000);			/* the proxy thread sees it */
+		start = tap_ms();
+		CHECK(pyrate_pg_acquire(b, "test:frozen", 1, PYRATE_NOW, &d, &e) == PYRATE_ETIMEOUT,
+			  "%s: a server silent mid-call: ETIMEOUT (%s)", protocol_names[protocol], e.message);
+		took = tap_ms() - start;
+		CHECK(took >= 250 && took < 1500, "%s: after the 300 ms timeout (%" PRId64 " ms)",
+			  protocol_names[protocol], took);
+		px.frozen = false;
+		CHECK_OKF(pyrate_pg_acquire(b, "test:frozen", 1, PYRATE_NOW, &d, &e),
+				  "%s: answering again: the next call reconnects", protocol_names[protocol]);
+		CHECK(d.acquired, "%s: and is admitted", protocol_names[protocol]);
+		pyrate_close(b);
+	}
+	proxy_stop(&px);
+}
+
+/* the fast path's timeout thread exists while a bucket that may use it is open */
+static void
+test_watchdog_thread(void)
+{
+	pyrate_error e = {0, ""};
+	int			before = thread_count();
+	pyrate_bucket *b1 = open_pg(dsn, NULL, PYRATE_PG_FASTPATH, 0);
+	pyrate_bucket *b2 = open_pg(dsn, NULL, PYRATE_PG_FASTPATH, 0);
+	int			opened = thread_count();
+	int			during;
+
+	pyrate_pg_define(b1, "test:wd", (pyrate_rate[]) {{100000, 1000}}, 1, NULL, false, NULL);
+	CHECK_OK(pyrate_pg_acquire(b1, "test:wd", 1, PYRATE_NOW, &(pyrate_decision) {0}, &e), "acquire on b1");
+	CHECK_OK(pyrate_pg_acquire(b2, "test:wd", 1, PYRATE_NOW, &(pyrate_decision) {0}, &e), "acquire on b2");
+	during = thread_count();
+	pyrate_close(b1);
+	CHECK(opened == before && during == before + 1 && thread_count() == before + 1,
+		  "one timeout thread, started by the first call, kept while a bucket is open (%d, %d, %d, %d)",
+		  before, opened, during, thread_count());
+	pyrate_close(b2);
+	CHECK(thread_count() == before, "and stopped when the last one closes (%d threads)", thread_count());
+}
+
+/* DROP and CREATE EXTENSION under a live bucket: a new OID for pyrate_acquire */
+static void
+test_recreate(void)
+{
+	pyrate_error e = {0, ""};
+	pyrate_bucket *b = open_pg(dsn, NULL, PYRATE_PG_FASTPATH, 0);
+	PGconn	   *other = PQconnectdb(dsn);
+	PGresult   *res;
+	pyrate_decision d;
+
+	pyrate_pg_define(b, "test:rc", (pyrate_rate[]) {{5, 60000}}, 1, NULL, false, NULL);
+	CHECK_OK(pyrate_pg_acquire(b, "test:rc", 1, PYRATE_NOW, &d, &e), "acquire before the extension is recreated");
+	res = PQexec(other, "DROP EXTENSION pyrate; CREATE EXTENSION pyrate");
+	CHECK(PQresultStatus(res) == PGRES_COMMAND_OK, "DROP and CREATE EXTENSION pyrate (%s)",
+		  PQresultErrorMessage(res));
+	PQclear(res);
+	PQfinish(other);
+	CHECK(pyrate_pg_acquire(b, "test:rc", 1, PYRATE_NOW, &d, &e) == PYRATE_ENOTFOUND,
+		  "the same connection finds the new function, and the definition gone (%s)", e.message);
+	CHECK_OK(pyrate_pg_define(b, "test:rc", (pyrate_rate[]) {{5, 60000}}, 1, NULL, false, &e), "define again");
+	CHECK_OK(pyrate_pg_acquire(b, "test:rc", 1, PYRATE_NOW, &d, &e), "acquire after");
+	CHECK(d.acquired && d.remaining == 4, "admitted, a fresh bucket (4 remaining: %" PRId64 ")", d.remaining);
+	pyrate_close(b);
+}
+
 static void
 test_pooler(const char *pooler)
 {
 	pyrate_error e = {0, ""};
 	int			mode;
 
-	for (mode = 0; mode < 2; mode++)
+	for (mode = PYRATE_PG_FASTPATH; mode <= PYRATE_PG_PREPARED; mode++)
 	{
 		pyrate_bucket *b[3];
 		int			i;
@@ -259,7 +532,7 @@ test_pooler(const char *pooler)
 		int64_t		n = -1;
 
 		for (i = 0; i < 3; i++)
-			b[i] = open_pg(pooler, "test:pooled", mode == 1, 0);
+			b[i] = open_pg(pooler, "test:pooled", mode, 0);
 		pyrate_pg_define(b[0], "test:pooled", (pyrate_rate[]) {{50, 60000}}, 1, NULL, false, &e);
 		pyrate_flush(b[0], &e);
 		for (j = 0; j < 30; j++)
@@ -275,7 +548,7 @@ test_pooler(const char *pooler)
 		pyrate_count(b[0], &n, &e);
 		CHECK(errors == 0 && got == 50 && n == 50,
 			  "through pgbouncer (transaction pooling, %s): 3 clients, 90 puts, 50 admitted (%d, errors %d: %s)",
-			  mode ? "prepared statements" : "unnamed statements", got, errors, errors ? e.message : "");
+			  protocol_names[mode], got, errors, errors ? e.message : "");
 		for (i = 0; i < 3; i++)
 			pyrate_close(b[i]);
 	}
@@ -296,7 +569,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	dsn = argv[1];
-	admin = open_pg(dsn, NULL, false, 0);
+	admin = open_pg(dsn, NULL, PYRATE_PG_FASTPATH, 0);
 	if (pyrate_pg_now(admin, &(int64_t) {0}, &e) != PYRATE_OK)
 	{
 		printf("not ok - cannot reach the database: %s\n0 passed, 1 failed\n", e.message);
@@ -306,7 +579,7 @@ main(int argc, char **argv)
 	test_async();
 
 	pyrate_pg_define(admin, "test:busy", busy_rates, 2, "table", false, &e);
-	b = open_pg(dsn, "test:busy", false, 0);
+	b = open_pg(dsn, "test:busy", PYRATE_PG_FASTPATH, 0);
 	pyrate_flush(b, NULL);
 	admitted = run_processes(NULL, open_busy, "test:busy", 3, 2, 1300, &errors);
 	check_shared("postgres (table), 3 processes x 2 threads", b, admitted, errors);
@@ -314,7 +587,7 @@ main(int argc, char **argv)
 	if (pyrate_pg_define(admin, "test:busymem", busy_rates, 2, "memory", false, &e) == PYRATE_OK)
 	{
 		errors = 0;
-		b = open_pg(dsn, "test:busymem", false, 0);
+		b = open_pg(dsn, "test:busymem", PYRATE_PG_FASTPATH, 0);
 		pyrate_flush(b, NULL);
 		admitted = run_processes(NULL, open_busy, "test:busymem", 3, 2, 1300, &errors);
 		check_shared("postgres (memory), 3 processes x 2 threads", b, admitted, errors);
@@ -325,8 +598,11 @@ main(int argc, char **argv)
 	pyrate_close(admin);
 
 	test_silent();
+	test_frozen();
+	test_watchdog_thread();
 	if (argc > 3)
 		test_pooler(argv[3]);
 	test_reconnect(argc > 2 ? argv[2] : NULL);
+	test_recreate();
 	return tap_end();
 }

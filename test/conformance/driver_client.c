@@ -64,7 +64,7 @@ client_open(void **ctx, const replay_opts *opts, const char *kind, char *err)
 	}
 	if (strcmp(kind, "postgres") == 0)
 	{
-		pyrate_pg_options o = {opts->dsn, NULL, NULL, 0, false};
+		pyrate_pg_options o = {opts->dsn, NULL, NULL, 0, PYRATE_PG_FASTPATH};
 		pyrate_error e;
 
 		if (!(c->pg = pyrate_pg_bucket_new(&o, &e)))
@@ -115,7 +115,7 @@ client_scenario(void *ctx, int id, const pyr_rate *rates, int n, char *err)
 	}
 	else
 	{
-		pyrate_pg_options o = {c->opts.dsn, c->name, NULL, 0, false};
+		pyrate_pg_options o = {c->opts.dsn, c->name, NULL, 0, PYRATE_PG_FASTPATH};
 
 		snprintf(c->name, sizeof(c->name), "conformance:%d:%d", (int) getpid(), id);
 		if (pyrate_pg_define(c->pg, c->name, r, n, c->opts.storage, false, &e) != PYRATE_OK)

@@ -111,7 +111,7 @@ open_bucket(int k, pyrate_error *e)
 	}
 	if (strcmp(opt.kind, "postgres") == 0)
 	{
-		pyrate_pg_options o = {opt.dsn, name, NULL, 10000, false};
+		pyrate_pg_options o = {opt.dsn, name, NULL, 10000, PYRATE_PG_FASTPATH};
 
 		return pyrate_pg_bucket_new(&o, e);
 	}
@@ -152,7 +152,7 @@ worker_main(void *arg)
 
 	if (strcmp(opt.kind, "postgres") == 0)
 	{
-		pyrate_pg_options o = {opt.dsn, NULL, NULL, 10000, false};
+		pyrate_pg_options o = {opt.dsn, NULL, NULL, 10000, PYRATE_PG_FASTPATH};
 
 		if (!(pg = pyrate_pg_bucket_new(&o, &e)))
 		{
@@ -314,7 +314,7 @@ do_soak(void)
 	}
 	else if (strcmp(opt.kind, "postgres") == 0)
 	{
-		pyrate_pg_options o = {opt.dsn, NULL, NULL, 10000, false};
+		pyrate_pg_options o = {opt.dsn, NULL, NULL, 10000, PYRATE_PG_FASTPATH};
 		pyrate_bucket *pg = pyrate_pg_bucket_new(&o, &e);
 		char		pattern[128];
 
@@ -477,7 +477,7 @@ do_clock(void)
 	{
 		if (strcmp(opt.kind, "postgres") == 0)
 		{
-			pyrate_pg_options o = {opt.dsn, NULL, NULL, 10000, false};
+			pyrate_pg_options o = {opt.dsn, NULL, NULL, 10000, PYRATE_PG_FASTPATH};
 			pyrate_bucket *pg = pyrate_pg_bucket_new(&o, &e);
 
 			if (!pg || pyrate_pg_define(pg, name, rates, nrates, opt.storage, false, &e) != PYRATE_OK)
