@@ -166,6 +166,47 @@ test_faults(const char *restart)
 }
 
 /*
+ * a leak that removes every item leaves the key with its expiry, its count
+ * at 0, and puts after it counted, peeked and leaked from there
+ */
+static void
+test_leak_all(redisContext *c)
+{
+	pyrate_error e = {0, ""};
+	pyrate_rate r = {5, 1000};
+	pyrate_bucket *b = open_redis("pyrate:test:leakall", &r, 1, 3600000, &e);
+	pyrate_item item = {"l", 1000, 2};
+	pyrate_item got;
+	pyrate_decision d;
+	bool		found;
+	int64_t		n = -1;
+	long long	ttl;
+
+	pyrate_flush(b, NULL);
+	pyrate_put(b, &item, &d, NULL);
+	item.timestamp = 1500;
+	item.weight = 3;
+	pyrate_put(b, &item, &d, NULL);
+	CHECK(pyrate_leak(b, 5000, &n, &e) == PYRATE_OK && n == 5, "leak every item: 5 units removed (%" PRId64 ")", n);
+	ttl = redis_int(c, "PTTL %s", "pyrate:test:leakall");
+	CHECK(ttl > 3500000, "the key keeps its expiry (PTTL %lld ms)", ttl);
+	CHECK(pyrate_count(b, &n, &e) == PYRATE_OK && n == 0, "count 0 after it (%" PRId64 ")", n);
+	CHECK(pyrate_peek(b, 0, &found, &got, &e) == PYRATE_OK && !found, "nothing to peek");
+	CHECK(pyrate_leak(b, 6000, &n, &e) == PYRATE_OK && n == 0, "leaking again removes nothing");
+	item.timestamp = 6000;
+	item.weight = 4;
+	CHECK(pyrate_put(b, &item, &d, &e) == PYRATE_OK && d.acquired && d.remaining == 1,
+		  "a put after it sees an empty window (remaining %" PRId64 ")", d.remaining);
+	CHECK(pyrate_count(b, &n, &e) == PYRATE_OK && n == 4, "count 4 (%" PRId64 ")", n);
+	CHECK(pyrate_peek(b, 3, &found, &got, &e) == PYRATE_OK && found && got.timestamp == 6000 && got.weight == 4,
+		  "peek 3: the weight-4 item");
+	CHECK(pyrate_peek(b, 4, &found, &got, &e) == PYRATE_OK && !found, "peek 4: nothing");
+	CHECK(pyrate_leak(b, 8000, &n, &e) == PYRATE_OK && n == 4, "leak it: 4 units (%" PRId64 ")", n);
+	pyrate_flush(b, NULL);
+	pyrate_close(b);
+}
+
+/*
  * the Redis bucket against the in-memory one (the core log) on random
  * puts: weights 1 to 7, a few items per millisecond, now and then a
  * timestamp from the past; every decision, count and peek must agree
@@ -271,6 +312,7 @@ main(int argc, char **argv)
 	test_bucket_semantics("redis", b);
 	pyrate_close(b);
 	test_storage(c);
+	test_leak_all(c);
 	test_random_against_memory();
 
 	b = open_busy("pyrate:test:busy");
