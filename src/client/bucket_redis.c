@@ -30,9 +30,11 @@
  * read per rate) and builds no table and no function; a rejection, waiting
  * and the other operations go on past it, to the rate tables and helpers.
  *
- * A put is TIME (for PYRATE_NOW), the newest member (the tail: constant
- * time), the last member before each rate's window (skipped when the newest
- * is older than the window), ZADD and, now and then, PEXPIRE; a rejection
+ * A put is the newest member (the tail: constant time), the last member
+ * before each rate's window (skipped when the newest is older than the
+ * window), ZADD and, now and then, PEXPIRE; a put at PYRATE_NOW carries the
+ * server's clock as the client reckons it (server_clock), so it needs no
+ * TIME on the server (ops P and W; leak and op n still read TIME); a rejection
  * reads the member holding the unit that must leave first instead of
  * storing, by reverse rank (one read when items weigh 1).  A conversion
  * between text and number (strtod, sprintf) costs more than the Lua around
@@ -45,13 +47,17 @@
 static const char script_head[] =
 "local key, op, arg = KEYS[1], ARGV[1], ARGV[2]\n"
 "local call, sub, fmt = redis.call, string.sub, string.format\n"
-"-- the server clock, for an empty timestamp (put, waiting, leak) and op n: its text in ms\n"
-"-- (a put's score), from TIME's seconds and microseconds, and its number\n"
+"-- the server clock, for an empty timestamp (leak) and op n: its text in ms, from TIME's\n"
+"-- seconds and microseconds, and its number\n"
 "local now, nows = nil, nil\n"
 "if arg == '' then\n"
 "  local t = call('TIME')\n"
 "  nows = t[1] .. sub('00000' .. t[2], -6, -4)\n"
 "  now = nows + 0\n"
+"elseif op == 'P' or op == 'W' then\n"
+"  -- put / waiting at the server clock as the client reckons it (from TIME each second)\n"
+"  nows, now = arg, arg + 0\n"
+"  if op == 'P' then op = 'p' else op = 'w' end\n"
 "end\n"
 "local ts, weight, total = nil, nil, 0\n";
 
@@ -190,6 +196,8 @@ typedef struct redis_bucket
 	pyrate_bucket base;
 	pthread_mutex_t mutex;
 	redisContext *ctx;			/* NULL until (re)connected */
+	int64_t		clock_offset_us;	/* server TIME less CLOCK_MONOTONIC, in us */
+	int64_t		clock_synced_ms;	/* monotonic ms of that reading; 0: none on ctx */
 	char	   *script;			/* script_text() */
 	char		sha[41];
 	char	   *host;
@@ -290,6 +298,7 @@ disconnect(redis_bucket *r)
 	if (r->ctx)
 		redisFree(r->ctx);
 	r->ctx = NULL;
+	r->clock_synced_ms = 0;
 }
 
 /* an I/O failure: drop the connection so that the next call reconnects */
@@ -453,6 +462,64 @@ bad_reply(redisReply *rep, pyrate_error *err)
 	return pyr_fail(err, PYRATE_ESERVER, "redis: unexpected reply from the pyrate script");
 }
 
+static int64_t
+monotonic_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * How often the server clock is read again: between readings the local
+ * monotonic clock stands in for it.  Clocks drift apart by parts per
+ * million, far below a millisecond in a second; a step of the server's
+ * clock is seen at the next reading (and a put stamped before the newest
+ * item is stored at the newest's time, so the log keeps its order).
+ */
+#define CLOCK_SYNC_MS 1000
+
+/*
+ * The server's clock now, in ms, as this client reckons it: TIME read at
+ * most every CLOCK_SYNC_MS on this connection, its reading taken to be the
+ * middle of the round trip (off by at most half of it, microseconds on a
+ * LAN), plus the monotonic time since.  A put then calls no TIME on the
+ * server, and the clients of one server still share its clock.  The
+ * caller holds the mutex.
+ */
+static int
+server_clock(redis_bucket *r, int64_t *ms, pyrate_error *err)
+{
+	int64_t		now_us;
+	int			rc;
+
+	if ((rc = connect_redis(r, err)) != PYRATE_OK)
+		return rc;
+	now_us = monotonic_us();
+	if (r->clock_synced_ms == 0 || now_us / 1000 - r->clock_synced_ms >= CLOCK_SYNC_MS)
+	{
+		redisReply *rep = redisCommand(r->ctx, "TIME");
+		int64_t		after_us = monotonic_us();
+
+		if (!rep)
+			return io_fail(r, err, "reading the server clock");
+		if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+			rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
+		{
+			freeReplyObject(rep);
+			return pyr_fail(err, PYRATE_ESERVER, "redis: unexpected reply to TIME");
+		}
+		r->clock_offset_us = strtoll(rep->element[0]->str, NULL, 10) * 1000000 +
+			strtoll(rep->element[1]->str, NULL, 10) - (now_us + after_us) / 2;
+		r->clock_synced_ms = after_us / 1000;
+		freeReplyObject(rep);
+		now_us = after_us;
+	}
+	*ms = (now_us + r->clock_offset_us) / 1000;
+	return PYRATE_OK;
+}
+
 /* put or waiting: one script call, results as in pyr_decide */
 static int
 decide(pyrate_bucket *b, const char *op, const pyrate_item *item, pyr_decision *dec, int64_t *ts,
@@ -463,15 +530,22 @@ decide(pyrate_bucket *b, const char *op, const pyrate_item *item, pyr_decision *
 	char		weight[24];
 	const char *args[3] = {op, stamp, weight};
 	redisReply *rep = NULL;
-	int			rc;
+	int			rc = PYRATE_OK;
+	int64_t		now_ms = 0;
 	size_t		i;
 
+	*put_decimal(weight, item->weight) = '\0';
+	pthread_mutex_lock(&r->mutex);
 	if (item->timestamp != PYRATE_NOW)
 		*put_decimal(stamp, item->timestamp) = '\0';
-	*put_decimal(weight, item->weight) = '\0';
-
-	pthread_mutex_lock(&r->mutex);
-	rc = call(r, 3, args, &rep, err);
+	else if ((rc = server_clock(r, &now_ms, err)) == PYRATE_OK)
+	{
+		/* ops P and W: the timestamp is the server clock, as reckoned here */
+		*put_decimal(stamp, now_ms) = '\0';
+		args[0] = op[0] == 'p' ? "P" : "W";
+	}
+	if (rc == PYRATE_OK)
+		rc = call(r, 3, args, &rep, err);
 	pthread_mutex_unlock(&r->mutex);
 	if (rc != PYRATE_OK)
 		return rc;

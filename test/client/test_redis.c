@@ -285,6 +285,60 @@ test_random_against_memory(void)
 	pyrate_close(mb);
 }
 
+/* the server's TIME in ms, read directly */
+static int64_t
+server_ms(redisContext *c)
+{
+	redisReply *r = redisCommand(c, "TIME");
+	int64_t		ms = -1;
+
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2)
+		ms = strtoll(r->element[0]->str, NULL, 10) * 1000 + strtoll(r->element[1]->str, NULL, 10) / 1000;
+	freeReplyObject(r);
+	return ms;
+}
+
+/*
+ * A put at PYRATE_NOW is stamped with the server's clock as the client
+ * reckons it (TIME at most every second, the monotonic clock between):
+ * within a few ms of TIME around it, on a fresh connection, a second later
+ * (read again) and after the server dropped the connection.
+ */
+static void
+test_clock(redisContext *c)
+{
+	pyrate_error e = {0, ""};
+	pyrate_rate r = {1000, 60000};
+	pyrate_bucket *b = open_redis("pyrate:test:clock", &r, 1, 0, &e);
+	pyrate_item item = {"c", PYRATE_NOW, 1};
+	const char *const when[3] = {"on a fresh connection", "1.2 s later", "after CLIENT KILL"};
+	int			k;
+
+	pyrate_flush(b, NULL);
+	for (k = 0; k < 3; k++)
+	{
+		pyrate_decision d = {0};
+		int64_t		before;
+		int64_t		after;
+		int			rc;
+
+		if (k == 1)
+			usleep(1200000);
+		if (k == 2)
+			freeReplyObject(redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes"));
+		before = server_ms(c);
+		rc = pyrate_put(b, &item, &d, &e);
+		if (rc != PYRATE_OK && k == 2)	/* the call that finds the connection gone reports it */
+			rc = pyrate_put(b, &item, &d, &e);
+		after = server_ms(c);
+		CHECK(rc == PYRATE_OK && d.acquired && d.timestamp >= before - 2 && d.timestamp <= after + 2,
+			  "%s: stamped %" PRId64 ", server TIME %" PRId64 "..%" PRId64 " %s", when[k], d.timestamp,
+			  before, after, rc == PYRATE_OK ? "" : e.message);
+	}
+	pyrate_flush(b, NULL);
+	pyrate_close(b);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -312,6 +366,7 @@ main(int argc, char **argv)
 	test_bucket_semantics("redis", b);
 	pyrate_close(b);
 	test_storage(c);
+	test_clock(c);
 	test_leak_all(c);
 	test_random_against_memory();
 
