@@ -237,14 +237,17 @@ pyrate_clock *pyrate_sqlite_clock_new(const char *path, pyrate_error *err);
 
 /*
  * RedisBucket: one sorted set per bucket key, its members encoding
- * (cumulative units, units before, timestamp) and scored by timestamp, so a
- * weight of 1000 is one member.  Each put is one EVALSHA (one round trip) of
- * the bucket's Lua script, its rates baked in (loaded on first use, reloaded
- * on NOSCRIPT).  An idle key expires by itself, never before its newest
- * item is older than the largest interval and by expire_ms after its last
- * put (server-stamped puts refresh the expiry once per expire_ms - largest
- * interval only; puts with the caller's timestamps refresh it every time).  With
- * PYRATE_NOW timestamps the Redis server's TIME stamps the item.  A lost
+ * (cumulative units, timestamp) and scored by timestamp, so a weight of 1000
+ * is one member.  Each put is one EVALSHA (one round trip) of the bucket's
+ * Lua script, its rates baked in (loaded on first use, reloaded on
+ * NOSCRIPT).  An idle key expires by itself, never before its newest item
+ * is older than the largest interval and by expire_ms after its last put
+ * (server-stamped puts refresh the expiry once per expire_ms - largest
+ * interval only; puts with the caller's timestamps refresh it every time).
+ * With PYRATE_NOW timestamps the item is stamped by the Redis server's
+ * clock as the bucket reckons it: TIME read on its connection at most once
+ * a second, plus the local monotonic time since (within a millisecond of
+ * the server's TIME on a LAN), so app servers share one clock.  A lost
  * connection is reopened by the next call.
  */
 typedef struct pyrate_redis_options

@@ -36,7 +36,10 @@ while read -r what ops lo hi; do
 		continue
 	fi
 	echo "  $what: $ops/s [$lo..$hi] = $(ratio "$ops" 10000000) x the 10M/s target, $(ratio "$ops" "$base") x clock+mutex"
-	echo "RESULT|client in-memory bucket, $what (ops/s, one thread)|$ops|10000000|$(ratio "$ops" 10000000)|>= 1"
+	# the target is the bucket's; through a Limiter is reported beside it
+	goal=">= 1"
+	[ "$what" = memory_limiter_try_acquire_now ] && goal=reported
+	echo "RESULT|client in-memory bucket, $what (ops/s, one thread)|$ops|10000000|$(ratio "$ops" 10000000)|$goal"
 done <"$TMP/mem.out"
 
 call=$("$TMP/client_bench" call 1 | awk '{print $2}')
@@ -62,7 +65,7 @@ ROUNDS=${PYRATE_BENCH_ROUNDS:-12}
 RSECS=1
 
 echo "== Redis bucket ($ROUNDS interleaved rounds of $RSECS s; medians, ratios taken round by round)"
-echo "   pyrate_put() with PYRATE_NOW (the script reads the server's TIME), every put admitted and stored"
+echo "   pyrate_put() with PYRATE_NOW (the server clock as the client reckons it), every put admitted and stored"
 : >"$TMP/redis.out"
 for k in $(seq $ROUNDS); do
 	set_rps=$(redis-benchmark -p 56462 -c 1 -t set -n "$(awk -v s="$RSECS" 'BEGIN { printf "%d", s * 30000 }')" -q 2>/dev/null |
