@@ -124,6 +124,11 @@ bucket_unlock(TableBucket *tb)
  * which empties every backend's cache, and holds the bucket's lock until it
  * commits, so a caller that takes the lock and then accepts invalidations
  * never uses a stale id.  Only existing buckets are cached.
+ *
+ * The invalidation only marks the cache stale; the next bucket_id() empties
+ * it.  Invalidations also arrive in the middle of an operation (any relation
+ * opened, an overflowed invalidation queue), and emptying the cache there
+ * would free the entry the operation holds.
  */
 struct BucketIdEntry
 {
@@ -144,6 +149,7 @@ struct BucketIdEntry
 static HTAB *bucket_ids = NULL;
 static MemoryContext bucket_ids_cxt = NULL;
 static Oid	bucket_table_relid = InvalidOid;
+static bool bucket_ids_stale = false;
 
 static void
 bucket_ids_reset(void)
@@ -151,13 +157,14 @@ bucket_ids_reset(void)
 	if (bucket_ids_cxt)
 		MemoryContextReset(bucket_ids_cxt);
 	bucket_ids = NULL;
+	bucket_ids_stale = false;
 }
 
 static void
 bucket_ids_relcache_cb(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == bucket_table_relid)
-		bucket_ids_reset();
+		bucket_ids_stale = true;
 }
 
 /* A bucket row created by an aborted (sub)transaction never existed. */
@@ -172,8 +179,9 @@ static void
 bucket_ids_subxact_cb(SubXactEvent event, SubTransactionId mySubid,
 					  SubTransactionId parentSubid, void *arg)
 {
+	/* marked only: pyrate's own subtransactions abort in the middle of an operation */
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-		bucket_ids_reset();
+		bucket_ids_stale = true;
 }
 
 static uint64
@@ -238,6 +246,8 @@ bucket_id(Oid nsp, const char *name, BucketIdEntry **entry)
 	int64		id;
 
 	AcceptInvalidationMessages();
+	if (bucket_ids_stale)
+		bucket_ids_reset();
 	*entry = NULL;
 	e = bucket_ids_find(name, NULL);
 	if (e && strcmp(e->name, name) == 0)
@@ -246,7 +256,8 @@ bucket_id(Oid nsp, const char *name, BucketIdEntry **entry)
 		return e->id;
 	}
 	id = lookup_bucket(nsp, name, AccessShareLock, NULL);
-	if (id < 0 || e != NULL)	/* absent, or a hash collision: do not cache */
+	/* absent, a hash collision, or the cache went stale meanwhile: do not cache */
+	if (id < 0 || e != NULL || bucket_ids_stale)
 		return id;
 	if (hash_get_num_entries(bucket_ids) >= BUCKET_ID_CACHE_MAX)
 		bucket_ids_reset();

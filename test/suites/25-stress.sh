@@ -62,6 +62,23 @@ disagreements=$(sql -f test/stress/differential.sql 2>&1 | tail -1)
 echo "table vs memory engine: $disagreements disagreements in 20000 operations"
 check "the table engine decides exactly as the memory engine" test "$disagreements" = 0
 
+# 4. Buckets coming and going: clients acquire 3000 names while others
+#    dispose of them.  Each dispose invalidates every backend's bucket-id
+#    cache, also in the middle of another backend's lookup; a backend that
+#    emptied its cache there used to crash.
+echo "\\set k random(1, 3000)
+SELECT pyrate_acquire('stress:churn:' || :k);" >"$work/churn-acquire.sql"
+echo "\\set k random(1, 3000)
+SELECT pyrate_dispose('stress:churn:' || :k);" >"$work/churn-dispose.sql"
+sql -q -c "SELECT pyrate_define('stress:churn:*', '{100/1000}')" >/dev/null
+crashes_before=$(grep -c "terminated by signal" "$(pyrate_tmp)/stress/server.log")
+pgbench -n -c "$CLIENTS" -j 2 -T 5 -f "$work/churn-acquire.sql@5" -f "$work/churn-dispose.sql@1" "$DSN" \
+	>"$work/pgbench.log" 2>&1
+check "acquiring and disposing of 3000 names at once: pgbench without errors" \
+	grep -q "^number of failed transactions: 0 " "$work/pgbench.log"
+check "... and no backend crashed" \
+	test "$(grep -c "terminated by signal" "$(pyrate_tmp)/stress/server.log")" = "$crashes_before"
+
 # Every window of every rate, from the stored items.
 violations=$(sql -v like='stress:%' -f test/stress/window_check.sql)
 if [ -z "$violations" ]; then
