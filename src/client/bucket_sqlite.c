@@ -405,6 +405,30 @@ open_db(const char *path, int busy_ms, sqlite3 **db, pyrate_error *err)
 	return PYRATE_OK;
 }
 
+/*
+ * Run the setup script (WAL, the table and its indexes), again while
+ * another process holds the file: processes opening one file at once can
+ * find it locked in ways the busy handler does not wait out (switching the
+ * journal to WAL, or a reader that must become the writer), so the whole
+ * script is retried until busy_ms have passed.  Each statement is
+ * idempotent.
+ */
+static int
+setup_db(sqlite3 *db, const char *sql, int busy_ms, char **errmsg)
+{
+	int64_t		deadline = pyr_monotonic_ms() + busy_ms;
+	int			rc;
+
+	while ((rc = sqlite3_exec(db, sql, NULL, NULL, errmsg)) != SQLITE_OK &&
+		   ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) && pyr_monotonic_ms() < deadline)
+	{
+		sqlite3_free(*errmsg);
+		*errmsg = NULL;
+		pyr_sleep_ms(5);
+	}
+	return rc;
+}
+
 pyrate_bucket *
 pyrate_sqlite_bucket_new(const pyrate_rate *rates, int n, const pyrate_sqlite_options *opts,
 						 pyrate_error *err)
@@ -490,7 +514,7 @@ pyrate_sqlite_bucket_new(const pyrate_rate *rates, int n, const pyrate_sqlite_op
 		}
 		snprintf(sql, sizeof(sql), "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
 	}
-	if (sqlite3_exec(s->db, sql, NULL, NULL, &errmsg) != SQLITE_OK)
+	if (setup_db(s->db, sql, opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000, &errmsg) != SQLITE_OK)
 	{
 		pyr_fail(err, PYRATE_ESERVER, "sqlite: cannot set up \"%s\": %s", opts->path, errmsg);
 		sqlite3_free(errmsg);

@@ -284,6 +284,61 @@ test_sqlite(void)
 	pyrate_close(b);
 }
 
+/*
+ * Processes opening one new file at the same moment: each sets it up (WAL,
+ * the table) while the others hold it, and every one must get its bucket.
+ */
+static void
+test_sqlite_first_open(void)
+{
+	int			failures = 0;
+	int			round;
+
+	for (round = 0; round < 10; round++)
+	{
+		char		path[1100];
+		pid_t		pids[8];
+		int			go[2];
+		int			i;
+
+		snprintf(path, sizeof(path), "%s/first-%d.db", dir, round);
+		if (pipe(go) != 0)
+			break;
+		for (i = 0; i < 8; i++)
+			if ((pids[i] = fork()) == 0)
+			{
+				pyrate_sqlite_options o = {path, NULL, false, false, 0};
+				pyrate_item item = {"x", PYRATE_NOW, 1};
+				pyrate_bucket *b;
+				pyrate_decision d;
+				char		c;
+				int			ok;
+
+				close(go[1]);
+				/* every child starts when the parent closes the pipe */
+				while (read(go[0], &c, 1) > 0)
+					;
+				b = pyrate_sqlite_bucket_new(rates_3s, 2, &o, NULL);
+				ok = b && pyrate_put(b, &item, &d, NULL) == PYRATE_OK;
+				if (b)
+					pyrate_close(b);
+				_exit(ok ? 0 : 1);
+			}
+		close(go[0]);
+		close(go[1]);
+		for (i = 0; i < 8; i++)
+		{
+			int			status;
+
+			if (pids[i] < 0 || waitpid(pids[i], &status, 0) != pids[i] ||
+				!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				failures++;
+		}
+	}
+	CHECK(failures == 0, "sqlite: 8 processes opening a new file at once, 10 times: all set it up and put "
+		  "(%d failed)", failures);
+}
+
 /* ---- a bucket of the user's ------------------------------------------- */
 
 typedef struct user_bucket
@@ -647,6 +702,7 @@ main(int argc, char **argv)
 	test_memory_threads();
 	test_multiprocess();
 	test_sqlite();
+	test_sqlite_first_open();
 	test_user_bucket();
 	test_factory();
 	test_leaker();
