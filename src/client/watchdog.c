@@ -38,14 +38,27 @@ static int	wd_users;			/* pyr_watchdog_hold - release */
 static int64_t wd_wake;			/* monotonic ms the thread sleeps until */
 static pyr_watch *wd_armed;		/* doubly linked, in arming order */
 
+static void
+wd_init_cond(void)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&wd_cond, &attr);
+	pthread_condattr_destroy(&attr);
+}
+
 /*
- * After fork the child has no thread and no calls in flight; buckets it
- * inherited still count as users.
+ * After fork the child has no thread and no calls in flight, and the lock
+ * and the condition may hold the state of the parent's threads: all start
+ * afresh.  Buckets it inherited still count as users.
  */
 static void
 wd_after_fork_child(void)
 {
 	pthread_mutex_init(&wd_mutex, NULL);
+	wd_init_cond();
 	free(wd_current);
 	wd_current = NULL;
 	wd_armed = NULL;
@@ -54,12 +67,7 @@ wd_after_fork_child(void)
 static void
 wd_init(void)
 {
-	pthread_condattr_t attr;
-
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&wd_cond, &attr);
-	pthread_condattr_destroy(&attr);
+	wd_init_cond();
 	pthread_atfork(NULL, NULL, wd_after_fork_child);
 }
 
