@@ -7,11 +7,12 @@
  *
  *   - By default a put is the protocol's function call (PQfn) of
  *     pyrate_acquire by OID, looked up once per connection: the server
- *     neither parses nor plans, which makes it as cheap as a prepared
- *     statement without preparing anything.  Arguments and the decision
- *     travel in binary.  The OID names the function for as long as it
- *     exists; the extension dropped and created again answers "no such
- *     function" once, and the call looks the OID up again.
+ *     neither parses nor plans nor starts an executor, which makes it
+ *     cheaper than a prepared statement, with nothing prepared.  Arguments
+ *     and the decision travel in binary.  The OID names the function for
+ *     as long as it exists; the extension dropped and created again
+ *     answers "no such function" once, and the call looks the OID up
+ *     again.
  *   - Other ops, and every op with PYRATE_PG_UNNAMED, are unnamed
  *     statements with parameters.  With PYRATE_PG_PREPARED the statements
  *     are prepared once per connection and prepared again when the server
