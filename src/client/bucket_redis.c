@@ -462,15 +462,6 @@ bad_reply(redisReply *rep, pyrate_error *err)
 	return pyr_fail(err, PYRATE_ESERVER, "redis: unexpected reply from the pyrate script");
 }
 
-static int64_t
-monotonic_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /*
  * How often the server clock is read again: between readings the local
  * monotonic clock stands in for it.  Clocks drift apart by parts per
@@ -496,11 +487,11 @@ server_clock(redis_bucket *r, int64_t *ms, pyrate_error *err)
 
 	if ((rc = connect_redis(r, err)) != PYRATE_OK)
 		return rc;
-	now_us = monotonic_us();
+	now_us = pyr_monotonic_us();
 	if (r->clock_synced_ms == 0 || now_us / 1000 - r->clock_synced_ms >= CLOCK_SYNC_MS)
 	{
 		redisReply *rep = redisCommand(r->ctx, "TIME");
-		int64_t		after_us = monotonic_us();
+		int64_t		after_us = pyr_monotonic_us();
 
 		if (!rep)
 			return io_fail(r, err, "reading the server clock");

@@ -30,6 +30,16 @@ pyr_monotonic_ms(void)
 	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* the same in microseconds */
+static inline int64_t
+pyr_monotonic_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int64_t		pyr_realtime_ms(void);
 void		pyr_sleep_ms(int64_t ms);
 
