@@ -7,7 +7,7 @@
  *   soak clock --kind K [options]   one trace whose clock steps back
  *
  * soak: --clients (32) clients, as --procs processes of threads, put weights
- * 1..3 for --seconds; every attempt goes to the hot key or, as often, to one
+ * 1..3 for --seconds, or until --stop-file exists; every attempt goes to the hot key or, as often, to one
  * of --keys other keys.  Afterwards every key is read back through the
  * library (count, then peek unit by unit) and every window of every rate is
  * checked (tap.h's tap_windows_ok), the stored units are compared with the
@@ -49,6 +49,7 @@ static struct
 	int			redis_port;
 	const char *sqlite;
 	const char *prefix;
+	const char *stop_file;		/* stop early once this file exists */
 	int			seconds;
 	int			clients;
 	int			procs;
@@ -163,7 +164,7 @@ worker_main(void *arg)
 	else if (!is_shared_kind())
 		own = calloc(opt.keys + 1, sizeof(*own));
 
-	for (i = 0; tap_ms() < w->until; i++)
+	for (i = 0; tap_ms() < w->until && !(opt.stop_file && access(opt.stop_file, F_OK) == 0); i++)
 	{
 		int			k = rand_r(&seed) % 2 ? 0 : 1 + rand_r(&seed) % opt.keys;
 		pyrate_item item = {name, PYRATE_NOW, 1 + rand_r(&seed) % 3};
@@ -590,7 +591,7 @@ usage(void)
 	fprintf(stderr,
 			"usage: soak soak|clock --kind memory|multiprocess|sqlite|redis|postgres\n"
 			"         [--storage table|memory] [--dsn DSN] [--redis HOST:PORT] [--sqlite PATH]\n"
-			"         [--prefix P] [--seconds N] [--clients N] [--procs N] [--keys N]\n"
+			"         [--prefix P] [--seconds N] [--stop-file PATH] [--clients N] [--procs N] [--keys N]\n"
 			"         [--expect equal|atleast|none] [--min-ratio R] [--trace N] [--seed N]\n");
 	exit(2);
 }
@@ -606,6 +607,7 @@ main(int argc, char **argv)
 		{"sqlite", required_argument, NULL, 'q'},
 		{"prefix", required_argument, NULL, 'p'},
 		{"seconds", required_argument, NULL, 'S'},
+		{"stop-file", required_argument, NULL, 'F'},
 		{"clients", required_argument, NULL, 'c'},
 		{"procs", required_argument, NULL, 'P'},
 		{"keys", required_argument, NULL, 'K'},
@@ -643,6 +645,7 @@ main(int argc, char **argv)
 			case 'q': opt.sqlite = optarg; break;
 			case 'p': opt.prefix = optarg; break;
 			case 'S': opt.seconds = atoi(optarg); break;
+			case 'F': opt.stop_file = optarg; break;
 			case 'c': opt.clients = atoi(optarg); break;
 			case 'P': opt.procs = atoi(optarg); break;
 			case 'K': opt.keys = atoi(optarg); break;

@@ -257,36 +257,46 @@ kill_in_acquire() {
 }
 
 # $1 clients hammer both engines through the client library while a backend
-# running pyrate_acquire is killed every 2 s, $2 times.
+# running pyrate_acquire is killed every 2 s, $2 times.  The clients run
+# until the kills are done (a reinitialization takes longer on a slow
+# machine), at most a minute.
 kill_under_load() {
-	local kills=$2 i pid done_kills=0 pos
+	local kills=$2 i pid done_kills=0 pos stop=$TMP/chaos.stop missed=""
+	rm -f "$stop"
 	"$SOAK" soak --kind postgres --storage table --dsn "$(dsn_of fault)" --prefix chaos-t --keys 20 \
-		--seconds $((kills * 2 + 4)) --clients "$1" --procs 1 --expect atleast >"$TMP/chaos-t.out" 2>&1 &
+		--seconds 60 --stop-file "$stop" --clients "$1" --procs 1 --expect atleast >"$TMP/chaos-t.out" 2>&1 &
 	local st=$!
 	"$SOAK" soak --kind postgres --storage memory --dsn "$(dsn_of fault)" --prefix chaos-m --keys 20 \
-		--seconds $((kills * 2 + 4)) --clients "$1" --procs 1 --expect none >"$TMP/chaos-m.out" 2>&1 &
+		--seconds 60 --stop-file "$stop" --clients "$1" --procs 1 --expect none >"$TMP/chaos-m.out" 2>&1 &
 	local sm=$!
 	pos=$(logpos fault)
 	sleep 2
 	for i in $(seq "$kills"); do
 		# the clients reconnect after each reinitialization: find one acquiring
 		# (the client's puts are function calls, which show no query text)
-		for _ in $(seq 50); do
+		pid=""
+		for _ in $(seq 100); do
 			pid=$(q fault -c "SELECT pid FROM pg_stat_activity WHERE (state = 'fastpath function call'
 				OR (state = 'active' AND query LIKE '%pyrate_acquire%')) AND pid <> pg_backend_pid()
 				ORDER BY random() LIMIT 1" 2>/dev/null)
 			[ -n "$pid" ] && break
 			sleep 0.05
 		done
-		if [ -n "$pid" ]; then
-			kill -KILL "$pid" && done_kills=$((done_kills + 1))
+		if [ -z "$pid" ]; then
+			missed="$missed kill $i: no backend acquiring within 5 s;"
+		elif kill -KILL "$pid"; then
+			done_kills=$((done_kills + 1))
+		else
+			missed="$missed kill $i: backend $pid gone before the signal;"
 		fi
 		sleep 2
 		wait_ready fault
 	done
+	touch "$stop"
 	wait "$st" "$sm"
 	echo "killed $done_kills backends inside pyrate_acquire; $(log_since fault "$pos" | grep -c 'all server processes terminated; reinitializing') reinitializations"
-	check "under load: $done_kills of $kills kills hit a backend inside pyrate_acquire" test "$done_kills" = "$kills"
+	check "under load: $done_kills of $kills kills hit a backend inside pyrate_acquire${missed:+ (}${missed}${missed:+)}" \
+		test "$done_kills" = "$kills"
 	grep -v '^[0-9]* passed' "$TMP/chaos-t.out" "$TMP/chaos-m.out"
 	add_counts "$TMP/chaos-t.out"
 	add_counts "$TMP/chaos-m.out"
