@@ -6,7 +6,8 @@
  * any server connection (pyrate.h lists the protocols):
  *
  *   - By default a put is the protocol's function call (PQfn) of
- *     pyrate_acquire by OID, looked up once per connection: the server
+ *     pyrate_acquire by OID, looked up once per connection (and only if it
+ *     is the extension's own C function, else the statement is used): the server
  *     neither parses nor plans nor starts an executor, which makes it
  *     cheaper than a prepared statement, with nothing prepared.  Arguments
  *     and the decision travel in binary.  The OID names the function for
@@ -33,6 +34,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 enum
 {
@@ -101,6 +104,8 @@ typedef struct pg_bucket
 	uint32_t	prepared;		/* bit per query prepared on conn */
 	Oid			fn_acquire;		/* pyrate_acquire's OID on conn; 0: not looked up */
 	bool		fn_missing;		/* looked up on conn and not found: use the statement */
+	unsigned char *fn_result;	/* PQfn's result buffer (fn_buffer_new); fast path only */
+	size_t		fn_result_len;
 	pyr_watch	watch;			/* the deadline of a fast-path call */
 	bool		doomed;			/* the server said FATAL while we were idle */
 	char		sqlstate[6];	/* of the last failed statement */
@@ -534,7 +539,19 @@ parse_decision(PGresult *res, int64_t at, pyrate_decision *d, pyrate_error *err)
 
 /* ---- the fast path: pyrate_acquire as a function call --------------- */
 
-static const char *const fn_query = "SELECT pg_catalog.to_regprocedure($1)::pg_catalog.oid";
+/*
+ * The function is called only if it is the extension's own C function: a
+ * function of the same name and arguments that a user put in that schema
+ * could answer a value of any length, which PQfn would copy unbounded.
+ * Anything else falls back to the statement, which reports what it finds.
+ */
+static const char *const fn_query =
+"SELECT p.oid FROM pg_catalog.pg_proc p "
+"JOIN pg_catalog.pg_language l ON l.oid = p.prolang "
+"JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass "
+"AND d.objid = p.oid AND d.deptype = 'e' "
+"JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid AND x.extname = 'pyrate' "
+"WHERE p.oid = pg_catalog.to_regprocedure($1) AND l.lanname = 'c' AND p.prosrc = 'pyrate_acquire'";
 
 /* find pyrate_acquire(text, int4, int8) on this connection; caller holds the mutex */
 static int
@@ -622,13 +639,32 @@ parse_binary_decision(const unsigned char *buf, int len, int64_t at, pyrate_deci
 }
 
 /*
- * What the server sends back for pyrate_acquire: 53 bytes, 69 at most.
- * PQfn copies the value without a bound, so the buffer is far larger than
- * any pyrate_decision; the OID is this extension's function, looked up on
- * this connection, and an OID never names another function while that one
- * exists.
+ * The buffer PQfn copies pyrate_acquire's value into.  The value is 53 to
+ * 69 bytes, but PQfn copies whatever length the server states and libpq
+ * offers no bound.  lookup_fn only calls the extension's own function; should
+ * the server still answer more than a page, the inaccessible page after the
+ * buffer stops the process at the boundary rather than let the copy run over
+ * other memory.
  */
-#define FN_RESULT_MAX 4096
+static unsigned char *
+fn_buffer_new(size_t *len)
+{
+	long		page = sysconf(_SC_PAGESIZE);
+	unsigned char *m;
+
+	if (page < 4096)
+		page = 4096;
+	m = mmap(NULL, 2 * (size_t) page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	if (mprotect(m + page, (size_t) page, PROT_NONE) != 0)
+	{
+		munmap(m, 2 * (size_t) page);
+		return NULL;
+	}
+	*len = (size_t) page;
+	return m;
+}
 
 /*
  * pyrate_acquire by function call; the caller holds the mutex.  Returns
@@ -641,11 +677,6 @@ fast_acquire(pg_bucket *p, const char *name, int64_t weight, int64_t at, pyrate_
 {
 	int64_t		now = pyr_monotonic_ms();
 	int64_t		deadline = now + p->timeout_ms;
-	union
-	{
-		int			align;
-		unsigned char bytes[FN_RESULT_MAX];
-	}			out;
 	unsigned char at_be[8];
 	PQArgBlock	args[3];
 	int			attempt;
@@ -681,7 +712,7 @@ fast_acquire(pg_bucket *p, const char *name, int64_t weight, int64_t at, pyrate_
 		}
 		if ((rc = pyr_watch_arm(&p->watch, PQsocket(p->conn), deadline, err)) != PYRATE_OK)
 			return rc;
-		res = PQfn(p->conn, (int) p->fn_acquire, &out.align, &len, 0, args, 3);
+		res = PQfn(p->conn, (int) p->fn_acquire, (int *) p->fn_result, &len, 0, args, 3);
 		fired = pyr_watch_disarm(&p->watch);
 		if (fired)
 		{
@@ -707,9 +738,9 @@ fast_acquire(pg_bucket *p, const char *name, int64_t weight, int64_t at, pyrate_
 		}
 		PQclear(res);
 		p->last_ok = now;
-		if (len < 0 || len > FN_RESULT_MAX)
+		if (len < 0 || (size_t) len > p->fn_result_len)
 			return conn_fail(p, err, PYRATE_ESERVER, "pyrate_acquire answered an unexpected value");
-		return parse_binary_decision(out.bytes, len, at, d, err);
+		return parse_binary_decision(p->fn_result, len, at, d, err);
 	}
 	return rc;
 }
@@ -957,6 +988,8 @@ pg_close(pyrate_bucket *b)
 	free(p->aname);
 	if (p->protocol == PYRATE_PG_FASTPATH)
 		pyr_watchdog_release();
+	if (p->fn_result)
+		munmap(p->fn_result, 2 * p->fn_result_len);
 	pthread_mutex_destroy(&p->mutex);
 	free(p);
 }
@@ -1001,7 +1034,10 @@ pyrate_pg_bucket_new(const pyrate_pg_options *opts, pyrate_error *err)
 	p->conninfo = strdup(opts->conninfo ? opts->conninfo : "");
 	p->name = opts->name ? strdup(opts->name) : NULL;
 	p->schema = opts->schema ? strdup(opts->schema) : NULL;
-	if (!p->conninfo || (opts->name && !p->name) || (opts->schema && !p->schema))
+	if (p->protocol == PYRATE_PG_FASTPATH)
+		p->fn_result = fn_buffer_new(&p->fn_result_len);
+	if (!p->conninfo || (opts->name && !p->name) || (opts->schema && !p->schema)
+		|| (p->protocol == PYRATE_PG_FASTPATH && !p->fn_result))
 	{
 		pg_close(&p->base);
 		pyr_fail(err, PYRATE_ENOMEM, "out of memory");

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/un.h>
 
 static const char *dsn;
@@ -289,8 +290,20 @@ test_silent(void)
 /*
  * A proxy between a loopback port and the server that can freeze: while
  * frozen it passes nothing either way, as a server that stopped answering
- * mid-call would.  One thread, a few connections at a time.
+ * mid-call would.  With inflate set when a connection arrives (which must
+ * then use sslmode=disable gssencmode=disable), it reads that connection's
+ * server side message by message and stretches every function call result
+ * ('V') to inflate bytes of value, as a server that lies would.  One thread,
+ * a few connections at a time.
  */
+typedef struct proxy_pair
+{
+	int			fd[2];			/* client, server */
+	bool		parse;			/* inflate this connection's 'V' messages */
+	size_t		held;			/* bytes of an incomplete server message in acc */
+	unsigned char acc[16384];
+} proxy_pair;
+
 typedef struct proxy
 {
 	int			listen_fd;
@@ -298,8 +311,10 @@ typedef struct proxy
 	char		host[256];		/* the server: a socket directory or a host */
 	int			server_port;
 	volatile bool frozen;
+	volatile int inflate;
 	volatile bool stop;
 	pthread_t	thread;
+	proxy_pair	pairs[8];
 } proxy;
 
 static int
@@ -322,11 +337,79 @@ proxy_dial(proxy *px)
 	return fd;
 }
 
+static bool
+write_all(int fd, const unsigned char *buf, size_t len)
+{
+	while (len > 0)
+	{
+		ssize_t		n = write(fd, buf, len);
+
+		if (n <= 0)
+			return false;
+		buf += n;
+		len -= (size_t) n;
+	}
+	return true;
+}
+
+static void
+put_be32(unsigned char *b, uint32_t v)
+{
+	b[0] = (unsigned char) (v >> 24);
+	b[1] = (unsigned char) (v >> 16);
+	b[2] = (unsigned char) (v >> 8);
+	b[3] = (unsigned char) v;
+}
+
+/* server bytes for a parsed pair: whole messages on, 'V' stretched */
+static bool
+pass_parsed(proxy_pair *pp, const unsigned char *buf, size_t got, int inflate)
+{
+	size_t		used = 0;
+
+	if (pp->held + got > sizeof(pp->acc))
+		return false;
+	memcpy(pp->acc + pp->held, buf, got);
+	pp->held += got;
+	while (pp->held - used >= 5)
+	{
+		unsigned char *m = pp->acc + used;
+		size_t		len = 1 + ((size_t) m[1] << 24 | (size_t) m[2] << 16 | (size_t) m[3] << 8 | m[4]);
+
+		if (len > sizeof(pp->acc))
+			return false;
+		if (pp->held - used < len)
+			break;
+		if (m[0] == 'V')
+		{
+			size_t		n = 9 + (size_t) inflate;
+			unsigned char *v = malloc(n);
+			bool		ok;
+
+			if (!v)
+				return false;
+			v[0] = 'V';
+			put_be32(v + 1, (uint32_t) (n - 1));
+			put_be32(v + 5, (uint32_t) inflate);
+			memset(v + 9, 'x', (size_t) inflate);
+			ok = write_all(pp->fd[0], v, n);
+			free(v);
+			if (!ok)
+				return false;
+		}
+		else if (!write_all(pp->fd[0], m, len))
+			return false;
+		used += len;
+	}
+	memmove(pp->acc, pp->acc + used, pp->held - used);
+	pp->held -= used;
+	return true;
+}
+
 static void *
 proxy_main(void *arg)
 {
 	proxy	   *px = arg;
-	int			pairs[8][2];
 	int			npairs = 0;
 
 	while (!px->stop)
@@ -339,8 +422,8 @@ proxy_main(void *arg)
 		if (!px->frozen)
 			for (i = 0; i < npairs; i++)
 			{
-				pf[n++] = (struct pollfd) {pairs[i][0], POLLIN, 0};
-				pf[n++] = (struct pollfd) {pairs[i][1], POLLIN, 0};
+				pf[n++] = (struct pollfd) {px->pairs[i].fd[0], POLLIN, 0};
+				pf[n++] = (struct pollfd) {px->pairs[i].fd[1], POLLIN, 0};
 			}
 		if (poll(pf, n, 20) <= 0)
 			continue;
@@ -351,9 +434,12 @@ proxy_main(void *arg)
 
 			if (c >= 0 && s >= 0 && npairs < 8)
 			{
-				pairs[npairs][0] = c;
-				pairs[npairs][1] = s;
-				npairs++;
+				proxy_pair *pp = &px->pairs[npairs++];
+
+				pp->fd[0] = c;
+				pp->fd[1] = s;
+				pp->parse = px->inflate > 0;
+				pp->held = 0;
 			}
 			else
 			{
@@ -365,37 +451,39 @@ proxy_main(void *arg)
 		}
 		for (i = 1; i < n; i++)
 		{
-			int			k = (i - 1) / 2;
-			int			from = pf[i].fd;
-			int			to = pairs[k][(i - 1) % 2 == 0 ? 1 : 0];
-			char		buf[8192];
+			proxy_pair *pp = &px->pairs[(i - 1) / 2];
+			bool		from_server = (i - 1) % 2 == 1;
+			unsigned char buf[8192];
 			ssize_t		got;
+			bool		ok;
 
-			if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)) || pairs[k][0] < 0)
+			if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)) || pp->fd[0] < 0)
 				continue;
-			got = read(from, buf, sizeof(buf));
-			if (got <= 0 || write(to, buf, (size_t) got) != got)
+			got = read(pf[i].fd, buf, sizeof(buf));
+			if (got <= 0)
+				ok = false;
+			else if (from_server && pp->parse)
+				ok = pass_parsed(pp, buf, (size_t) got, px->inflate);
+			else
+				ok = write_all(pp->fd[from_server ? 0 : 1], buf, (size_t) got);
+			if (!ok)
 			{
-				close(pairs[k][0]);
-				close(pairs[k][1]);
-				pairs[k][0] = pairs[k][1] = -1;
+				close(pp->fd[0]);
+				close(pp->fd[1]);
+				pp->fd[0] = pp->fd[1] = -1;
 			}
 		}
 		/* forget closed pairs */
 		for (i = 0; i < npairs;)
-			if (pairs[i][0] < 0)
-			{
-				pairs[i][0] = pairs[npairs - 1][0];
-				pairs[i][1] = pairs[npairs - 1][1];
-				npairs--;
-			}
+			if (px->pairs[i].fd[0] < 0)
+				px->pairs[i] = px->pairs[--npairs];
 			else
 				i++;
 	}
 	while (npairs-- > 0)
 	{
-		close(pairs[npairs][0]);
-		close(pairs[npairs][1]);
+		close(px->pairs[npairs].fd[0]);
+		close(px->pairs[npairs].fd[1]);
 	}
 	return NULL;
 }
@@ -466,6 +554,97 @@ test_frozen(void)
 		pyrate_close(b);
 	}
 	proxy_stop(&px);
+}
+
+/*
+ * A function with pyrate_acquire's name and arguments that is not the
+ * extension's: the fast path must not call it (PQfn would copy its 100 kB
+ * value unbounded); the statement runs it and reports what it answered.
+ */
+static void
+test_impostor(void)
+{
+	pyrate_error e = {0, ""};
+	PGconn	   *c = PQconnectdb(dsn);
+	PGresult   *res = PQexec(c, "CREATE SCHEMA impostor; "
+							 "CREATE FUNCTION impostor.pyrate_acquire(text, int, bigint) RETURNS text "
+							 "LANGUAGE sql AS $$ SELECT repeat('x', 100000) $$");
+	pyrate_pg_options o = {dsn, NULL, "impostor", 0, PYRATE_PG_FASTPATH};
+	pyrate_bucket *b;
+	pyrate_decision d;
+	int			rc;
+
+	CHECK(PQresultStatus(res) == PGRES_COMMAND_OK, "an impostor pyrate_acquire(text, int, bigint) (%s)",
+		  PQresultErrorMessage(res));
+	PQclear(res);
+	b = pyrate_pg_bucket_new(&o, &e);
+	rc = pyrate_pg_acquire(b, "test:impostor", 1, PYRATE_NOW, &d, &e);
+	CHECK(rc == PYRATE_ESERVER && strstr(e.message, "unexpected"),
+		  "the fast path leaves a function that is not the extension's alone: %s (%s)",
+		  pyrate_code_name(rc), e.message);
+	rc = pyrate_pg_acquire(b, "test:impostor", 1, PYRATE_NOW, &d, &e);
+	CHECK(rc == PYRATE_ESERVER && strstr(e.message, "unexpected"), "and the same on the next call (%s)", e.message);
+	pyrate_close(b);
+	res = PQexec(c, "DROP FUNCTION impostor.pyrate_acquire(text, int, bigint); DROP SCHEMA impostor");
+	PQclear(res);
+	PQfinish(c);
+}
+
+static void
+segv_exit(int sig, siginfo_t *info, void *ctx)
+{
+	(void) sig;
+	(void) ctx;
+	_exit(info->si_code == SEGV_ACCERR ? 41 : 42);
+}
+
+/*
+ * A server that answers the function call with more than any decision (5
+ * pages): libpq copies it unbounded, and the page after the bucket's result
+ * buffer must stop the copy there, with a fault on a page that is mapped but
+ * closed (SEGV_ACCERR), instead of letting it run over other memory.
+ */
+static void
+test_lying_server(void)
+{
+	proxy		px;
+	char		conninfo[256];
+	pid_t		pid;
+	int			status = 0;
+
+	if (!proxy_start(&px))
+	{
+		CHECK(false, "the lying proxy needs the server's unix socket (DSN host=/dir)");
+		return;
+	}
+	snprintf(conninfo, sizeof(conninfo),
+			 "host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable gssencmode=disable", px.port);
+	px.inflate = 5 * 4096;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0)
+	{
+		struct sigaction sa;
+		pyrate_bucket *b = open_pg(conninfo, NULL, PYRATE_PG_FASTPATH, 2000);
+		pyrate_decision d;
+		pyrate_error e = {0, ""};
+		int			rc;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = segv_exit;
+		sa.sa_flags = SA_SIGINFO;
+		sigaction(SIGSEGV, &sa, NULL);
+		pyrate_pg_define(b, "test:liar", (pyrate_rate[]) {{100000, 1000}}, 1, NULL, false, NULL);
+		rc = pyrate_pg_acquire(b, "test:liar", 1, PYRATE_NOW, &d, &e);
+		fprintf(stderr, "# the lying server's answer came back: %s (%s)\n", pyrate_code_name(rc), e.message);
+		_exit(rc == PYRATE_OK ? 43 : 44);
+	}
+	waitpid(pid, &status, 0);
+	proxy_stop(&px);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 41,
+		  "a server answering 5 pages to the function call: the copy stops at the closed page after the buffer "
+		  "(exit %d, signal %d; 41: a fault on the closed page)",
+		  WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
 /* the fast path's timeout thread exists while a bucket that may use it is open */
@@ -599,6 +778,8 @@ main(int argc, char **argv)
 
 	test_silent();
 	test_frozen();
+	test_impostor();
+	test_lying_server();
 	test_watchdog_thread();
 	if (argc > 3)
 		test_pooler(argv[3]);

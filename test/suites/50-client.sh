@@ -97,7 +97,13 @@ run_test() {
 	local rc=$?
 	grep -v '^ok' "$TMP/$name.out"
 	add_counts "$TMP/$name.out"
-	if [ $rc = 99 ]; then not_ok "$name: valgrind reported errors"; else ok "$name: valgrind clean"; fi
+	if [ $rc = 99 ]; then
+		not_ok "$name: valgrind reported errors"
+	elif [ $rc -gt 128 ]; then
+		not_ok "$name: died by signal $((rc - 128))"
+	else
+		ok "$name: valgrind clean"
+	fi
 }
 mkdir -p "$TMP/sqlite"
 run_test test_local "$TMP/sqlite"
