@@ -64,7 +64,7 @@ static const char script_head[] =
 /* then each window's read (script_text) */
 static const char script_put[] =
 "if op == 'p' or op == 'w' then\n"
-"  -- put / waiting: ARGV[2] the timestamp ('' for the server clock), ARGV[3] the weight\n"
+"  -- put / waiting: ARGV[2] the timestamp, ARGV[3] the weight\n"
 "  ts, weight = now or arg + 0, ARGV[3] + 0\n"
 "  -- the newest member: its cum is every unit ever put\n"
 "  local m, newest = call('ZREVRANGE', key, '0', '0')[1], nil\n"
@@ -89,7 +89,9 @@ static const char script_admitted[] =
 "    end\n"
 "    room = room - weight\n"
 "    if room < 0 then room = 0 end\n"
-"    return {room, ts}\n"
+"    -- one integer: the caller knows the timestamp it sent, and a table costs the\n"
+"    -- server a tenth of a put\n"
+"    return room\n"
 "  end\n"
 "end\n"
 "-- the rest: a rejected put or waiting, and the other operations\n";
@@ -136,7 +138,7 @@ static const char script_rest[] =
 "    end\n"
 "  end\n"
 "  if room < 0 then room = 0 end\n"
-"  return {failing, waiting, retry, room, ts}\n"
+"  return {failing, waiting, retry, room}\n"
 "end\n"
 "-- the marker a leak left, or nil\n"
 "local function marker()\n"
@@ -517,42 +519,48 @@ decide(pyrate_bucket *b, const char *op, const pyrate_item *item, pyr_decision *
 	   pyrate_error *err)
 {
 	redis_bucket *r = (redis_bucket *) b;
-	char		stamp[24] = "";
+	char		stamp[24];
 	char		weight[24];
 	const char *args[3] = {op, stamp, weight};
 	redisReply *rep = NULL;
 	int			rc = PYRATE_OK;
-	int64_t		now_ms = 0;
-	size_t		i;
+	int			i;
 
 	*put_decimal(weight, item->weight) = '\0';
 	pthread_mutex_lock(&r->mutex);
-	if (item->timestamp != PYRATE_NOW)
-		*put_decimal(stamp, item->timestamp) = '\0';
-	else if ((rc = server_clock(r, &now_ms, err)) == PYRATE_OK)
-	{
-		/* ops P and W: the timestamp is the server clock, as reckoned here */
-		*put_decimal(stamp, now_ms) = '\0';
-		args[0] = op[0] == 'p' ? "P" : "W";
-	}
+	*ts = item->timestamp;
+	if (item->timestamp == PYRATE_NOW && (rc = server_clock(r, ts, err)) == PYRATE_OK)
+		args[0] = op[0] == 'p' ? "P" : "W";	/* the server clock, as reckoned here */
 	if (rc == PYRATE_OK)
+	{
+		*put_decimal(stamp, *ts) = '\0';
 		rc = call(r, 3, args, &rep, err);
+	}
 	pthread_mutex_unlock(&r->mutex);
 	if (rc != PYRATE_OK)
 		return rc;
-	/* admitted: {remaining, ts}; rejected: {failing, waiting, retry_after, remaining, ts} */
-	if (rep->type != REDIS_REPLY_ARRAY || (rep->elements != 2 && rep->elements != 5))
-		return bad_reply(rep, err);
-	for (i = 0; i < rep->elements; i++)
-		if (rep->element[i]->type != REDIS_REPLY_INTEGER)
+	/* admitted: remaining; rejected: {failing, waiting, retry_after, remaining} */
+	if (rep->type == REDIS_REPLY_INTEGER)
+	{
+		dec->admitted = true;
+		dec->failing = -1;
+		dec->waiting = dec->retry_after = 0;
+		dec->remaining = rep->integer;
+	}
+	else
+	{
+		if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4)
 			return bad_reply(rep, err);
-	dec->admitted = rep->elements == 2;
-	dec->failing = dec->admitted ? -1 : (int) rep->element[0]->integer;
-	dec->waiting = dec->admitted ? 0 : rep->element[1]->integer;
-	dec->retry_after = dec->admitted ? 0 : rep->element[2]->integer;
-	dec->remaining = rep->element[rep->elements - 2]->integer;
+		for (i = 0; i < 4; i++)
+			if (rep->element[i]->type != REDIS_REPLY_INTEGER)
+				return bad_reply(rep, err);
+		dec->admitted = false;
+		dec->failing = (int) rep->element[0]->integer;
+		dec->waiting = rep->element[1]->integer;
+		dec->retry_after = rep->element[2]->integer;
+		dec->remaining = rep->element[3]->integer;
+	}
 	dec->tightest = 0;
-	*ts = rep->element[rep->elements - 1]->integer;
 	freeReplyObject(rep);
 	if (dec->failing < -1 || dec->failing >= b->nrates)
 		return pyr_fail(err, PYRATE_ESERVER, "redis: the pyrate script answered an impossible decision");
