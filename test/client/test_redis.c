@@ -207,6 +207,114 @@ test_leak_all(redisContext *c)
 }
 
 /*
+ * steps on a Redis bucket and an in-memory one: put (weight > 0) or leak
+ * (weight 0) at a timestamp; every decision, removal and the final count
+ * must agree.  Returns how many differed.
+ */
+static int
+replay_against_memory(const char *key, const pyrate_rate *rates, int n, const int64_t (*steps)[2], int nsteps)
+{
+	pyrate_error e = {0, ""};
+	pyrate_bucket *rb = open_redis(key, rates, n, 3600000, &e);
+	pyrate_bucket *mb = pyrate_memory_bucket_new(rates, n, &e);
+	int64_t		c1 = -1,
+				c2 = -2;
+	int			differ = 0;
+	int			i;
+
+	pyrate_flush(rb, NULL);
+	for (i = 0; i < nsteps; i++)
+	{
+		if (steps[i][1] == 0)
+		{
+			int64_t		r1 = -1,
+						r2 = -2;
+
+			pyrate_leak(rb, steps[i][0], &r1, NULL);
+			pyrate_leak(mb, steps[i][0], &r2, NULL);
+			if (r1 != r2)
+				printf("# %s: leak at %lld: redis %lld, memory %lld\n", key, (long long) steps[i][0],
+					   (long long) r1, (long long) r2);
+			differ += r1 != r2;
+		}
+		else
+		{
+			pyrate_item item = {"h", steps[i][0], steps[i][1]};
+			pyrate_decision d1 = {0},
+						d2 = {0};
+
+			if (pyrate_put(rb, &item, &d1, &e) != PYRATE_OK)
+				printf("# %s: %s\n", key, e.message);
+			pyrate_put(mb, &item, &d2, NULL);
+			if (d1.acquired != d2.acquired || d1.remaining != d2.remaining || d1.retry_after_ms != d2.retry_after_ms)
+				printf("# %s: put at %lld weight %lld: redis %d/%lld/%lld, memory %d/%lld/%lld\n", key,
+					   (long long) item.timestamp, (long long) item.weight, d1.acquired,
+					   (long long) d1.remaining, (long long) d1.retry_after_ms, d2.acquired,
+					   (long long) d2.remaining, (long long) d2.retry_after_ms);
+			differ += d1.acquired != d2.acquired || d1.remaining != d2.remaining ||
+				d1.retry_after_ms != d2.retry_after_ms;
+		}
+	}
+	pyrate_count(rb, &c1, NULL);
+	pyrate_count(mb, &c2, NULL);
+	differ += c1 != c2;
+	pyrate_flush(rb, NULL);
+	pyrate_close(rb);
+	pyrate_close(mb);
+	return differ;
+}
+
+/*
+ * A window that holds the whole log is counted from the newest member's
+ * hint (the oldest item's timestamp and the units before it), without a
+ * read; a leak that removes the oldest items must renew the hint.
+ */
+static void
+test_hint(redisContext *c)
+{
+	pyrate_error e = {0, ""};
+	pyrate_rate r = {3, 1000};
+	pyrate_rate two[2] = {{3, 1000}, {5, 10000}};
+	pyrate_bucket *b = open_redis("pyrate:test:hint", &r, 1, 3600000, &e);
+	pyrate_item item = {"h", 0, 1};
+	pyrate_decision d;
+	int64_t		n = -1;
+	int			i;
+	/* a leak, then puts from the past whose windows reach back over what it removed */
+	static const int64_t after_leak[][2] = {
+		{0, 1}, {1, 1}, {2, 1}, {1500, 1}, {2001, 0}, {900, 1}, {950, 1}, {990, 1}, {2600, 1}, {2600, 2},
+		{3000, 0}, {1200, 1}, {3700, 1}
+	};
+	/* timestamps the hint cannot hold (negative, and past 10^13): every window is read */
+	static const int64_t outside[][2] = {
+		{-2000, 1}, {-1990, 2}, {-1500, 1}, {-900, 1}, {-500, 0}, {-700, 1}, {20000000000000, 1},
+		{20000000000500, 2}, {20000000001600, 1}
+	};
+
+	pyrate_flush(b, NULL);
+	for (i = 0; i < 3; i++)
+	{
+		item.timestamp = i;
+		pyrate_put(b, &item, &d, NULL);
+	}
+	item.timestamp = 1500;
+	pyrate_put(b, &item, &d, NULL);
+	CHECK(pyrate_leak(b, 2001, &n, &e) == PYRATE_OK && n == 3, "leak the three oldest (%" PRId64 ")", n);
+	CHECK(redis_int(c, "ZCARD %s", "pyrate:test:hint") == 2, "the marker and the item at 1500 are left");
+	item.timestamp = 900;
+	CHECK(pyrate_put(b, &item, &d, &e) == PYRATE_OK && d.acquired && d.remaining == 1,
+		  "a put at 900 after the leak counts only the item at 1500 (remaining %" PRId64 ", want 1)", d.remaining);
+	pyrate_flush(b, NULL);
+	pyrate_close(b);
+	CHECK(replay_against_memory("pyrate:test:hint1", &r, 1, after_leak, 13) == 0,
+		  "puts from the past after leaks: Redis = in-memory, one rate");
+	CHECK(replay_against_memory("pyrate:test:hint2", two, 2, after_leak, 13) == 0,
+		  "the same with two rates");
+	CHECK(replay_against_memory("pyrate:test:hint3", two, 2, outside, 9) == 0,
+		  "timestamps outside the hint's range: Redis = in-memory");
+}
+
+/*
  * the Redis bucket against the in-memory one (the core log) on random
  * puts: weights 1 to 7, a few items per millisecond, now and then a
  * timestamp from the past; every decision, count and peek must agree
@@ -368,6 +476,7 @@ main(int argc, char **argv)
 	test_storage(c);
 	test_clock(c);
 	test_leak_all(c);
+	test_hint(c);
 	test_random_against_memory();
 
 	b = open_busy("pyrate:test:busy");
