@@ -20,10 +20,11 @@
  * window, that window holds the whole log and its count is total less base,
  * with no read: the common case for the largest window of a busy bucket.
  * The hint costs 30 bytes a member; it is "no hint" (dashes) for a timestamp
- * outside 0 .. 10^13 - 1.  Every operation is
- * one EVALSHA of the bucket's script, atomic on the server; the script
- * mirrors pyr_decide of the core module (the conformance traces hold it to
- * that).
+ * outside 0 .. 10^13 - 1.
+ *
+ * Every operation is one EVALSHA of the bucket's script, atomic on the
+ * server; the script mirrors pyr_decide of the core module (the conformance
+ * traces hold it to that).
  */
 #include "internal.h"
 
@@ -41,9 +42,10 @@
  *
  * A put is the newest member (the tail: constant time), the last member
  * before each rate's window (skipped when the newest is older than the
- * window, or the oldest item is in it), ZADD and, now and then, PEXPIRE; a put at PYRATE_NOW carries the
- * server's clock as the client reckons it (server_clock), so it needs no
- * TIME on the server (ops P and W; leak and op n still read TIME); a rejection
+ * window, or the oldest item is in it), ZADD and, now and then, PEXPIRE; a
+ * put at PYRATE_NOW carries the server's clock as the client reckons it
+ * (server_clock), so it needs no TIME on the server (ops P and W; leak and
+ * op n still read TIME); a rejection
  * reads the member holding the unit that must leave first instead of
  * storing, by reverse rank (one read when items weigh 1).  A conversion
  * between text and number (strtod, sprintf) costs more than the Lua around
