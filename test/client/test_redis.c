@@ -206,6 +206,40 @@ test_leak_all(redisContext *c)
 	pyrate_close(b);
 }
 
+/* a key written by an earlier member format: a clear error until it is flushed */
+static void
+test_old_format(redisContext *c)
+{
+	pyrate_error e = {0, ""};
+	pyrate_rate r = {5, 1000};
+	pyrate_bucket *b = open_redis("pyrate:test:old", &r, 1, 3600000, &e);
+	pyrate_item item = {"o", 2000, 1};
+	pyrate_item got;
+	pyrate_decision d;
+	redisReply *rep;
+	bool		found;
+	int64_t		n = -1;
+	int			rc;
+
+	pyrate_flush(b, NULL);
+	rep = redisCommand(c, "ZADD pyrate:test:old 1000 000000000000000011000");
+	freeReplyObject(rep);
+	rc = pyrate_put(b, &item, &d, &e);
+	CHECK(rc == PYRATE_ESERVER && strstr(e.message, "earlier format") && strstr(e.message, "flush"),
+		  "put: %s (%s)", pyrate_code_name(rc), e.message);
+	rc = pyrate_count(b, &n, &e);
+	CHECK(rc == PYRATE_ESERVER && strstr(e.message, "earlier format"), "count: %s (%s)", pyrate_code_name(rc), e.message);
+	rc = pyrate_peek(b, 0, &found, &got, &e);
+	CHECK(rc == PYRATE_ESERVER && strstr(e.message, "earlier format"), "peek: %s (%s)", pyrate_code_name(rc), e.message);
+	rc = pyrate_leak(b, 9000, &n, &e);
+	CHECK(rc == PYRATE_ESERVER && strstr(e.message, "earlier format"), "leak: %s (%s)", pyrate_code_name(rc), e.message);
+	CHECK(redis_int(c, "ZCARD %s", "pyrate:test:old") == 1, "the key is left as it was");
+	CHECK_OK(pyrate_flush(b, &e), "flush");
+	CHECK(pyrate_put(b, &item, &d, &e) == PYRATE_OK && d.acquired && d.remaining == 4, "then a put is admitted");
+	pyrate_flush(b, NULL);
+	pyrate_close(b);
+}
+
 /*
  * steps on a Redis bucket and an in-memory one: put (weight > 0) or leak
  * (weight 0) at a timestamp; every decision, removal and the final count
@@ -476,6 +510,7 @@ main(int argc, char **argv)
 	test_storage(c);
 	test_clock(c);
 	test_leak_all(c);
+	test_old_format(c);
 	test_hint(c);
 	test_random_against_memory();
 
