@@ -7,9 +7,9 @@
  *
  *   - By default a put is the protocol's function call (PQfn) of
  *     pyrate_acquire by OID, looked up once per connection (and only if it
- *     is the extension's own C function, else the statement is used): the server
- *     neither parses nor plans nor starts an executor, which makes it
- *     cheaper than a prepared statement, with nothing prepared.  Arguments
+ *     is the extension's own C function, else the statement is used): the
+ *     server neither parses nor plans nor starts an executor, which makes
+ *     it cheaper than a prepared statement, with nothing prepared.  Arguments
  *     and the decision travel in binary.  The OID names the function for
  *     as long as it exists; the extension dropped and created again
  *     answers "no such function" once, and the call looks the OID up

@@ -241,6 +241,50 @@ test_old_format(redisContext *c)
 }
 
 /*
+ * The same put on the Redis bucket rb and the in-memory bucket mb (the core
+ * log): 1 when the decisions differ (printed, with label), else 0.
+ * *acquired is the in-memory bucket's decision.
+ */
+static int
+put_both(const char *label, pyrate_bucket *rb, pyrate_bucket *mb, const pyrate_item *item, bool *acquired)
+{
+	pyrate_error e = {0, ""};
+	pyrate_decision d1 = {0},
+				d2 = {0};
+
+	if (pyrate_put(rb, item, &d1, &e) != PYRATE_OK || pyrate_put(mb, item, &d2, NULL) != PYRATE_OK)
+	{
+		printf("# %s: put at %lld: %s\n", label, (long long) item->timestamp, e.message);
+		return 1;
+	}
+	if (acquired)
+		*acquired = d2.acquired;
+	if (d1.acquired == d2.acquired && d1.retry_after_ms == d2.retry_after_ms &&
+		d1.remaining == d2.remaining && d1.failing_rate.limit == d2.failing_rate.limit)
+		return 0;
+	printf("# %s: put at %lld weight %lld: redis %d/%lld/%lld, memory %d/%lld/%lld\n", label,
+		   (long long) item->timestamp, (long long) item->weight, d1.acquired,
+		   (long long) d1.retry_after_ms, (long long) d1.remaining, d2.acquired,
+		   (long long) d2.retry_after_ms, (long long) d2.remaining);
+	return 1;
+}
+
+/* the same leak on both: 1 when the units removed differ */
+static int
+leak_both(const char *label, pyrate_bucket *rb, pyrate_bucket *mb, int64_t at)
+{
+	int64_t		r1 = -1,
+				r2 = -2;
+
+	pyrate_leak(rb, at, &r1, NULL);
+	pyrate_leak(mb, at, &r2, NULL);
+	if (r1 == r2)
+		return 0;
+	printf("# %s: leak at %lld: redis %lld, memory %lld\n", label, (long long) at, (long long) r1, (long long) r2);
+	return 1;
+}
+
+/*
  * steps on a Redis bucket and an in-memory one: put (weight > 0) or leak
  * (weight 0) at a timestamp; every decision, removal and the final count
  * must agree.  Returns how many differed.
@@ -259,35 +303,9 @@ replay_against_memory(const char *key, const pyrate_rate *rates, int n, const in
 	pyrate_flush(rb, NULL);
 	for (i = 0; i < nsteps; i++)
 	{
-		if (steps[i][1] == 0)
-		{
-			int64_t		r1 = -1,
-						r2 = -2;
+		pyrate_item item = {"h", steps[i][0], steps[i][1]};
 
-			pyrate_leak(rb, steps[i][0], &r1, NULL);
-			pyrate_leak(mb, steps[i][0], &r2, NULL);
-			if (r1 != r2)
-				printf("# %s: leak at %lld: redis %lld, memory %lld\n", key, (long long) steps[i][0],
-					   (long long) r1, (long long) r2);
-			differ += r1 != r2;
-		}
-		else
-		{
-			pyrate_item item = {"h", steps[i][0], steps[i][1]};
-			pyrate_decision d1 = {0},
-						d2 = {0};
-
-			if (pyrate_put(rb, &item, &d1, &e) != PYRATE_OK)
-				printf("# %s: %s\n", key, e.message);
-			pyrate_put(mb, &item, &d2, NULL);
-			if (d1.acquired != d2.acquired || d1.remaining != d2.remaining || d1.retry_after_ms != d2.retry_after_ms)
-				printf("# %s: put at %lld weight %lld: redis %d/%lld/%lld, memory %d/%lld/%lld\n", key,
-					   (long long) item.timestamp, (long long) item.weight, d1.acquired,
-					   (long long) d1.remaining, (long long) d1.retry_after_ms, d2.acquired,
-					   (long long) d2.remaining, (long long) d2.retry_after_ms);
-			differ += d1.acquired != d2.acquired || d1.remaining != d2.remaining ||
-				d1.retry_after_ms != d2.retry_after_ms;
-		}
+		differ += steps[i][1] == 0 ? leak_both(key, rb, mb, steps[i][0]) : put_both(key, rb, mb, &item, NULL);
 	}
 	pyrate_count(rb, &c1, NULL);
 	pyrate_count(mb, &c2, NULL);
@@ -370,8 +388,7 @@ test_random_against_memory(void)
 	for (i = 0; i < 1500 && differ == 0; i++)
 	{
 		pyrate_item item = {"x", t, 1};
-		pyrate_decision d1,
-					d2;
+		bool		acquired = true;
 		int64_t		n1 = -1,
 					n2 = -2;
 
@@ -379,18 +396,8 @@ test_random_against_memory(void)
 		t += (seed >> 16) % 24;
 		item.timestamp = (seed >> 8) % 17 == 0 ? t - 50 : t;
 		item.weight = 1 + (seed >> 20) % 7;
-		if (pyrate_put(rb, &item, &d1, &e) != PYRATE_OK || pyrate_put(mb, &item, &d2, NULL) != PYRATE_OK)
-			differ++;
-		else if (d1.acquired != d2.acquired || d1.retry_after_ms != d2.retry_after_ms ||
-				 d1.remaining != d2.remaining || d1.failing_rate.limit != d2.failing_rate.limit)
-		{
-			printf("# put %d at %lld weight %lld: redis %d/%lld/%lld, memory %d/%lld/%lld\n", i,
-				   (long long) item.timestamp, (long long) item.weight, d1.acquired,
-				   (long long) d1.retry_after_ms, (long long) d1.remaining, d2.acquired,
-				   (long long) d2.retry_after_ms, (long long) d2.remaining);
-			differ++;
-		}
-		rejected += !d2.acquired;
+		differ += put_both("random", rb, mb, &item, &acquired);
+		rejected += !acquired;
 		if (i % 50 == 49)
 		{
 			int64_t		k;
@@ -411,14 +418,7 @@ test_random_against_memory(void)
 			}
 		}
 		if (i % 300 == 299)
-		{
-			int64_t		r1 = -1,
-						r2 = -2;
-
-			pyrate_leak(rb, t, &r1, NULL);
-			pyrate_leak(mb, t, &r2, NULL);
-			differ += r1 != r2;
-		}
+			differ += leak_both("random", rb, mb, t);
 	}
 	CHECK(differ == 0 && rejected > 100 && rejected < 1400, "1500 random puts, counts, peeks and leaks: Redis = in-memory "
 		  "(%d rejected)", rejected);
