@@ -9,7 +9,7 @@ make -s test/unit/test_core test/conformance/replay >/dev/null || { echo "0 pass
 out=$(mktemp)
 test/unit/test_core | tee "$out"
 add_counts "$out"
-for trace in ../shared/conformance/*.tsv; do
+for trace in test/conformance/traces/*.tsv; do
 	test/conformance/replay --bucket core "$trace" | tee "$out"
 	add_counts "$out"
 done

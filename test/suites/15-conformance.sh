@@ -13,7 +13,7 @@ DSN=$(pg_conninfo conformance $PORT)
 psql -X -q "$DSN" -c "CREATE EXTENSION pyrate" || { echo "0 passed, 1 failed"; exit 1; }
 out=$(mktemp)
 for storage in table $(psql -X -At "$DSN" -c "SELECT 'memory' WHERE current_setting('pyrate.memory_size', true) IS NOT NULL"); do
-	for trace in ../shared/conformance/*.tsv; do
+	for trace in test/conformance/traces/*.tsv; do
 		echo "== $storage engine: $(basename "$trace")"
 		test/conformance/replay --bucket sql --storage "$storage" --dsn "$DSN" "$trace" | tee "$out"
 		add_counts "$out"

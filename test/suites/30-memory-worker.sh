@@ -68,7 +68,7 @@ sql() { psql -X -At -v ON_ERROR_STOP=1 "$DSN" "$@"; }
 run_conformance() {
 	local trace out
 	out=$(mktemp)
-	for trace in ../shared/conformance/*.tsv; do
+	for trace in test/conformance/traces/*.tsv; do
 		echo "== memory engine: $(basename "$trace")"
 		test/conformance/replay --bucket sql --storage memory --dsn "$DSN" "$trace" | tail -3 | tee "$out"
 		add_counts "$out"

@@ -11,7 +11,7 @@ pyrate_install_deps
 
 TMP=$(pyrate_tmp)
 BIN=$TMP/bin
-TRACE=${PYRATE_TRACE:-$(cd .. && pwd)/shared/conformance/sliding_window_log.tsv}
+TRACE=${PYRATE_TRACE:-$PWD/test/conformance/traces/sliding_window_log.tsv}
 PGPORT_C=56301
 BOUNCER_PORT=56302
 REDIS_PORT=6361
