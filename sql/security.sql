@@ -30,3 +30,38 @@ SELECT (SELECT count(*) FROM evil.pyrate_item_data) AS items, (SELECT count(*) F
 RESET search_path;
 DROP SCHEMA evil CASCADE;
 SELECT pyrate_undefine('sec:*'), pyrate_undefine('sec:c');
+
+-- A role with default privileges cannot lift a limit with an oversized
+-- trigger weight (strtol used to saturate it to INT64_MAX, and the window
+-- sum overflowed): the trigger refuses it, on both engines, and the bucket
+-- keeps its count.
+SELECT pyrate_define('hourly:*', '{3/h}', 'table'), pyrate_define('mhourly:*', '{3/h}', 'memory');
+CREATE ROLE pyrate_hostile LOGIN;
+GRANT CREATE ON SCHEMA public TO pyrate_hostile;
+SET ROLE pyrate_hostile;
+SELECT pyrate_put('hourly:bob'), pyrate_put('mhourly:bob');
+CREATE TEMP TABLE t (k text);
+CREATE TRIGGER a BEFORE INSERT ON t FOR EACH ROW
+	EXECUTE FUNCTION pyrate_throttle('hourly:bob', '', '99999999999999999999');
+INSERT INTO t VALUES ('x');
+CREATE TRIGGER b BEFORE INSERT ON t FOR EACH ROW
+	EXECUTE FUNCTION pyrate_throttle('mhourly:bob', '', '2147483648');
+DROP TRIGGER a ON t;
+INSERT INTO t VALUES ('x');
+DROP TRIGGER b ON t;
+CREATE TRIGGER c BEFORE INSERT ON t FOR EACH ROW
+	EXECUTE FUNCTION pyrate_throttle('hourly:bob', '', '2147483647');
+INSERT INTO t VALUES ('x');
+DROP TRIGGER c ON t;
+SELECT count(*) AS rows_inserted FROM t;
+SELECT pyrate_count('hourly:bob') AS table_count, pyrate_count('mhourly:bob') AS memory_count;
+-- and the limit still holds: two more units fit, the third does not
+SELECT pyrate_try_acquire('hourly:bob', 1, false), pyrate_try_acquire('hourly:bob', 1, false),
+	pyrate_try_acquire('hourly:bob', 1, false);
+SELECT pyrate_try_acquire('mhourly:bob', 2, false), pyrate_try_acquire('mhourly:bob', 1, false);
+DROP TABLE t;
+RESET ROLE;
+SELECT pyrate_dispose('hourly:bob'), pyrate_dispose('mhourly:bob');
+SELECT pyrate_undefine('hourly:*'), pyrate_undefine('mhourly:*');
+REVOKE CREATE ON SCHEMA public FROM pyrate_hostile;
+DROP ROLE pyrate_hostile;

@@ -128,7 +128,16 @@ pyrate_throttle(PG_FUNCTION_ARGS)
 		const char *w = tg->tgargs[2];
 
 		if (is_number(w))
-			weight = strtol(w, NULL, 10);
+		{
+			errno = 0;
+			weight = strtoll(w, NULL, 10);
+			if (errno == ERANGE || weight > PG_INT32_MAX)
+				ereport(ERROR,
+						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						 errmsg("trigger \"%s\" on \"%s\": weight \"%s\" is out of range",
+								tg->tgname, RelationGetRelationName(td->tg_relation), w),
+						 errhint("A weight is from 0 to 2147483647: recreate the trigger with a weight in that range.")));
+		}
 		else
 		{
 			Oid			type;
@@ -146,7 +155,7 @@ pyrate_throttle(PG_FUNCTION_ARGS)
 				weight = strtoll(value, NULL, 10);
 			if (weight < 0 || weight > PG_INT32_MAX)
 				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 						 errmsg("trigger \"%s\" on \"%s\": weight %lld from column \"%s\" is out of range",
 								tg->tgname, RelationGetRelationName(td->tg_relation),
 								(long long) weight, w),

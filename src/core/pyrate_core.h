@@ -29,6 +29,20 @@
 #define PYR_MAX_LIMIT     INT64_C(2147483647)
 /* Largest interval: 100 years of milliseconds, far from int64 overflow. */
 #define PYR_MAX_INTERVAL  (INT64_C(36525) * PYR_DAY)
+/*
+ * Largest weight of one item.  Every entry point (SQL, trigger, client)
+ * rejects larger ones; the log also refuses them, so no caller can make
+ * "units + weight" overflow: a window holds at most PYR_MAX_LIMIT units and
+ * a log at most 2^31 entries of at most PYR_MAX_WEIGHT units each.
+ */
+#define PYR_MAX_WEIGHT    PYR_MAX_LIMIT
+/*
+ * Timestamps are milliseconds since the Unix epoch, from 1970-01-01 to
+ * 9999-12-31.  The log clamps anything outside into that range, so
+ * "ts - interval" and "ts + wait" stay far from int64 overflow.
+ */
+#define PYR_MIN_TS        INT64_C(0)
+#define PYR_MAX_TS        INT64_C(253402300799999)
 /* Rates per bucket. */
 #define PYR_MAX_RATES     32
 /* Room for any formatted rate, reason or readable duration. */
@@ -103,6 +117,8 @@ typedef struct pyr_log
 size_t		pyr_log_size(uint32_t cap);
 void		pyr_log_init(pyr_log *log, uint32_t cap);
 /* Copy src into dst (initialised with a capacity >= src->len). */
+/* (cum values are relative to base: a log rebases itself long before they
+ * could overflow, so only differences of them mean anything.) */
 void		pyr_log_move(pyr_log *dst, const pyr_log *src);
 
 /* Units stored. */
@@ -113,8 +129,9 @@ int64_t		pyr_log_since(const pyr_log *log, int64_t since);
 bool		pyr_log_peek(const pyr_log *log, int64_t index, int64_t *ts, int64_t *weight);
 /*
  * Append an item.  A timestamp older than the newest one is stored as the
- * newest (a clock stepping back never breaks the order).  Returns false,
- * changing nothing, when the ring is full.
+ * newest (a clock stepping back never breaks the order); one outside
+ * PYR_MIN_TS .. PYR_MAX_TS is clamped into it.  Returns false, changing
+ * nothing, when the ring is full or the weight is outside 0 .. PYR_MAX_WEIGHT.
  */
 bool		pyr_log_push(pyr_log *log, int64_t ts, int64_t weight);
 /* Remove items with timestamp < before; returns the units removed. */
@@ -158,7 +175,9 @@ typedef struct pyr_decision
 /*
  * Decide whether an item (ts, weight) is admitted under rates (validated,
  * sorted), without storing it.  The remaining count assumes the item is
- * stored when admitted.
+ * stored when admitted.  A weight outside 0 .. PYR_MAX_WEIGHT is never
+ * admitted (it can never fit: waiting and retry_after are -1); a timestamp
+ * outside PYR_MIN_TS .. PYR_MAX_TS is clamped into that range.
  */
 void		pyr_decide(const pyr_view *view, const pyr_rate *rates, int nrates,
 					   int64_t ts, int64_t weight, pyr_decision *d);

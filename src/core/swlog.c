@@ -139,13 +139,38 @@ pyr_log_peek(const pyr_log *log, int64_t index, int64_t *ts, int64_t *weight)
 	return log_peek(log, index, ts, weight);
 }
 
+static inline int64_t
+clamp_ts(int64_t ts)
+{
+	return ts < PYR_MIN_TS ? PYR_MIN_TS : ts > PYR_MAX_TS ? PYR_MAX_TS : ts;
+}
+
+/*
+ * Make cum values start again from 0.  Called when the next push could
+ * overflow them: after it the total is the count, below 2^62 (at most 2^31
+ * entries of at most PYR_MAX_WEIGHT units), so this runs at most once per
+ * 2^62 units put.
+ */
+static void
+rebase(pyr_log *log)
+{
+	uint32_t	i;
+
+	for (i = 0; i < log->len; i++)
+		ENTRY(log, i).cum -= log->base;
+	log->base = 0;
+}
+
 bool
 pyr_log_push(pyr_log *log, int64_t ts, int64_t weight)
 {
 	pyr_entry  *e;
 
-	if (log->len == log->cap)
+	if (log->len == log->cap || weight < 0 || weight > PYR_MAX_WEIGHT)
 		return false;
+	if (total(log) > INT64_MAX - PYR_MAX_WEIGHT)
+		rebase(log);
+	ts = clamp_ts(ts);
 	if (log->len > 0 && ts < ENTRY(log, log->len - 1).ts)
 		ts = ENTRY(log, log->len - 1).ts;
 	e = &ENTRY(log, log->len);
@@ -222,6 +247,17 @@ decide(const pyr_log *log, const pyr_view *view, const pyr_rate *rates, int nrat
 	d->retry_after = 0;
 	d->remaining = 0;
 	d->tightest = 0;
+
+	if (weight < 0 || weight > PYR_MAX_WEIGHT)
+	{
+		/* larger than any limit can be: it never fits */
+		d->admitted = false;
+		d->failing = 0;
+		d->waiting = -1;
+		d->retry_after = -1;
+		return;
+	}
+	ts = clamp_ts(ts);
 
 	for (i = 0; i < nrates; i++)
 	{

@@ -61,7 +61,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				{
 					int64_t		w = arg % 6;
 					pyr_decision d;
-					int			fail = naive_failing(&m, rates, nrates, t, w);
+					int			fail;
+
+					if (arg >= 250)
+					{
+						/* a hostile weight: never admitted, nothing stored */
+						static const int64_t extreme[] = {-1, INT64_MIN, INT64_MAX,
+						PYR_MAX_WEIGHT + 1, INT64_MAX - 3, -2};
+						int64_t		before = pyr_log_count(log);
+
+						w = extreme[arg - 250];
+						if (pyr_log_put(log, rates, nrates, t, w, &d) != PYR_PUT_REJECTED ||
+							d.waiting != -1 || pyr_log_count(log) != before)
+							abort();
+						break;
+					}
+					fail = naive_failing(&m, rates, nrates, t, w);
 
 					if (pyr_log_put(log, rates, nrates, t, w, &d) == PYR_PUT_FULL)
 					{

@@ -208,6 +208,98 @@ test_clock_back_and_flush(void)
 	free(log);
 }
 
+/*
+ * Extreme weights and timestamps, as a hostile caller would send them: no
+ * input gets past a limit, corrupts the count or overflows (UBSan aborts on
+ * a signed overflow, so an overflow fails this test).
+ */
+static void
+test_extreme(void)
+{
+	static const int64_t weights[] = {0, 1, 2, 3, PYR_MAX_WEIGHT - 1, PYR_MAX_WEIGHT,
+		PYR_MAX_WEIGHT + 1, INT64_C(1) << 40, INT64_MAX, INT64_MAX - 1, -1, INT64_MIN, INT64_MIN + 1};
+	static const int64_t stamps[] = {INT64_MIN, -1, 0, 1, 1000, PYR_MAX_TS - 1, PYR_MAX_TS,
+		PYR_MAX_TS + 1, INT64_MAX, INT64_MAX - 1000};
+	pyr_rate	rates[2][2] = {{{3, PYR_HOUR}, {0, 0}}, {{PYR_MAX_LIMIT - 1, 1000}, {PYR_MAX_LIMIT, PYR_MAX_INTERVAL}}};
+	int			nrates[2] = {1, 2};
+	int			k;
+	unsigned	seed = 7;
+	bool		bad = false;
+
+	for (k = 0; k < 2; k++)
+	{
+		pyr_log    *log = malloc(pyr_log_size(64));
+		int64_t		admitted = 0;
+		int			step;
+
+		pyr_log_init(log, 64);
+		for (step = 0; step < 20000 && !bad; step++)
+		{
+			int64_t		w = weights[(seed = seed * 1103515245 + 12345) % (sizeof(weights) / sizeof(weights[0]))];
+			int64_t		t = stamps[(seed = seed * 1103515245 + 12345) % (sizeof(stamps) / sizeof(stamps[0]))];
+			int64_t		clamped = t < PYR_MIN_TS ? PYR_MIN_TS : t > PYR_MAX_TS ? PYR_MAX_TS : t;
+			int64_t		before;
+			int64_t		ts,
+						iw;
+			pyr_decision d;
+			pyr_put_result r;
+			int			i;
+
+			if (log->len == log->cap)
+				admitted -= pyr_log_leak(log, INT64_MAX);
+			before = pyr_log_count(log);
+			r = pyr_log_put(log, rates[k], nrates[k], t, w, &d);
+			if ((w < 0 || w > PYR_MAX_WEIGHT) && (d.admitted || d.waiting != -1 || pyr_log_count(log) != before))
+			{
+				printf("# weight %" PRId64 " at %" PRId64 " was admitted or stored\n", w, t);
+				bad = true;
+			}
+			if (r == PYR_PUT_ADMITTED)
+				admitted += w;
+			if (pyr_log_count(log) < 0 || pyr_log_count(log) > admitted)
+			{
+				printf("# count %" PRId64 " after weight %" PRId64 "\n", pyr_log_count(log), w);
+				bad = true;
+			}
+			/* the window ending at the item just stored (a step back stores it as the newest) */
+			for (i = 0; r == PYR_PUT_ADMITTED && w > 0 && i < nrates[k]; i++)
+				if (pyr_log_peek(log, 0, &ts, &iw) &&
+					pyr_log_since(log, ts - rates[k][i].interval) > rates[k][i].limit)
+				{
+					printf("# window of rate %d over its limit after weight %" PRId64 "\n", i, w);
+					bad = true;
+				}
+			if (step % 97 == 0)
+				admitted -= pyr_log_leak(log, clamped - rates[k][nrates[k] - 1].interval);
+		}
+		free(log);
+	}
+	CHECK(!bad, "extreme weights and timestamps never pass a limit or corrupt the count");
+
+	/* the cumulative counter restarts from 0 long before it could overflow */
+	{
+		pyr_log    *log = malloc(pyr_log_size(8));
+		pyr_rate	big = {PYR_MAX_LIMIT, 1000};
+		pyr_decision d;
+		int64_t		ts,
+					w;
+
+		pyr_log_init(log, 8);
+		log->base = INT64_MAX - 10;
+		CHECK(pyr_log_put(log, &big, 1, 5000, 5, &d) == PYR_PUT_ADMITTED, "a put near the counter's end");
+		CHECK(pyr_log_put(log, &big, 1, 5001, PYR_MAX_WEIGHT - 5, &d) == PYR_PUT_ADMITTED &&
+			  pyr_log_count(log) == PYR_MAX_WEIGHT, "a put past the counter's end rebases it");
+		CHECK(pyr_log_peek(log, 0, &ts, &w) && ts == 5001 && w == PYR_MAX_WEIGHT - 5 &&
+			  pyr_log_peek(log, PYR_MAX_WEIGHT - 1, &ts, &w) && ts == 5000 && w == 5,
+			  "peek after the rebase");
+		CHECK(pyr_log_since(log, 4001) == PYR_MAX_WEIGHT && pyr_log_leak(log, 5001) == 5 &&
+			  pyr_log_count(log) == PYR_MAX_WEIGHT - 5, "windows and leak after the rebase");
+		CHECK(!pyr_log_push(log, 6000, PYR_MAX_WEIGHT + 1) && !pyr_log_push(log, 6000, -1) &&
+			  pyr_log_count(log) == PYR_MAX_WEIGHT - 5, "the log refuses weights out of range");
+		free(log);
+	}
+}
+
 int
 main(void)
 {
@@ -216,6 +308,7 @@ main(void)
 	test_parse_format();
 	test_validate();
 	test_clock_back_and_flush();
+	test_extreme();
 	for (seed = 1; seed <= 20; seed++)
 		test_random(seed);
 	printf("%d passed, %d failed\n", passed, failed);
