@@ -51,3 +51,55 @@ SELECT pyrate_dispose('direct');
 
 -- pg_dump keeps definitions: the table is marked as configuration
 SELECT extconfig::regclass[] FROM pg_extension WHERE extname = 'pyrate';
+
+-- moving a definition to the other storage while its buckets hold items is
+-- refused (their windows would start empty there); once flushed it moves
+SELECT pyrate_define('mv:*', '{3/h}', 'table');
+SELECT pyrate_put('mv:a', 2, 1000), pyrate_put('mv:b', 1, 1000);
+SELECT pyrate_define('mv:*', '{3/h}', 'memory');
+SELECT storage FROM pyrate_definitions WHERE pattern = 'mv:*';
+SELECT pyrate_flush(name) FROM pyrate_buckets() WHERE pattern = 'mv:*';
+SELECT pyrate_define('mv:*', '{3/h}', 'memory');
+SELECT pyrate_put('mv:a', 2, 1000), pyrate_put('mv:a', 2, 1000);
+-- and back: the memory buckets hold items now
+SELECT pyrate_define('mv:*', '{3/h}', 'table');
+SELECT pyrate_flush('mv:a');
+SELECT pyrate_define('mv:*', '{3/h}', 'table');
+SELECT pyrate_dispose('mv:a'), pyrate_dispose('mv:b');
+SELECT pyrate_undefine('mv:*');
+
+-- pyrate reads its tables directly: a table altered by hand gets a clear
+-- error naming it and saying how to recover, never a wrong read
+SELECT pyrate_define('lay:*', '{5/h}', 'table');
+SELECT pyrate_put('lay:a', 1, 1000);
+ALTER TABLE pyrate_definition_data ADD COLUMN note int;
+SELECT pyrate_put('lay:a', 1, 1001);
+ALTER TABLE pyrate_definition_data DROP COLUMN note;
+SELECT pyrate_put('lay:a', 1, 1001);
+SELECT pyrate_define('lay:b', '{6/h}', 'table'), pyrate_undefine('lay:b');
+ALTER TABLE pyrate_bucket_data ADD COLUMN note int;
+SELECT pyrate_put('lay:new', 1, 1002);
+ALTER TABLE pyrate_bucket_data DROP COLUMN note;
+ALTER TABLE pyrate_item_data ADD COLUMN note int;
+SELECT pyrate_put('lay:a', 1, 1002);
+ALTER TABLE pyrate_item_data DROP COLUMN note;
+ALTER TABLE pyrate_item_data RENAME COLUMN weight TO w;
+SELECT pyrate_count('lay:a');
+ALTER TABLE pyrate_item_data RENAME COLUMN w TO weight;
+CREATE INDEX lay_hash ON pyrate_item_data USING hash (ts);
+SELECT pyrate_put('lay:a', 1, 1003);
+DROP INDEX lay_hash;
+CREATE INDEX lay_expr ON pyrate_bucket_data (lower(name));
+SELECT pyrate_put('lay:c', 1, 1003);
+DROP INDEX lay_expr;
+CREATE INDEX lay_part ON pyrate_definition_data (pattern) WHERE dry_run;
+SELECT pyrate_put('lay:a', 1, 1003);
+DROP INDEX lay_part;
+-- with the dropped columns left behind, everything works and reads right
+SELECT pyrate_put('lay:a', 1, 1003), pyrate_put('lay:new', 1, 1003);
+SELECT pyrate_count('lay:a'), pyrate_count('lay:new'), (pyrate_peek('lay:a', 0)).ts;
+SELECT pyrate_leak('lay:a', 3600000 + 1002), pyrate_count('lay:a');
+SELECT pyrate_flush('lay:a'), pyrate_count('lay:a');
+SELECT name, pattern, count FROM pyrate_buckets() WHERE name LIKE 'lay:%' ORDER BY name;
+SELECT pyrate_dispose('lay:a'), pyrate_dispose('lay:new');
+SELECT pyrate_undefine('lay:*');

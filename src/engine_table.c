@@ -73,6 +73,15 @@ enum
 	Natts_item = Anum_item_weight
 };
 
+static const PyrateTable buckets_table = {
+	BUCKETS_TABLE, Natts_bucket,
+	{{"id", INT8OID}, {"name", TEXTOID}, {"created", TIMESTAMPTZOID}}
+};
+static const PyrateTable items_table = {
+	ITEMS_TABLE, Natts_item,
+	{{"bucket", INT8OID}, {"cum", INT8OID}, {"ts", INT8OID}, {"weight", INT4OID}}
+};
+
 static const AttrNumber bucket_name_key[] = {Anum_bucket_name};
 static const AttrNumber item_cum_key[] = {Anum_item_bucket, Anum_item_cum};
 static const AttrNumber item_ts_key[] = {Anum_item_bucket, Anum_item_ts, Anum_item_cum};
@@ -224,7 +233,7 @@ lookup_bucket(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep)
 	ScanKeyData key;
 	int64		id = -1;
 
-	pyrate_rel_open(&rel, nsp, BUCKETS_TABLE, mode);
+	pyrate_rel_open(&rel, nsp, &buckets_table, mode);
 	bucket_table_relid = RelationGetRelid(rel.heap);
 	pyrate_key_text(&key, 1, name);
 	if (pyrate_probe(&rel, pyrate_rel_index(&rel, 1, bucket_name_key), &key, 1,
@@ -276,7 +285,7 @@ tb_open(TableBucket *tb, const PyrateBucket *b, LOCKMODE mode, bool lock)
 {
 	memset(tb, 0, sizeof(*tb));
 	tb->b = b;
-	pyrate_rel_open(&tb->items, b->nsp, ITEMS_TABLE, mode);
+	pyrate_rel_open(&tb->items, b->nsp, &items_table, mode);
 	tb->by_cum = pyrate_rel_index(&tb->items, 2, item_cum_key);
 	tb->by_ts = pyrate_rel_index(&tb->items, 3, item_ts_key);
 	if (lock)
@@ -499,11 +508,11 @@ create_bucket(const PyrateBucket *b)
 	bool		nulls[Natts_bucket] = {false};
 	int64		id = new_bucket_id(b->nsp);
 
-	pyrate_rel_open(&rel, b->nsp, BUCKETS_TABLE, RowExclusiveLock);
+	pyrate_rel_open(&rel, b->nsp, &buckets_table, RowExclusiveLock);
 	values[Anum_bucket_id - 1] = Int64GetDatum(id);
 	values[Anum_bucket_name - 1] = CStringGetTextDatum(b->name);
 	values[Anum_bucket_created - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
-	pyrate_rel_insert(&rel, heap_form_tuple(RelationGetDescr(rel.heap), values, nulls));
+	pyrate_rel_insert(&rel, pyrate_rel_form(&rel, values, nulls));
 	pyrate_rel_close(&rel);
 	return id;
 }
@@ -521,11 +530,16 @@ insert_item(TableBucket *tb, int64 ts, int64 weight)
 	if (!tb->empty && ts < tb->newest_ts)
 		ts = tb->newest_ts;
 	/* a bucket is empty only before its first item: leaks leave a tombstone */
+	if (!tb->empty && tb->newest_cum > PG_INT64_MAX - PYR_MAX_WEIGHT)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("table bucket \"%s\" has counted every unit it can", tb->b->name),
+				 errhint("Flush the bucket with pyrate_flush() to restart its count.")));
 	values[Anum_item_bucket - 1] = Int64GetDatum(tb->id);
 	values[Anum_item_cum - 1] = Int64GetDatum((tb->empty ? 0 : tb->newest_cum) + weight);
 	values[Anum_item_ts - 1] = Int64GetDatum(ts);
 	values[Anum_item_weight - 1] = Int32GetDatum((int32) weight);
-	pyrate_rel_insert(&tb->items, heap_form_tuple(RelationGetDescr(tb->items.heap), values, nulls));
+	pyrate_rel_insert(&tb->items, pyrate_rel_form(&tb->items, values, nulls));
 }
 
 /* Table buckets write WAL: not in a read-only transaction, not on a standby. */
@@ -621,14 +635,25 @@ make_tombstone(TableBucket *tb, HeapTuple tup)
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile TombstoneResult result = TOMBSTONE_FAILED;
 	Buffer		buf = ((BufferHeapTupleTableSlot *) tb->items.slot)->buffer;
+	bool		room = false;
 
 	/*
-	 * The usual case needs no subtransaction: with room on the item's page
-	 * the new version stays there, and nothing can run out of disk.  (Free
-	 * space is read unlocked: a wrong guess only takes the careful path.)
+	 * The usual case needs no subtransaction (a leak pass over many buckets
+	 * must not take a subtransaction id for each): when the item's page has
+	 * room, the new version normally stays there and the disk is not needed.
+	 * The free space is read under the page's share lock; another backend
+	 * may still fill the page before heap_update locks it, and then the new
+	 * version goes to another page.  Only if that also needs a new page on a
+	 * full disk does this leak fail with an error (the next pass retries);
+	 * a page seen without room takes the careful path below.
 	 */
-	if (BufferIsValid(buf) &&
-		PageGetHeapFreeSpace(BufferGetPage(buf)) >= MAXALIGN(tup->t_len) + sizeof(ItemIdData))
+	if (BufferIsValid(buf))
+	{
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		room = PageGetHeapFreeSpace(BufferGetPage(buf)) >= MAXALIGN(tup->t_len) + sizeof(ItemIdData);
+		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+	}
+	if (room)
 		return pyrate_rel_update_if_unchanged(&tb->items, &tb->items.slot->tts_tid, tup)
 			? TOMBSTONE_MADE : TOMBSTONE_RACED;
 
@@ -708,8 +733,7 @@ delete_items(TableBucket *tb, int64 before, int64 max_items)
 			memcpy(values, tb->items.slot->tts_values, sizeof(values));
 			memcpy(nulls, tb->items.slot->tts_isnull, sizeof(nulls));
 			values[Anum_item_weight - 1] = Int32GetDatum(0);
-			switch (make_tombstone(tb, heap_form_tuple(RelationGetDescr(tb->items.heap),
-													   values, nulls)))
+			switch (make_tombstone(tb, pyrate_rel_form(&tb->items, values, nulls)))
 			{
 				case TOMBSTONE_MADE:
 					break;
@@ -778,7 +802,7 @@ table_flush(const PyrateBucket *b)
 		memcpy(nulls, buckets.slot->tts_isnull, sizeof(nulls));
 		values[Anum_bucket_id - 1] = Int64GetDatum(new_bucket_id(b->nsp));
 		pyrate_rel_update(&buckets, &buckets.slot->tts_tid,
-						  heap_form_tuple(RelationGetDescr(buckets.heap), values, nulls));
+						  pyrate_rel_form(&buckets, values, nulls));
 		CacheInvalidateRelcacheByRelid(RelationGetRelid(buckets.heap));
 	}
 	pyrate_rel_close(&buckets);
@@ -821,7 +845,7 @@ table_foreach(Oid nsp, PyrateBucketCallback cb, void *arg)
 	TableScanDesc scan;
 	HeapTuple	tup;
 
-	pyrate_rel_open(&buckets, nsp, BUCKETS_TABLE, AccessShareLock);
+	pyrate_rel_open(&buckets, nsp, &buckets_table, AccessShareLock);
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	scan = table_beginscan(buckets.heap, snap, 0, NULL);
 	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
@@ -833,7 +857,7 @@ table_foreach(Oid nsp, PyrateBucketCallback cb, void *arg)
 		int64		count;
 
 		CHECK_FOR_INTERRUPTS();
-		heap_deform_tuple(tup, RelationGetDescr(buckets.heap), values, nulls);
+		pyrate_rel_deform(&buckets, tup, values, nulls);
 		memset(&b, 0, sizeof(b));
 		b.nsp = nsp;
 		b.name = TextDatumGetCString(values[Anum_bucket_name - 1]);

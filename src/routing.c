@@ -45,6 +45,12 @@ enum
 	Natts_def = Anum_def_created
 };
 
+static const PyrateTable definitions_table = {
+	DEFINITIONS_TABLE, Natts_def,
+	{{"pattern", TEXTOID}, {"rates", InvalidOid}, {"storage", TEXTOID},
+	{"dry_run", BOOLOID}, {"created", TIMESTAMPTZOID}}
+};
+
 typedef struct RoutingCache
 {
 	bool		valid;
@@ -192,7 +198,7 @@ load_cache(Oid nsp)
 	cache.valid = false;
 	cache.nexact = cache.npatterns = 0;
 
-	pyrate_rel_open(&rel, nsp, DEFINITIONS_TABLE, AccessShareLock);
+	pyrate_rel_open(&rel, nsp, &definitions_table, AccessShareLock);
 	cache.nsp = nsp;
 	cache.relid = RelationGetRelid(rel.heap);
 	snap = RegisterSnapshot(GetLatestSnapshot());
@@ -204,7 +210,7 @@ load_cache(Oid nsp)
 		bool		nulls[Natts_def];
 		PyrateDefinition *d = palloc0(sizeof(PyrateDefinition));
 
-		heap_deform_tuple(tup, RelationGetDescr(rel.heap), values, nulls);
+		pyrate_rel_deform(&rel, tup, values, nulls);
 		if (nulls[Anum_def_pattern - 1] || nulls[Anum_def_rates - 1] ||
 			nulls[Anum_def_storage - 1] || nulls[Anum_def_dry_run - 1])
 			continue;
@@ -295,6 +301,56 @@ rate_type_oid(Oid nsp)
 	return typid;
 }
 
+typedef struct Holding
+{
+	Oid			nsp;
+	const char *pattern;
+	int64		buckets;
+	int64		units;
+	char	   *example;
+} Holding;
+
+static void
+count_holding(const char *name, int64 count, void *arg)
+{
+	Holding    *h = arg;
+	const PyrateDefinition *d;
+
+	if (count <= 0)
+		return;
+	d = pyrate_route_or_null(h->nsp, name);
+	if (d == NULL || strcmp(d->pattern, h->pattern) != 0)
+		return;
+	if (h->buckets++ == 0)
+		h->example = pstrdup(name);
+	h->units += count;
+}
+
+/*
+ * Moving a definition to another storage would start its buckets' windows
+ * empty there while their items stayed behind: refuse while any bucket
+ * routed to it holds items in the old storage.
+ */
+static void
+refuse_storage_move(Oid nsp, const char *pattern, PyrateStorage from, PyrateStorage to)
+{
+	Holding		h = {nsp, pattern, 0, 0, NULL};
+
+	if (from == PYRATE_STORAGE_MEMORY && !pyrate_memory_available())
+		return;					/* no memory buckets exist without preload */
+	pyrate_engine(from)->each_bucket(nsp, count_holding, &h);
+	if (h.buckets > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot move definition \"%s\" from %s to %s storage while its buckets hold items",
+						pattern, pyrate_storage_name(from), pyrate_storage_name(to)),
+				 errdetail("%lld bucket(s), such as \"%s\", hold %lld unit(s) in %s storage; in %s storage their windows would start empty.",
+						   (long long) h.buckets, h.example, (long long) h.units,
+						   pyrate_storage_name(from), pyrate_storage_name(to)),
+				 errhint("Flush them first (SELECT pyrate_flush(name) FROM pyrate_buckets() WHERE pattern = %s), or wait until they leak empty, then redefine.",
+						 quote_literal_cstr(pattern))));
+}
+
 Datum
 pyrate_define(PG_FUNCTION_ARGS)
 {
@@ -327,7 +383,7 @@ pyrate_define(PG_FUNCTION_ARGS)
 	(void) pyrate_engine(storage);	/* errors when the engine is unavailable */
 	PreventCommandIfReadOnly("pyrate_define()");
 
-	pyrate_rel_open(&rel, nsp, DEFINITIONS_TABLE, RowExclusiveLock);
+	pyrate_rel_open(&rel, nsp, &definitions_table, RowExclusiveLock);
 	/* one definer at a time: the upsert below must not race another */
 	LockRelationOid(RelationGetRelid(rel.heap), ShareUpdateExclusiveLock);
 
@@ -339,14 +395,18 @@ pyrate_define(PG_FUNCTION_ARGS)
 	if (find_definition(&rel, pattern))
 	{
 		/* redefining replaces the rates; the bucket's items stay */
+		PyrateStorage from = storage_from_text(TextDatumGetCString(rel.slot->tts_values[Anum_def_storage - 1]));
+
+		if (from != storage)
+			refuse_storage_move(nsp, pattern, from, storage);
 		values[Anum_def_created - 1] = rel.slot->tts_values[Anum_def_created - 1];
 		nulls[Anum_def_created - 1] = rel.slot->tts_isnull[Anum_def_created - 1];
-		tup = heap_form_tuple(RelationGetDescr(rel.heap), values, nulls);
+		tup = pyrate_rel_form(&rel, values, nulls);
 		pyrate_rel_update(&rel, &rel.slot->tts_tid, tup);
 	}
 	else
 	{
-		tup = heap_form_tuple(RelationGetDescr(rel.heap), values, nulls);
+		tup = pyrate_rel_form(&rel, values, nulls);
 		pyrate_rel_insert(&rel, tup);
 	}
 	pyrate_rel_close(&rel);
@@ -369,7 +429,7 @@ pyrate_undefine(PG_FUNCTION_ARGS)
 				 errmsg("the pattern to undefine cannot be NULL")));
 	pattern = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	PreventCommandIfReadOnly("pyrate_undefine()");
-	pyrate_rel_open(&rel, nsp, DEFINITIONS_TABLE, RowExclusiveLock);
+	pyrate_rel_open(&rel, nsp, &definitions_table, RowExclusiveLock);
 	LockRelationOid(RelationGetRelid(rel.heap), ShareUpdateExclusiveLock);
 	found = find_definition(&rel, pattern) && pyrate_rel_delete(&rel, &rel.slot->tts_tid);
 	pyrate_rel_close(&rel);

@@ -10,16 +10,103 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/index.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
+
+static void
+bad_layout(Relation heap, const char *problem, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("pyrate's table %s.%s has been altered: %s",
+					quote_identifier(get_namespace_name(RelationGetNamespace(heap))),
+					quote_identifier(RelationGetRelationName(heap)), problem),
+			 errdetail("pyrate reads and writes this table directly and needs exactly the layout it created."),
+			 errhint("%s", hint)));
+}
+
+static bool
+type_is(Oid type, const PyrateColumn *c, Oid nsp)
+{
+	if (OidIsValid(c->type))
+		return type == c->type;
+	return get_element_type(type) ==
+		GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("pyrate_rate"),
+						ObjectIdGetDatum(nsp));
+}
+
+static void
+check_columns(Relation heap, const PyrateTable *t, Oid nsp)
+{
+	TupleDesc	desc = RelationGetDescr(heap);
+	char		msg[2 * NAMEDATALEN + 64];
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (i >= t->ncolumns)
+		{
+			if (att->attisdropped)
+				continue;
+			snprintf(msg, sizeof(msg), "it has a column \"%s\" of its own", NameStr(att->attname));
+			bad_layout(heap, msg, psprintf("Drop the column: ALTER TABLE %s.%s DROP COLUMN %s;",
+										   quote_identifier(get_namespace_name(RelationGetNamespace(heap))),
+										   quote_identifier(RelationGetRelationName(heap)),
+										   quote_identifier(NameStr(att->attname))));
+		}
+		if (att->attisdropped || strcmp(NameStr(att->attname), t->columns[i].name) != 0 ||
+			!type_is(att->atttypid, &t->columns[i], nsp))
+		{
+			snprintf(msg, sizeof(msg), "column %d is not \"%s\" of its original type", i + 1,
+					 t->columns[i].name);
+			bad_layout(heap, msg,
+					   "Restore the column as the extension created it, or save the definitions (pg_dump -t) and recreate the extension: DROP EXTENSION pyrate; CREATE EXTENSION pyrate.");
+		}
+	}
+	if (desc->natts < t->ncolumns)
+	{
+		snprintf(msg, sizeof(msg), "column \"%s\" is missing", t->columns[desc->natts].name);
+		bad_layout(heap, msg,
+				   "Save the definitions (pg_dump -t) and recreate the extension: DROP EXTENSION pyrate; CREATE EXTENSION pyrate.");
+	}
+}
+
+/* Only plain btrees on columns: those are the indexes pyrate maintains. */
+static void
+check_index(Relation heap, Relation idx, IndexInfo *ii)
+{
+	const char *problem = NULL;
+
+	if (idx->rd_rel->relam != BTREE_AM_OID)
+		problem = "is not a btree";
+	else if (ii->ii_Expressions != NIL)
+		problem = "is on an expression";
+	else if (ii->ii_Predicate != NIL)
+		problem = "is partial";
+	if (problem)
+	{
+		char		msg[NAMEDATALEN + 64];
+
+		snprintf(msg, sizeof(msg), "its index \"%s\" %s", RelationGetRelationName(idx), problem);
+		bad_layout(heap, msg,
+				   psprintf("Drop the index: DROP INDEX %s.%s; pyrate maintains only its own btree indexes.",
+							quote_identifier(get_namespace_name(RelationGetNamespace(idx))),
+							quote_identifier(RelationGetRelationName(idx))));
+	}
+}
 
 void
-pyrate_rel_open(PyrateRel *r, Oid nsp, const char *relname, LOCKMODE mode)
+pyrate_rel_open(PyrateRel *r, Oid nsp, const PyrateTable *t, LOCKMODE mode)
 {
-	Oid			relid = get_relname_relid(relname, nsp);
+	Oid			relid = get_relname_relid(t->name, nsp);
 	List	   *indexes;
 	ListCell   *lc;
 
@@ -27,28 +114,58 @@ pyrate_rel_open(PyrateRel *r, Oid nsp, const char *relname, LOCKMODE mode)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("pyrate's table \"%s\" is missing from schema \"%s\"",
-						relname, get_namespace_name(nsp)),
+						t->name, get_namespace_name(nsp)),
 				 errhint("Recreate the extension: DROP EXTENSION pyrate; CREATE EXTENSION pyrate.")));
+	r->table = t;
 	r->heap = table_open(relid, mode);
 	r->lockmode = mode;
 	r->nindexes = 0;
+	check_columns(r->heap, t, nsp);
 	indexes = RelationGetIndexList(r->heap);
 	foreach(lc, indexes)
 	{
 		Relation	idx;
 
 		if (r->nindexes == PYRATE_MAX_INDEXES)
-			elog(ERROR, "pyrate's table \"%s\" has too many indexes", relname);
+			bad_layout(r->heap, "it has more indexes than pyrate created",
+					   "Drop the indexes you added to it.");
 		idx = index_open(lfirst_oid(lc), mode);
 		r->indexes[r->nindexes] = idx;
 		r->info[r->nindexes] = BuildIndexInfo(idx);
-		if (r->info[r->nindexes]->ii_Expressions != NIL ||
-			r->info[r->nindexes]->ii_Predicate != NIL)
-			elog(ERROR, "pyrate's table \"%s\" has an expression or partial index", relname);
 		r->nindexes++;
+		check_index(r->heap, idx, r->info[r->nindexes - 1]);
 	}
 	list_free(indexes);
 	r->slot = table_slot_create(r->heap, NULL);
+}
+
+HeapTuple
+pyrate_rel_form(PyrateRel *r, const Datum *values, const bool *nulls)
+{
+	TupleDesc	desc = RelationGetDescr(r->heap);
+	int			n = r->table->ncolumns;
+	Datum	   *v;
+	bool	   *isnull;
+
+	if (desc->natts == n)
+		return heap_form_tuple(desc, (Datum *) values, (bool *) nulls);
+	/* columns dropped after pyrate's own: NULL */
+	v = palloc(sizeof(Datum) * desc->natts);
+	isnull = palloc(sizeof(bool) * desc->natts);
+	memcpy(v, values, sizeof(Datum) * n);
+	memcpy(isnull, nulls, sizeof(bool) * n);
+	memset(isnull + n, true, sizeof(bool) * (desc->natts - n));
+	return heap_form_tuple(desc, v, isnull);
+}
+
+void
+pyrate_rel_deform(PyrateRel *r, HeapTuple tup, Datum *values, bool *nulls)
+{
+	TupleDesc	desc = RelationGetDescr(r->heap);
+	int			i;
+
+	for (i = 0; i < r->table->ncolumns; i++)
+		values[i] = heap_getattr(tup, i + 1, desc, &nulls[i]);
 }
 
 void
@@ -116,14 +233,18 @@ pyrate_rel_insert(PyrateRel *r, HeapTuple tup)
 void
 pyrate_rel_update(PyrateRel *r, ItemPointer otid, HeapTuple tup)
 {
-	pyrate_simple_heap_update(r->heap, otid, tup);
+	simple_heap_update(r->heap, otid, tup);
 	if (!HeapTupleIsHeapOnly(tup))
 		insert_index_entries(r, tup);
 }
 
-/* Whether an update or delete happened; false when another got there first. */
+/*
+ * Whether an update or delete happened now, as heapam's own callers read
+ * its result: false when another transaction changed or deleted the tuple
+ * first, or when this very command already did (nothing left to do).
+ */
 static bool
-changed(PyrateRel *r, TM_Result res, const char *what)
+changed(PyrateRel *r, TM_Result res, const TM_FailureData *tmfd, const char *what)
 {
 	switch (res)
 	{
@@ -131,9 +252,27 @@ changed(PyrateRel *r, TM_Result res, const char *what)
 			return true;
 		case TM_Deleted:
 		case TM_Updated:
-		case TM_SelfModified:
 			return false;
+		case TM_SelfModified:
+			/* by this command: done already; by an earlier one: a stale read */
+			if (tmfd->cmax == GetCurrentCommandId(false))
+				return false;
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("a row of pyrate's table \"%s\" was changed by an earlier command of this transaction while %s it",
+							RelationGetRelationName(r->heap), what),
+					 errhint("Retry the statement.")));
+			break;
+		case TM_Invisible:
+			/* the row was written by a transaction this one cannot see yet */
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("a row of pyrate's table \"%s\" is not visible to this transaction while %s it",
+							RelationGetRelationName(r->heap), what),
+					 errhint("Retry the transaction.")));
+			break;
 		default:
+			/* TM_BeingModified and TM_WouldBlock need wait = false: never asked for */
 			elog(ERROR, "unexpected result %d %s \"%s\"", (int) res, what,
 				 RelationGetRelationName(r->heap));
 	}
@@ -147,9 +286,9 @@ pyrate_rel_update_if_unchanged(PyrateRel *r, ItemPointer otid, HeapTuple tup)
 	LockTupleMode lockmode;
 	TM_Result	res;
 
-	res = pyrate_heap_update(r->heap, otid, tup, GetCurrentCommandId(true),
-							 InvalidSnapshot, true, &tmfd, &lockmode);
-	if (!changed(r, res, "updating"))
+	res = heap_update(r->heap, otid, tup, GetCurrentCommandId(true),
+					  InvalidSnapshot, true, &tmfd, &lockmode);
+	if (!changed(r, res, &tmfd, "updating"))
 		return false;
 	if (!HeapTupleIsHeapOnly(tup))
 		insert_index_entries(r, tup);
@@ -164,7 +303,7 @@ pyrate_rel_delete(PyrateRel *r, ItemPointer tid)
 
 	res = heap_delete(r->heap, tid, GetCurrentCommandId(true), InvalidSnapshot,
 					  true, &tmfd, false);
-	return changed(r, res, "deleting from");
+	return changed(r, res, &tmfd, "deleting");
 }
 
 bool

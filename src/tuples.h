@@ -21,9 +21,29 @@
 #include "utils/snapshot.h"
 
 #define PYRATE_MAX_INDEXES 4
+#define PYRATE_MAX_COLUMNS 8
+
+/*
+ * The layout pyrate expects of one of its tables.  Heap access trusts it,
+ * so every open checks the table against it (an owner may have altered the
+ * table; pg_dump restores whatever it finds).
+ */
+typedef struct PyrateColumn
+{
+	const char *name;
+	Oid			type;			/* InvalidOid: pyrate_rate[] of pyrate's schema */
+} PyrateColumn;
+
+typedef struct PyrateTable
+{
+	const char *name;
+	int			ncolumns;
+	PyrateColumn columns[PYRATE_MAX_COLUMNS];
+} PyrateTable;
 
 typedef struct PyrateRel
 {
+	const PyrateTable *table;
 	Relation	heap;
 	int			nindexes;
 	Relation	indexes[PYRATE_MAX_INDEXES];
@@ -32,11 +52,20 @@ typedef struct PyrateRel
 	LOCKMODE	lockmode;
 } PyrateRel;
 
-/* Open a table of the extension by name, with its indexes. */
-void		pyrate_rel_open(PyrateRel *r, Oid nsp, const char *relname, LOCKMODE mode);
+/*
+ * Open a table of the extension with its indexes, after checking both: the
+ * table's columns are exactly t's (columns dropped after them are allowed),
+ * its indexes plain btrees on columns.  ERROR naming the table otherwise.
+ */
+void		pyrate_rel_open(PyrateRel *r, Oid nsp, const PyrateTable *t, LOCKMODE mode);
 void		pyrate_rel_close(PyrateRel *r);
 /* The index over exactly these heap columns, in this order. */
 Relation	pyrate_rel_index(PyrateRel *r, int natts, const AttrNumber *atts);
+
+/* A tuple of the table from its columns' values (t->ncolumns of them). */
+HeapTuple	pyrate_rel_form(PyrateRel *r, const Datum *values, const bool *nulls);
+/* The table's columns of a tuple (t->ncolumns of them). */
+void		pyrate_rel_deform(PyrateRel *r, HeapTuple tup, Datum *values, bool *nulls);
 
 /* Insert, with index entries. */
 void		pyrate_rel_insert(PyrateRel *r, HeapTuple tup);
