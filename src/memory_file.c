@@ -16,6 +16,7 @@
  */
 #include "pyrate.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "catalog/pg_control.h"
@@ -215,18 +216,37 @@ typedef struct Reader
 	FILE	   *f;
 	pg_crc32c	crc;
 	const char *problem;
+	off_t		left;			/* bytes of the file not read yet */
 } Reader;
+
+/*
+ * Whether the file still holds n bytes.  Every count read from the file is
+ * checked against this before anything is allocated for it: a corrupt
+ * header must never make the postmaster allocate what the file cannot hold.
+ */
+static bool
+holds(Reader *r, uint64 n)
+{
+	if (r->left < 0 || n > (uint64) r->left)
+	{
+		r->problem = "it is shorter than its counts say";
+		return false;
+	}
+	return true;
+}
 
 static bool
 get(Reader *r, void *p, size_t n)
 {
 	if (n == 0)
 		return true;
-	if (fread(p, 1, n, r->f) != n)
+	if (!holds(r, n) || fread(p, 1, n, r->f) != n)
 	{
-		r->problem = ferror(r->f) ? "a read failed" : "it ends too early";
+		if (!r->problem || ferror(r->f))
+			r->problem = ferror(r->f) ? "a read failed" : "it ends too early";
 		return false;
 	}
+	r->left -= n;
 	COMP_CRC32C(r->crc, p, n);
 	return true;
 }
@@ -263,6 +283,8 @@ read_buckets(Reader *r, const FileHeader *h, dsa_area *area,
 		}
 		else if (!get(r, name, fb.namelen))
 			ok = false;
+		else if (!holds(r, (uint64) fb.nitems * 2 * sizeof(int64)))
+			ok = false;
 		else
 		{
 			name[fb.namelen] = '\0';
@@ -271,7 +293,13 @@ read_buckets(Reader *r, const FileHeader *h, dsa_area *area,
 			if (fb.nitems > 0 && !get(r, pairs, (Size) fb.nitems * 2 * sizeof(int64)))
 				ok = false;
 			for (j = 0; ok && j < fb.nitems; j++)
-				if (pairs[2 * j + 1] <= 0 || (j > 0 && pairs[2 * j] < pairs[2 * j - 2]))
+				if (pairs[2 * j + 1] <= 0 || pairs[2 * j + 1] > PYR_MAX_WEIGHT ||
+					pairs[2 * j] < PYR_MIN_TS || pairs[2 * j] > PYR_MAX_TS)
+				{
+					r->problem = "a bucket's item has a weight or timestamp out of range";
+					ok = false;
+				}
+				else if (j > 0 && pairs[2 * j] < pairs[2 * j - 2])
 				{
 					r->problem = "a bucket's items are out of order";
 					ok = false;
@@ -334,10 +362,17 @@ restore_from(FILE *f, dsa_area *area)
 	int64		restored = 0;
 	int64		restored_items = 0;
 	int64		dropped = 0;
+	struct stat st;
 
 	memset(&r, 0, sizeof(r));
 	r.f = f;
 	INIT_CRC32C(r.crc);
+	if (fstat(fileno(f), &st) != 0)
+	{
+		r.problem = "its size cannot be read";
+		goto corrupt;
+	}
+	r.left = st.st_size;
 	if (!get(&r, &h, sizeof(h)))
 		goto corrupt;
 	if (h.magic != PYRATE_FILE_MAGIC)
@@ -361,7 +396,10 @@ restore_from(FILE *f, dsa_area *area)
 						   "after a crash or an immediate shutdown they are lost.")));
 		return;
 	}
-	if (h.state != STATE_SAVED || h.buckets < 0 || h.items < 0)
+	/* every bucket takes a record, every item 16 bytes: check before reading */
+	if (h.state != STATE_SAVED || h.buckets < 0 || h.items < 0 ||
+		h.buckets > r.left / (off_t) sizeof(FileBucket) ||
+		h.items > r.left / (off_t) (2 * sizeof(int64)))
 	{
 		r.problem = "its header is malformed";
 		goto corrupt;
@@ -374,6 +412,7 @@ restore_from(FILE *f, dsa_area *area)
 		r.problem = "a seek failed";
 		goto corrupt;
 	}
+	r.left = st.st_size - sizeof(h);
 	if (!read_buckets(&r, &h, area, &restored, &restored_items, &dropped))
 		goto corrupt;
 	ereport(LOG,

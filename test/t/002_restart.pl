@@ -129,6 +129,46 @@ ok($node->wait_for_log(qr/pyrate: ignoring "pyrate_memory.state": it is not a py
 is($node->safe_psql('postgres', "SELECT count(*) FROM pyrate_buckets() WHERE storage = 'memory'"), '0',
 	'... and the engine starts empty');
 
+# a header or bucket record whose counts the file cannot hold: ignored
+# before anything is allocated for them (the server used to refuse to start,
+# asking for 32 GB in the postmaster)
+my $header = pack('LLLLqq', 0x50595254, 1, 2, 0, 1, 2**31);
+$pos = restart_with_file(sub { $header . pack('LLLL', 5, 1, 2**31, 0) . 'x' });
+ok($node->wait_for_log(qr/pyrate: ignoring "pyrate_memory.state": its header is malformed/, $pos),
+	'a 49-byte file claiming 2^31 items: ignored with a warning');
+is($node->safe_psql('postgres', 'SELECT 1'), '1', '... and the server is up');
+$header = pack('LLLLqq', 0x50595254, 1, 2, 0, 1, 1);
+$pos = restart_with_file(sub { $header . pack('LLLL', 5, 1, 2**31, 0) . 'x' . ("\0" x 16) });
+ok($node->wait_for_log(qr/pyrate: ignoring "pyrate_memory.state": it is shorter than its counts say/, $pos),
+	'a bucket record claiming 2^31 items: ignored with a warning');
+is($node->safe_psql('postgres', 'SELECT 1'), '1', '... and the server is up');
+
+# CRC-32C, as the server computes it, to forge files with a valid checksum
+sub crc32c
+{
+	my ($data) = @_;
+	my $crc = 0xFFFFFFFF;
+	for my $byte (unpack('C*', $data))
+	{
+		$crc ^= $byte;
+		$crc = ($crc & 1) ? (($crc >> 1) ^ 0x82F63B78) : ($crc >> 1) for 1 .. 8;
+	}
+	return $crc ^ 0xFFFFFFFF;
+}
+
+# an item whose weight is out of range, under a valid checksum: ignored
+$node->safe_psql('postgres', "SELECT pyrate_put('keep:w')");
+$pos = restart_with_file(
+	sub {
+		my $b = substr(shift, 0, -4);
+		substr($b, -8, 8) = pack('q', 2**40);
+		return $b . pack('L', crc32c($b));
+	});
+ok($node->wait_for_log(qr/pyrate: ignoring "pyrate_memory.state": a bucket's item has a weight or timestamp out of range/, $pos),
+	'an item of weight 2^40 under a valid checksum: ignored with a warning');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pyrate_buckets() WHERE storage = 'memory'"), '0',
+	'... and nothing is restored from it');
+
 $node->safe_psql('postgres', "SELECT pyrate_put('keep:perm')");
 $node->stop;
 chmod 0, $state;
