@@ -539,25 +539,20 @@ memory_dispose(const PyrateBucket *pb)
 	return found;
 }
 
-typedef struct Listed
+/*
+ * One partition's buckets of this database, copied into buf as (count, then
+ * the name and its NUL) records.  Nothing is allocated under the lock: when
+ * buf is too small the lock is released, buf grown, and the partition read
+ * again.  Returns the records' length.
+ */
+static Size
+copy_partition(dsa_area *a, int p, char **buf, Size *bufsize)
 {
-	char	   *name;
-	int64		count;
-} Listed;
-
-static void
-memory_each_bucket(Oid nsp, PyrateBucketCallback cb, void *arg)
-{
-	dsa_area   *a = pyrate_area();
-	List	   *found = NIL;
-	ListCell   *lc;
-	int			p;
-
-	for (p = 0; p < PYRATE_PARTITIONS; p++)
+	for (;;)
 	{
+		Size		need = 0;
 		uint32		h;
 
-		CHECK_FOR_INTERRUPTS();
 		LWLockAcquire(partition_lock(p), LW_SHARED);
 		for (h = p; h < pyrate_shared->nheads; h += PYRATE_PARTITIONS)
 		{
@@ -569,25 +564,53 @@ memory_each_bucket(Oid nsp, PyrateBucketCallback cb, void *arg)
 
 				if (b->dbid == MyDatabaseId)
 				{
-					Listed	   *l = palloc(sizeof(Listed));
+					int64		count = pyr_log_count(log_of(a, b));
 
-					l->name = pnstrdup(b->name, b->namelen);
-					l->count = pyr_log_count(log_of(a, b));
-					found = lappend(found, l);
+					if (need + sizeof(int64) + b->namelen + 1 <= *bufsize)
+					{
+						memcpy(*buf + need, &count, sizeof(int64));
+						memcpy(*buf + need + sizeof(int64), b->name, b->namelen + 1);
+					}
+					need += sizeof(int64) + b->namelen + 1;
 				}
 				dp = b->next;
 			}
 		}
 		LWLockRelease(partition_lock(p));
+		if (need <= *bufsize)
+			return need;
+		*bufsize = Max(need * 2, *bufsize * 2);
+		*buf = *buf ? repalloc_huge(*buf, *bufsize) : MemoryContextAllocHuge(CurrentMemoryContext, *bufsize);
 	}
-	/* the callbacks route names through the catalogs: no lock held here */
-	foreach(lc, found)
-	{
-		Listed	   *l = lfirst(lc);
+}
 
-		cb(l->name, l->count, arg);
+static void
+memory_each_bucket(Oid nsp, PyrateBucketCallback cb, void *arg)
+{
+	dsa_area   *a = pyrate_area();
+	Size		bufsize = 8192;
+	char	   *buf = palloc(bufsize);
+	int			p;
+
+	for (p = 0; p < PYRATE_PARTITIONS; p++)
+	{
+		Size		len;
+		Size		off;
+
+		CHECK_FOR_INTERRUPTS();
+		len = copy_partition(a, p, &buf, &bufsize);
+		/* the callbacks route names through the catalogs: no lock held here */
+		for (off = 0; off < len;)
+		{
+			int64		count;
+			const char *name = buf + off + sizeof(int64);
+
+			memcpy(&count, buf + off, sizeof(int64));
+			off += sizeof(int64) + strlen(name) + 1;
+			cb(name, count, arg);
+		}
 	}
-	list_free_deep(found);
+	pfree(buf);
 }
 
 const PyrateEngine pyrate_memory_engine = {

@@ -6,9 +6,12 @@
  * pattern); the hash table is bounded by pyrate.max_stats, and decisions for
  * definitions beyond that are counted in one overflow row (pattern NULL).
  *
- * Locking: StatsShared->lock guards the hash table's shape (shared to look
- * up, exclusive to add or reset entries); each entry's mutex guards its
- * counters, held for a few additions only.
+ * Locking: StatsShared->lock guards the hash table's shape and every
+ * pointer into it: it is held shared to look an entry up *and* count into
+ * it (so no entry can be removed and recycled under a counting backend),
+ * exclusive to add or reset entries.  Each entry's mutex guards its
+ * counters, held for a few additions only; it is initialised only when the
+ * entry is created, under the exclusive lock, when no backend can hold it.
  */
 #include "pyrate.h"
 
@@ -43,6 +46,7 @@ typedef struct StatsEntry
 {
 	StatsKey	key;
 	slock_t		mutex;
+	TimestampTz since;			/* counting from: the entry's creation */
 	bool		overflow;
 	char		pattern[PYRATE_MAX_NAME + 1];
 	StatsCounters c;
@@ -51,15 +55,14 @@ typedef struct StatsEntry
 typedef struct StatsShared
 {
 	LWLock	   *lock;
-	TimestampTz reset_time;
-	pg_atomic_uint64 generation;	/* bumped by every reset */
+	uint64		generation;		/* bumped by every reset, under the lock */
 } StatsShared;
 
 /*
  * Each backend remembers where the entries it counts into are, so a count
- * is a spinlock and no hash lookup; a reset (which removes entries) bumps
- * the generation and the backend looks them up again.  A count racing a
- * reset may land in an entry just removed: statistics, not accounting.
+ * needs no hash lookup.  A remembered pointer is used only under the shared
+ * lock and only while the generation is the one it was found in: a reset
+ * (which removes entries) bumps it, and the backend looks them up again.
  */
 #define LOCAL_SLOTS 64
 
@@ -68,8 +71,8 @@ typedef struct LocalSlot
 	uint64		hash;
 	Oid			db;
 	uint64		generation;
-	char	   *pattern;
 	StatsEntry *entry;
+	char		pattern[PYRATE_MAX_NAME + 1];
 } LocalSlot;
 
 static LocalSlot local_slots[LOCAL_SLOTS];
@@ -112,8 +115,7 @@ stats_shmem_startup(void)
 	if (!found)
 	{
 		shared->lock = &(GetNamedLWLockTranche("pyrate_stats"))->lock;
-		shared->reset_time = GetCurrentTimestamp();
-		pg_atomic_init_u64(&shared->generation, 1);
+		shared->generation = 1;
 	}
 	info.keysize = sizeof(StatsKey);
 	info.entrysize = sizeof(StatsEntry);
@@ -147,50 +149,52 @@ pyrate_stats_available(void)
 	return shared != NULL;
 }
 
+/* The entry counting for pattern: its own, or the overflow row.  Lock held. */
 static StatsEntry *
-find_entry(const char *pattern, uint64 hash)
+lookup_entry(const char *pattern, uint64 hash)
 {
 	StatsKey	key;
 	StatsEntry *e;
-	bool		found;
 
 	memset(&key, 0, sizeof(key));
 	key.db = MyDatabaseId;
 	key.hash = hash;
-
-	LWLockAcquire(shared->lock, LW_SHARED);
 	e = hash_search(entries, &key, HASH_FIND, NULL);
-	LWLockRelease(shared->lock);
 	if (e)
 		return e->overflow || strcmp(e->pattern, pattern) == 0 ? e : NULL;
+	key.hash = 0;
+	e = hash_search(entries, &key, HASH_FIND, NULL);
+	/* the overflow row counts only patterns that found the table full */
+	return e && hash_get_num_entries(entries) >= pyrate_max_stats ? e : NULL;
+}
 
+/* Create the entry for pattern, or the overflow row when the table is full. */
+static void
+enter_entry(const char *pattern, uint64 hash)
+{
+	StatsKey	key;
+	StatsEntry *e;
+	bool		found;
+	bool		overflow;
+
+	memset(&key, 0, sizeof(key));
+	key.db = MyDatabaseId;
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	if (hash_get_num_entries(entries) >= pyrate_max_stats)
+	overflow = hash_get_num_entries(entries) >= pyrate_max_stats;
+	key.hash = overflow ? 0 : hash;
+	e = hash_search(entries, &key, HASH_ENTER_NULL, &found);
+	if (e && !found)
 	{
-		/* full: count in the overflow row of this database */
-		key.hash = 0;
-		e = hash_search(entries, &key, HASH_ENTER_NULL, &found);
-		if (e && !found)
-		{
-			SpinLockInit(&e->mutex);
-			e->overflow = true;
+		SpinLockInit(&e->mutex);
+		e->since = GetCurrentTimestamp();
+		e->overflow = overflow;
+		if (overflow)
 			e->pattern[0] = '\0';
-			memset(&e->c, 0, sizeof(e->c));
-		}
-	}
-	else
-	{
-		e = hash_search(entries, &key, HASH_ENTER_NULL, &found);
-		if (e && !found)
-		{
-			SpinLockInit(&e->mutex);
-			e->overflow = false;
+		else
 			strlcpy(e->pattern, pattern, sizeof(e->pattern));
-			memset(&e->c, 0, sizeof(e->c));
-		}
+		memset(&e->c, 0, sizeof(e->c));
 	}
 	LWLockRelease(shared->lock);
-	return e;
 }
 
 void
@@ -198,34 +202,46 @@ pyrate_stats_count(const char *pattern, PyrateStatKind kind, int64 wait_ms)
 {
 	StatsEntry *e;
 	uint64		hash;
-	uint64		generation;
 	LocalSlot  *slot;
+	int			tries;
 
 	if (shared == NULL)
 		return;
 	hash = hash_bytes_extended((const unsigned char *) pattern, strlen(pattern), 0);
-	generation = pg_atomic_read_u64(&shared->generation);
+	if (hash == 0)
+		hash = 1;				/* 0 is the overflow row's */
 	slot = &local_slots[hash % LOCAL_SLOTS];
-	if (slot->entry && slot->hash == hash && slot->db == MyDatabaseId &&
-		slot->generation == generation && strcmp(slot->pattern, pattern) == 0)
-		e = slot->entry;
-	else
+	for (tries = 0; tries < 2; tries++)
 	{
-		e = find_entry(pattern, hash);
-		if (e == NULL)
-			return;				/* a hash collision: not counted */
-		if (slot->pattern)
-			pfree(slot->pattern);
-		slot->pattern = MemoryContextStrdup(TopMemoryContext, pattern);
-		slot->hash = hash;
-		slot->db = MyDatabaseId;
-		slot->generation = generation;
-		slot->entry = e;
+		LWLockAcquire(shared->lock, LW_SHARED);
+		if (slot->entry && slot->hash == hash && slot->db == MyDatabaseId &&
+			slot->generation == shared->generation && strcmp(slot->pattern, pattern) == 0)
+			e = slot->entry;
+		else
+		{
+			e = lookup_entry(pattern, hash);
+			if (e)
+			{
+				strlcpy(slot->pattern, pattern, sizeof(slot->pattern));
+				slot->hash = hash;
+				slot->db = MyDatabaseId;
+				slot->generation = shared->generation;
+				slot->entry = e;
+			}
+		}
+		if (e)
+		{
+			SpinLockAcquire(&e->mutex);
+			e->c.n[kind]++;
+			e->c.wait_ms += wait_ms;
+			SpinLockRelease(&e->mutex);
+		}
+		LWLockRelease(shared->lock);
+		if (e)
+			return;
+		/* not there yet (or a hash collision): create it, then count */
+		enter_entry(pattern, hash);
 	}
-	SpinLockAcquire(&e->mutex);
-	e->c.n[kind]++;
-	e->c.wait_ms += wait_ms;
-	SpinLockRelease(&e->mutex);
 }
 
 static void
@@ -245,13 +261,11 @@ pyrate_stats(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo;
 	HASH_SEQ_STATUS seq;
 	StatsEntry *e;
-	TimestampTz reset_time;
 
 	require_shared();
 	InitMaterializedSRF(fcinfo, 0);
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	LWLockAcquire(shared->lock, LW_SHARED);
-	reset_time = shared->reset_time;
 	hash_seq_init(&seq, entries);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
@@ -273,7 +287,7 @@ pyrate_stats(PG_FUNCTION_ARGS)
 		values[3] = Int64GetDatum(c.n[PYRATE_STAT_WOULD_REJECT]);
 		values[4] = Int64GetDatum(c.n[PYRATE_STAT_WAITED]);
 		values[5] = Int64GetDatum(c.wait_ms);
-		values[6] = TimestampTzGetDatum(reset_time);
+		values[6] = TimestampTzGetDatum(e->since);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(shared->lock);
@@ -292,8 +306,7 @@ pyrate_stats_reset(PG_FUNCTION_ARGS)
 	while ((e = hash_seq_search(&seq)) != NULL)
 		if (e->key.db == MyDatabaseId)
 			hash_search(entries, &e->key, HASH_REMOVE, NULL);
-	shared->reset_time = GetCurrentTimestamp();
-	pg_atomic_fetch_add_u64(&shared->generation, 1);
+	shared->generation++;
 	LWLockRelease(shared->lock);
 	PG_RETURN_VOID();
 }

@@ -80,6 +80,21 @@ check "pg_dump and pg_restore carry the definitions" \
 check "a restored database starts with empty buckets" \
 	test "$(psql -X -At "$(pg_conninfo regress $PORT dumped)" -c "SELECT pyrate_count('wait:dump')")" = 0
 
+# pyrate_stats_reset resets this database only: the other database's rows
+# keep their counts and their reset time.
+D2=$(pg_conninfo regress $PORT dumped)
+sql -c "SELECT pyrate_define('st:*', '{100/h}')" -c "SELECT pyrate_stats_reset()" >/dev/null
+psql -X -At -q "$D2" -c "SELECT pyrate_define('st:*', '{100/h}')" -c "SELECT pyrate_stats_reset()" \
+	-c "SELECT pyrate_try_acquire('st:a', 1, false)" >/dev/null
+sql -c "SELECT pyrate_try_acquire('st:a', 1, false)" >/dev/null
+before=$(psql -X -At "$D2" -c "SELECT acquired || ' ' || stats_reset FROM pyrate_stats WHERE pattern = 'st:*'")
+sleep 0.05
+sql -c "SELECT pyrate_stats_reset()" >/dev/null
+check "pyrate_stats_reset in one database leaves another's counts and reset time ($before)" \
+	test "$(psql -X -At "$D2" -c "SELECT acquired || ' ' || stats_reset FROM pyrate_stats WHERE pattern = 'st:*'")" = "$before"
+check "... and empties its own" \
+	test "$(sql -c "SELECT count(*) FROM pyrate_stats WHERE pattern = 'st:*'")" = 0
+
 pg_stop regress
 
 # Without shared_preload_libraries: everything but the memory engine works,
