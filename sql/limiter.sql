@@ -55,6 +55,8 @@ SELECT pyrate_try_acquire('lim', 1, NULL);
 SELECT pyrate_try_acquire('undefined-bucket');
 SELECT sqlstate_of($$SELECT pyrate_try_acquire('lim', 1, false, 5)$$) AS timeout_without_blocking,
        sqlstate_of($$SELECT pyrate_try_acquire('lim', 1, true, -2)$$) AS negative_timeout;
+-- the message shows the timeout as given
+SELECT pyrate_try_acquire('lim', 1, true, -1.0000001);
 
 -- the default bucket name is 'pyrate'
 SELECT pyrate_define('pyrate', '{1/h}');

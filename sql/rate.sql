@@ -58,6 +58,10 @@ SELECT pyrate_rate(5, 0::bigint);
 SELECT pyrate_rate(5, interval '1 month');
 SELECT pyrate_rate(5, interval '1.5 milliseconds');
 SELECT pyrate_rate(5, interval '-1 day');
+-- days and time of opposite signs: only the sum counts (23 hours here)
+SELECT pyrate_rate(5, interval '1 day -1 hour'), pyrate_rate(5, interval '-1 hour 2 days');
+SELECT pyrate_rate(5, interval '1 hour -1 day');
+SELECT pyrate_rate(5, interval '200 years' - interval '200 years' + interval '40000 days');
 SELECT sqlstate_of($$SELECT pyrate_rate(-1, 1000)$$);
 
 -- durations

@@ -21,6 +21,7 @@
 #include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -563,7 +564,7 @@ pyrate_try_acquire(PG_FUNCTION_ARGS)
 	if (isnan(timeout) || (timeout < 0 && timeout != -1))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid timeout %g", timeout),
+				 errmsg("invalid timeout %s", float8out_internal(timeout)),
 				 errhint("The timeout is in seconds, 0 or more, or -1 to wait as long as it takes.")));
 	if (!blocking && timeout != -1)
 		ereport(ERROR,

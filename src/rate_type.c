@@ -117,11 +117,17 @@ pyrate_rate_make_interval(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a rate interval must be a whole number of milliseconds")));
-	if (iv->day < 0 || iv->time < 0 ||
-		iv->day > PYR_MAX_INTERVAL / PYR_DAY)
+	/*
+	 * Days and time may have opposite signs ('1 day -1 hour' is 23 hours):
+	 * only their sum must be in range.  Each part is bounded first, so the
+	 * sum cannot overflow.
+	 */
+	if (iv->day < -2 * (PYR_MAX_INTERVAL / PYR_DAY) || iv->day > 2 * (PYR_MAX_INTERVAL / PYR_DAY) ||
+		iv->time / 1000 < -2 * PYR_MAX_INTERVAL || iv->time / 1000 > 2 * PYR_MAX_INTERVAL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("rate interval is out of range"),
+				 errmsg("rate interval %s is out of range",
+						DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv)))),
 				 errhint("An interval is from 1 millisecond to 100 years.")));
 	ms = (int64) iv->day * PYR_DAY + iv->time / 1000;
 	PG_RETURN_POINTER(make_rate(PG_GETARG_INT32(0), ms));

@@ -195,8 +195,10 @@ leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
 	end();
 	*nbuckets = list_length(c.targets);
 
-	/* memory buckets: each leak is one O(log n) step, all in one go */
-	begin();
+	/*
+	 * memory buckets: each leak is one O(log n) step under a partition lock,
+	 * all in one go, outside any transaction (they touch no table)
+	 */
 	foreach(lc, c.targets)
 	{
 		LeakTarget *t = lfirst(lc);
@@ -209,7 +211,6 @@ leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
 		b.name = t->name;
 		*memory_units += engines[t->engine]->leak(&b, t->before, 0);
 	}
-	end();
 
 	/* table buckets: bounded batches, each its own transaction */
 	foreach(lc, c.targets)
@@ -236,6 +237,8 @@ leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
 			}
 			removed = pyrate_table_engine.leak(&b, t->before, LEAK_BATCH);
 			end();
+			/* let autovacuum see the deletes while the pass goes on */
+			pgstat_report_stat(false);
 			*table_units += removed;
 			if (removed == 0)
 				break;
@@ -268,6 +271,8 @@ run_leak(MemoryContext cxt)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
+		/* an error outside a transaction (a memory leak) releases its lock here */
+		LWLockReleaseAll();
 		ereport(WARNING,
 				(errmsg("pyrate leaker: leaking failed: %s", edata->message),
 				 errdetail("It tries again in pyrate.leak_interval (%d ms).", pyrate_leak_interval)));
@@ -284,6 +289,7 @@ run_leak(MemoryContext cxt)
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(cxt);
+	pgstat_report_stat(true);
 
 	if (!installed)
 	{

@@ -67,6 +67,9 @@ ok($node->poll_query_until('postgres', "SELECT pyrate_count('tab:a') = 0"), 'the
 ok($node->poll_query_until('postgres', "SELECT pyrate_count('big') = 0"),
 	'the worker leaks 2500 table items (in batches of 1000)');
 ok($node->poll_query_until('postgres',
+	"SELECT n_tup_del >= 2500 FROM pg_stat_user_tables WHERE relname = 'pyrate_item_data'"),
+	'the worker reports its deletes to the statistics system while it runs (autovacuum sees them)');
+ok($node->poll_query_until('postgres',
 	"SELECT total_units >= 2504 AND leak_runs > 0 AND last_leak IS NOT NULL AND state = 'idle' FROM pyrate_worker_status()"),
 	'pyrate_worker_status reports the leaks');
 is($node->safe_psql('postgres', 'SELECT pid, database, leak_interval_ms FROM pyrate_worker_status()'),
