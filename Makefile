@@ -7,26 +7,32 @@ DATA = $(wildcard sql/pyrate--*.sql)
 PGFILEDESC = "pyrate - sliding-window-log rate limiter"
 
 CORE_OBJS = src/core/rate.o src/core/swlog.o
+# Bottom-up: each file uses only the files listed before it (README, Layout;
+# test/tools/layering.py checks it).
 OBJS = \
-	src/pyrate.o \
+	$(CORE_OBJS) \
+	src/base.o \
 	src/rate_type.o \
-	src/routing.o \
-	src/engine.o \
-	src/engine_table.o \
-	src/engine_memory.o \
-	src/memory_file.o \
-	src/shmem.o \
-	src/worker.o \
-	src/limiter.o \
 	src/tuples.o \
-	src/trigger.o \
+	src/routing.o \
+	src/engine_table.o \
+	src/memory_arena.o \
+	src/memory_file.o \
+	src/engine_memory.o \
+	src/engine.o \
 	src/stats.o \
-	$(CORE_OBJS)
+	src/limiter.o \
+	src/define.o \
+	src/trigger.o \
+	src/worker.o \
+	src/pyrate.o
 
 PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/core
 
 # Regression tests live in sql/ + expected/ (pg_regress's default layout);
 # test/suites/10-regress.sh runs them on a preloaded server of its own.
+# `make installcheck` runs them on a running server, which must preload
+# pyrate too (shared_preload_libraries = 'pyrate': the stats test needs it).
 REGRESS = rate define bucket limiter trigger stats privileges security
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=pyrate
 

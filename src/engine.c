@@ -1,37 +1,33 @@
 /*
  * engine.c — choosing a storage engine for a bucket.
  */
-#include "pyrate.h"
-
-#include "utils/guc.h"
-
 #include "engine.h"
 
-const struct config_enum_entry pyrate_storage_options[] = {
-	{"table", PYRATE_STORAGE_TABLE, false},
-	{"memory", PYRATE_STORAGE_MEMORY, false},
-	{NULL, 0, false}
-};
-
-const char *
-pyrate_storage_name(PyrateStorage s)
-{
-	return s == PYRATE_STORAGE_MEMORY ? "memory" : "table";
-}
+#include "engine_memory.h"
+#include "engine_table.h"
 
 const PyrateEngine *
-pyrate_engine(PyrateStorage storage)
+pyrate_engine_or_null(PyrateStorage storage)
 {
 	if (storage == PYRATE_STORAGE_TABLE)
 		return &pyrate_table_engine;
 	if (pyrate_memory_available())
 		return &pyrate_memory_engine;
-	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("the memory storage engine is not available"),
-			 errdetail("Buckets in shared memory need pyrate loaded when the server starts."),
-			 errhint("Add pyrate to shared_preload_libraries in postgresql.conf and restart the server, or use storage 'table'.")));
-	return NULL;				/* keep compiler quiet */
+	return NULL;
+}
+
+const PyrateEngine *
+pyrate_engine(PyrateStorage storage)
+{
+	const PyrateEngine *e = pyrate_engine_or_null(storage);
+
+	if (e == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the memory storage engine is not available"),
+				 errdetail("Buckets in shared memory need pyrate loaded when the server starts."),
+				 errhint("Add pyrate to shared_preload_libraries in postgresql.conf and restart the server, or use storage 'table'.")));
+	return e;
 }
 
 int

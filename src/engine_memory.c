@@ -4,7 +4,7 @@
  * A bucket is (database, name) -> a pyr_log (the algorithm module's ring of
  * (timestamp, cumulative units) entries, 16 bytes per stored item).  Buckets
  * hang off a fixed directory of chain heads; a bucket's entry and its log are
- * separate blocks of the DSA area in pyrate's shared memory (shmem.c).  The
+ * separate blocks of the DSA area in pyrate's shared memory (memory_arena.c).  The
  * log starts with room for one item and doubles when full, so memory follows
  * the items actually stored, never the limit; a leak halves it once a quarter
  * is used, and frees it when it empties.  An empty bucket keeps only its
@@ -24,7 +24,9 @@
  * Non-transactional: a stored item stays whatever becomes of the caller's
  * transaction, as in pyrate-limiter's own buckets.
  */
-#include "pyrate.h"
+#include "engine_memory.h"
+
+#include <limits.h>
 
 #include "access/xact.h"
 #include "catalog/objectaccess.h"
@@ -34,10 +36,12 @@
 #include "common/hashfn.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
-#include "engine.h"
-#include "shmem.h"
+#include "memory_arena.h"
+#include "memory_file.h"
 
 typedef struct MemBucket
 {
@@ -71,6 +75,8 @@ typedef struct Slot
 } Slot;
 
 static object_access_hook_type prev_object_access_hook = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* a database whose buckets go when the current transaction commits */
 static Oid	clear_at_commit = InvalidOid;
@@ -627,9 +633,10 @@ const PyrateEngine pyrate_memory_engine = {
 /* ---- saving and restoring (memory_file.c), postmaster only ----------- */
 
 /* Every bucket, without locks: only the postmaster is left at shutdown. */
-void
-pyrate_memory_foreach_unlocked(dsa_area *a, PyrateMemoryVisitor visit, void *arg)
+static void
+foreach_unlocked(PyrateFileVisitor visit, void *visit_arg, void *arg)
 {
+	dsa_area   *a = arg;
 	uint32		h;
 
 	for (h = 0; h < pyrate_shared->nheads; h++)
@@ -640,7 +647,7 @@ pyrate_memory_foreach_unlocked(dsa_area *a, PyrateMemoryVisitor visit, void *arg
 		{
 			MemBucket  *b = dsa_get_address(a, dp);
 
-			visit(b->dbid, b->name, b->namelen, log_of(a, b), arg);
+			visit(b->dbid, b->name, b->namelen, log_of(a, b), visit_arg);
 			dp = b->next;
 		}
 	}
@@ -651,10 +658,10 @@ pyrate_memory_foreach_unlocked(dsa_area *a, PyrateMemoryVisitor visit, void *arg
  * oldest first.  false when memory is short or the bucket exists already;
  * nothing is kept of it then.
  */
-bool
-pyrate_memory_insert_restored(dsa_area *a, Oid dbid, const char *name,
-							  const int64 *pairs, uint32 n)
+static bool
+insert_restored(Oid dbid, const char *name, const int64 *pairs, uint32 n, void *arg)
 {
+	dsa_area   *a = arg;
 	Key			k;
 	Slot		s;
 	int			p;
@@ -745,9 +752,66 @@ memory_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		clear_subid = parentSubid;
 }
 
+/* ---- shared memory --------------------------------------------------- */
+
+static void
+memory_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	pyrate_arena_request();
+}
+
+static void
+save_at_exit(int code, Datum arg)
+{
+	/* after a crash (code != 0) there is nothing trustworthy to save */
+	if (code == 0)
+		pyrate_memory_file_save(foreach_unlocked, DatumGetPointer(arg));
+}
+
+static void
+memory_shmem_startup(void)
+{
+	static bool started_once = false;	/* postmaster: made the arena before */
+	dsa_area   *created;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	created = pyrate_arena_startup();
+	if (created == NULL)
+		return;
+	/* the postmaster made the arena: fill it from the last clean shutdown */
+	if (!started_once)
+		pyrate_memory_file_restore(insert_restored, created);
+	else
+		ereport(LOG,
+				(errmsg("pyrate: the memory engine starts empty after a server process crashed"),
+				 errdetail("Buckets in shared memory are lost when the server reinitializes it after a crash.")));
+	started_once = true;
+	on_shmem_exit(save_at_exit, PointerGetDatum(created));
+}
+
 void
 pyrate_memory_init(void)
 {
+	/* a PGC_POSTMASTER setting can only be defined while preloading */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		DefineCustomIntVariable("pyrate.memory_size",
+								"Shared memory for the memory storage engine's buckets.",
+								"Buckets and their items live in this much shared memory; when it is full, "
+								"buckets that have leaked empty are evicted, then acquires fail.",
+								&pyrate_memory_size,
+								32 * 1024, 1024, MAX_KILOBYTES,
+								PGC_POSTMASTER,
+								GUC_UNIT_KB,
+								NULL, NULL, NULL);
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = memory_shmem_request;
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = memory_shmem_startup;
+	}
 	prev_object_access_hook = object_access_hook;
 	object_access_hook = memory_object_access;
 	RegisterXactCallback(memory_xact_callback, NULL);

@@ -18,7 +18,7 @@
  * releases it at once.  Probes use SnapshotSelf: every committed item and the
  * transaction's own, whatever the isolation level, and no SSI read locks.
  */
-#include "pyrate.h"
+#include "engine_table.h"
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -45,7 +45,6 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "engine.h"
 #include "tuples.h"
 
 #define BUCKETS_TABLE	"pyrate_bucket_data"

@@ -7,7 +7,7 @@
  * and need the privilege of pyrate_flush; without one, the server clock
  * (pyrate_now) stamps the item.
  */
-#include "pyrate.h"
+#include "limiter.h"
 
 #include <math.h>
 
@@ -21,6 +21,7 @@
 #include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/float.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -29,8 +30,8 @@
 #include "engine.h"
 #include "stats.h"
 
-/* Explicit timestamps: from the epoch to the end of year 9999. */
-#define PYRATE_MAX_TS INT64CONST(253402300799999)
+
+int			pyrate_buffer_ms = 50;
 
 PG_FUNCTION_INFO_V1(pyrate_now);
 PG_FUNCTION_INFO_V1(pyrate_put);
@@ -45,38 +46,6 @@ PG_FUNCTION_INFO_V1(pyrate_dispose);
 PG_FUNCTION_INFO_V1(pyrate_buckets);
 PG_FUNCTION_INFO_V1(pyrate_try_acquire);
 PG_FUNCTION_INFO_V1(pyrate_require);
-
-Oid
-pyrate_namespace(FunctionCallInfo fcinfo)
-{
-	return get_func_namespace(fcinfo->flinfo->fn_oid);
-}
-
-int64
-pyrate_now_ms(void)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	return now / 1000 +
-		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
-}
-
-void
-pyrate_check_name(const char *what, const char *name)
-{
-	size_t		len = strlen(name);
-
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a %s cannot be empty", what)));
-	if (len > PYRATE_MAX_NAME)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s is too long", what),
-				 errdetail("It is %zu bytes; pyrate takes at most %d.", len, PYRATE_MAX_NAME),
-				 errhint("Hash long keys, as in 'api:' || md5(key).")));
-}
 
 static char *
 arg_name(FunctionCallInfo fcinfo, int n)
@@ -126,7 +95,7 @@ arg_at(FunctionCallInfo fcinfo, int n, Oid nsp)
 				 errmsg("permission denied to stamp an item with an explicit time"),
 				 errdetail("A non-NULL \"at\" needs the privilege to execute pyrate_flush(text)."),
 				 errhint("Pass at => NULL to use the server clock, or have the owner grant EXECUTE ON FUNCTION pyrate_flush(text).")));
-	if (at < 0 || at > PYRATE_MAX_TS)
+	if (at < PYR_MIN_TS || at > PYR_MAX_TS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp %lld is out of range", (long long) at),
@@ -350,8 +319,9 @@ collect_name(const char *name, int64 count, void *arg)
  * Leak every bucket of every engine whose name still routes to a definition
  * (its largest interval says what is old); returns the units removed.
  */
-int64
-pyrate_leak_every_bucket(Oid nsp, int64 at)
+/* Leak every bucket of every engine at time at; returns units removed. */
+static int64
+leak_every_bucket(Oid nsp, int64 at)
 {
 	const PyrateEngine *engines[PYRATE_MAX_ENGINES];
 	int			nengines = pyrate_engines(engines);
@@ -386,7 +356,7 @@ pyrate_leak_every_bucket(Oid nsp, int64 at)
 Datum
 pyrate_leak_all(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(pyrate_leak_every_bucket(pyrate_namespace(fcinfo), pyrate_now_ms()));
+	PG_RETURN_INT64(leak_every_bucket(pyrate_namespace(fcinfo), pyrate_now_ms()));
 }
 
 Datum
@@ -574,4 +544,17 @@ pyrate_try_acquire(PG_FUNCTION_ARGS)
 	if (timeout >= 0 && !isinf(timeout))
 		deadline = GetCurrentTimestamp() + (int64) ceil(Min(timeout, 1e9) * 1000000.0);
 	PG_RETURN_BOOL(pyrate_limiter_acquire(nsp, name, weight, blocking, deadline, &r));
+}
+
+void
+pyrate_limiter_init(void)
+{
+	DefineCustomIntVariable("pyrate.buffer_ms",
+							"Extra milliseconds a blocking acquire sleeps past the computed wait.",
+							NULL,
+							&pyrate_buffer_ms,
+							50, 0, 60000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 }

@@ -14,7 +14,7 @@
  *   a CRC-32C of everything before it
  * Nothing is restored from a file that fails any check.
  */
-#include "pyrate.h"
+#include "memory_file.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,7 +26,6 @@
 #include "storage/fd.h"
 #include "utils/memutils.h"
 
-#include "shmem.h"
 
 #define PYRATE_MEMORY_FILE		"pyrate_memory.state"
 #define PYRATE_MEMORY_TMP		PYRATE_MEMORY_FILE ".tmp"
@@ -111,16 +110,16 @@ write_bucket(Oid dbid, const char *name, uint32 namelen, const pyr_log *log, voi
 	}
 }
 
-/* Write the file in the given state, with the buckets when area is given. */
+/* Write the file in the given state, with the buckets when foreach is given. */
 static bool
-write_file(dsa_area *area, uint32 state, int64 *buckets, int64 *items)
+write_file(PyrateFileForeach foreach, void *arg, uint32 state, int64 *buckets, int64 *items)
 {
 	Writer		w;
 	FileHeader	h;
 
 	memset(&w, 0, sizeof(w));
-	if (area != NULL)
-		pyrate_memory_foreach_unlocked(area, count_bucket, &w);
+	if (foreach != NULL)
+		foreach(count_bucket, &w, arg);
 	w.f = AllocateFile(PYRATE_MEMORY_TMP, PG_BINARY_W);
 	if (w.f == NULL)
 		goto fail;
@@ -132,8 +131,8 @@ write_file(dsa_area *area, uint32 state, int64 *buckets, int64 *items)
 	h.buckets = w.buckets;
 	h.items = w.items;
 	put(&w, &h, sizeof(h));
-	if (area != NULL)
-		pyrate_memory_foreach_unlocked(area, write_bucket, &w);
+	if (foreach != NULL)
+		foreach(write_bucket, &w, arg);
 	FIN_CRC32C(w.crc);
 	if (!w.failed && fwrite(&w.crc, sizeof(w.crc), 1, w.f) != 1)
 		w.failed = true;
@@ -188,7 +187,7 @@ clean_shutdown(void)
 }
 
 void
-pyrate_memory_save(dsa_area *area)
+pyrate_memory_file_save(PyrateFileForeach foreach, void *arg)
 {
 	int64		buckets;
 	int64		items;
@@ -203,7 +202,7 @@ pyrate_memory_save(dsa_area *area)
 				(errmsg("pyrate: not saving the memory engine's buckets: the server did not shut down cleanly")));
 		return;
 	}
-	if (write_file(area, STATE_SAVED, &buckets, &items))
+	if (write_file(foreach, arg, STATE_SAVED, &buckets, &items))
 		ereport(LOG,
 				(errmsg("pyrate: saved %lld memory bucket(s) holding %lld item(s) to \"%s\"",
 						(long long) buckets, (long long) items, PYRATE_MEMORY_FILE)));
@@ -252,11 +251,11 @@ get(Reader *r, void *p, size_t n)
 }
 
 /*
- * Read every bucket after the header.  Without area, only check them (and
+ * Read every bucket after the header.  Without insert, only check them (and
  * the checksum); with it, insert them and count what fit.
  */
 static bool
-read_buckets(Reader *r, const FileHeader *h, dsa_area *area,
+read_buckets(Reader *r, const FileHeader *h, PyrateFileInsert insert, void *arg,
 			 int64 *restored, int64 *restored_items, int64 *dropped)
 {
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "pyrate restore",
@@ -308,9 +307,9 @@ read_buckets(Reader *r, const FileHeader *h, dsa_area *area,
 		if (ok)
 		{
 			items += fb.nitems;
-			if (area != NULL)
+			if (insert != NULL)
 			{
-				if (pyrate_memory_insert_restored(area, fb.dbid, name, pairs, fb.nitems))
+				if (insert(fb.dbid, name, pairs, fb.nitems, arg))
 				{
 					(*restored)++;
 					*restored_items += fb.nitems;
@@ -327,7 +326,7 @@ read_buckets(Reader *r, const FileHeader *h, dsa_area *area,
 		r->problem = "its item count does not match";
 		ok = false;
 	}
-	if (ok && area == NULL)
+	if (ok && insert == NULL)
 	{
 		pg_crc32c	stored;
 		char		extra;
@@ -355,7 +354,7 @@ read_buckets(Reader *r, const FileHeader *h, dsa_area *area,
 }
 
 static void
-restore_from(FILE *f, dsa_area *area)
+restore_from(FILE *f, PyrateFileInsert insert, void *arg)
 {
 	Reader		r;
 	FileHeader	h;
@@ -405,7 +404,7 @@ restore_from(FILE *f, dsa_area *area)
 		goto corrupt;
 	}
 	/* check it all first: a bad file restores nothing */
-	if (!read_buckets(&r, &h, NULL, NULL, NULL, NULL))
+	if (!read_buckets(&r, &h, NULL, NULL, NULL, NULL, NULL))
 		goto corrupt;
 	if (fseeko(f, sizeof(h), SEEK_SET) != 0)
 	{
@@ -413,7 +412,7 @@ restore_from(FILE *f, dsa_area *area)
 		goto corrupt;
 	}
 	r.left = st.st_size - sizeof(h);
-	if (!read_buckets(&r, &h, area, &restored, &restored_items, &dropped))
+	if (!read_buckets(&r, &h, insert, arg, &restored, &restored_items, &dropped))
 		goto corrupt;
 	ereport(LOG,
 			(errmsg("pyrate: restored %lld memory bucket(s) holding %lld item(s) from \"%s\"",
@@ -431,7 +430,7 @@ corrupt:
 }
 
 void
-pyrate_memory_restore(dsa_area *area)
+pyrate_memory_file_restore(PyrateFileInsert insert, void *arg)
 {
 	FILE	   *f = AllocateFile(PYRATE_MEMORY_FILE, PG_BINARY_R);
 	int64		buckets;
@@ -439,7 +438,7 @@ pyrate_memory_restore(dsa_area *area)
 
 	if (f != NULL)
 	{
-		restore_from(f, area);
+		restore_from(f, insert, arg);
 		FreeFile(f);
 	}
 	else if (errno != ENOENT)
@@ -452,7 +451,7 @@ pyrate_memory_restore(dsa_area *area)
 	 * Failing that, it must at least be gone: buckets saved there must never
 	 * come back after a later start that saved nothing.
 	 */
-	if (!write_file(NULL, STATE_RUNNING, &buckets, &items) &&
+	if (!write_file(NULL, NULL, STATE_RUNNING, &buckets, &items) &&
 		unlink(PYRATE_MEMORY_FILE) != 0 && errno != ENOENT)
 		ereport(WARNING,
 				(errcode_for_file_access(),

@@ -4,7 +4,7 @@
  * A pyrate_rate is the core's pyr_rate: limit and interval in milliseconds,
  * 16 bytes passed by reference.  Its text form is "limit/interval".
  */
-#include "pyrate.h"
+#include "rate_type.h"
 
 #include "catalog/pg_type.h"
 #include "libpq/pqformat.h"

@@ -10,7 +10,7 @@
  * run of characters) the longest literal prefix wins, then the most literal
  * characters, then the pattern that sorts first.
  */
-#include "pyrate.h"
+#include "routing.h"
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -30,7 +30,6 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "engine.h"
 #include "tuples.h"
 
 #define DEFINITIONS_TABLE "pyrate_definition_data"
@@ -65,8 +64,14 @@ typedef struct RoutingCache
 
 static RoutingCache cache;
 
-PG_FUNCTION_INFO_V1(pyrate_define);
-PG_FUNCTION_INFO_V1(pyrate_undefine);
+int			pyrate_default_storage = PYRATE_STORAGE_TABLE;
+
+static const struct config_enum_entry storage_options[] = {
+	{"table", PYRATE_STORAGE_TABLE, false},
+	{"memory", PYRATE_STORAGE_MEMORY, false},
+	{NULL, 0, false}
+};
+
 PG_FUNCTION_INFO_V1(pyrate_definitions_changed);
 
 static void
@@ -79,11 +84,26 @@ routing_relcache_cb(Datum arg, Oid relid)
 void
 pyrate_routing_init(void)
 {
+	DefineCustomEnumVariable("pyrate.default_storage",
+							 "Storage engine pyrate_define uses when none is given.",
+							 NULL,
+							 &pyrate_default_storage,
+							 PYRATE_STORAGE_TABLE,
+							 storage_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 	CacheRegisterRelcacheCallback(routing_relcache_cb, (Datum) 0);
 }
 
-void
-pyrate_definitions_invalidate(Oid nsp)
+const char *
+pyrate_storage_name(PyrateStorage s)
+{
+	return s == PYRATE_STORAGE_MEMORY ? "memory" : "table";
+}
+
+static void
+definitions_invalidate(Oid nsp)
 {
 	Oid			relid = get_relname_relid(DEFINITIONS_TABLE, nsp);
 
@@ -163,12 +183,12 @@ cmp_specific(const void *a, const void *b)
 	return strcmp(pa, pb);
 }
 
-static PyrateStorage
-storage_from_text(const char *s)
+PyrateStorage
+pyrate_storage_from_text(const char *s)
 {
 	const struct config_enum_entry *e;
 
-	for (e = pyrate_storage_options; e->name; e++)
+	for (e = storage_options; e->name; e++)
 		if (strcmp(e->name, s) == 0)
 			return (PyrateStorage) e->val;
 	ereport(ERROR,
@@ -217,7 +237,7 @@ load_cache(Oid nsp)
 		d->pattern = TextDatumGetCString(values[Anum_def_pattern - 1]);
 		d->nrates = pyrate_rates_from_array(DatumGetArrayTypeP(values[Anum_def_rates - 1]),
 											d->rates);
-		d->storage = storage_from_text(TextDatumGetCString(values[Anum_def_storage - 1]));
+		d->storage = pyrate_storage_from_text(TextDatumGetCString(values[Anum_def_storage - 1]));
 		d->dry_run = DatumGetBool(values[Anum_def_dry_run - 1]);
 		if (strchr(d->pattern, '*'))
 			patterns = lappend(patterns, d);
@@ -301,92 +321,41 @@ rate_type_oid(Oid nsp)
 	return typid;
 }
 
-typedef struct Holding
+void
+pyrate_definitions_lock(Oid nsp)
 {
-	Oid			nsp;
-	const char *pattern;
-	int64		buckets;
-	int64		units;
-	char	   *example;
-} Holding;
+	PyrateRel	rel;
 
-static void
-count_holding(const char *name, int64 count, void *arg)
-{
-	Holding    *h = arg;
-	const PyrateDefinition *d;
-
-	if (count <= 0)
-		return;
-	d = pyrate_route_or_null(h->nsp, name);
-	if (d == NULL || strcmp(d->pattern, h->pattern) != 0)
-		return;
-	if (h->buckets++ == 0)
-		h->example = pstrdup(name);
-	h->units += count;
+	pyrate_rel_open(&rel, nsp, &definitions_table, RowExclusiveLock);
+	/* one definer at a time: a read and the write after it must not race */
+	LockRelationOid(RelationGetRelid(rel.heap), ShareUpdateExclusiveLock);
+	pyrate_rel_close(&rel);
 }
 
-/*
- * Moving a definition to another storage would start its buckets' windows
- * empty there while their items stayed behind: refuse while any bucket
- * routed to it holds items in the old storage.
- */
-static void
-refuse_storage_move(Oid nsp, const char *pattern, PyrateStorage from, PyrateStorage to)
+bool
+pyrate_definition_stored(Oid nsp, const char *pattern, PyrateStorage *storage)
 {
-	Holding		h = {nsp, pattern, 0, 0, NULL};
+	PyrateRel	rel;
+	bool		found;
 
-	if (from == PYRATE_STORAGE_MEMORY && !pyrate_memory_available())
-		return;					/* no memory buckets exist without preload */
-	pyrate_engine(from)->each_bucket(nsp, count_holding, &h);
-	if (h.buckets > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot move definition \"%s\" from %s to %s storage while its buckets hold items",
-						pattern, pyrate_storage_name(from), pyrate_storage_name(to)),
-				 errdetail("%lld bucket(s), such as \"%s\", hold %lld unit(s) in %s storage; in %s storage their windows would start empty.",
-						   (long long) h.buckets, h.example, (long long) h.units,
-						   pyrate_storage_name(from), pyrate_storage_name(to)),
-				 errhint("Flush them first (SELECT pyrate_flush(name) FROM pyrate_buckets() WHERE pattern = %s), or wait until they leak empty, then redefine.",
-						 quote_literal_cstr(pattern))));
+	pyrate_rel_open(&rel, nsp, &definitions_table, AccessShareLock);
+	found = find_definition(&rel, pattern);
+	if (found)
+		*storage = pyrate_storage_from_text(TextDatumGetCString(rel.slot->tts_values[Anum_def_storage - 1]));
+	pyrate_rel_close(&rel);
+	return found;
 }
 
-Datum
-pyrate_define(PG_FUNCTION_ARGS)
+void
+pyrate_definition_store(Oid nsp, const char *pattern, const pyr_rate *rates, int nrates,
+						PyrateStorage storage, bool dry_run)
 {
-	Oid			nsp = pyrate_namespace(fcinfo);
-	char	   *pattern;
-	pyr_rate	rates[PYR_MAX_RATES];
-	int			nrates;
-	PyrateStorage storage;
-	bool		dry_run;
 	PyrateRel	rel;
 	Datum		values[Natts_def];
 	bool		nulls[Natts_def] = {false};
 	HeapTuple	tup;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("the pattern of a definition cannot be NULL")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("the rates of a definition cannot be NULL"),
-				 errhint("Give a rate list such as '{5/s,1000/h}'.")));
-	pattern = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	pyrate_check_name("pattern", pattern);
-	nrates = pyrate_rates_from_array(PG_GETARG_ARRAYTYPE_P(1), rates);
-	storage = PG_ARGISNULL(2) ? (PyrateStorage) pyrate_default_storage
-		: storage_from_text(text_to_cstring(PG_GETARG_TEXT_PP(2)));
-	dry_run = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
-	(void) pyrate_engine(storage);	/* errors when the engine is unavailable */
-	PreventCommandIfReadOnly("pyrate_define()");
-
 	pyrate_rel_open(&rel, nsp, &definitions_table, RowExclusiveLock);
-	/* one definer at a time: the upsert below must not race another */
-	LockRelationOid(RelationGetRelid(rel.heap), ShareUpdateExclusiveLock);
-
 	values[Anum_def_pattern - 1] = CStringGetTextDatum(pattern);
 	values[Anum_def_rates - 1] = PointerGetDatum(pyrate_rates_to_array(rate_type_oid(nsp), rates, nrates));
 	values[Anum_def_storage - 1] = CStringGetTextDatum(pyrate_storage_name(storage));
@@ -395,10 +364,6 @@ pyrate_define(PG_FUNCTION_ARGS)
 	if (find_definition(&rel, pattern))
 	{
 		/* redefining replaces the rates; the bucket's items stay */
-		PyrateStorage from = storage_from_text(TextDatumGetCString(rel.slot->tts_values[Anum_def_storage - 1]));
-
-		if (from != storage)
-			refuse_storage_move(nsp, pattern, from, storage);
 		values[Anum_def_created - 1] = rel.slot->tts_values[Anum_def_created - 1];
 		nulls[Anum_def_created - 1] = rel.slot->tts_isnull[Anum_def_created - 1];
 		tup = pyrate_rel_form(&rel, values, nulls);
@@ -410,35 +375,25 @@ pyrate_define(PG_FUNCTION_ARGS)
 		pyrate_rel_insert(&rel, tup);
 	}
 	pyrate_rel_close(&rel);
-	pyrate_definitions_invalidate(nsp);
+	definitions_invalidate(nsp);
 	CommandCounterIncrement();
-	PG_RETURN_VOID();
 }
 
-Datum
-pyrate_undefine(PG_FUNCTION_ARGS)
+bool
+pyrate_definition_remove(Oid nsp, const char *pattern)
 {
-	Oid			nsp = pyrate_namespace(fcinfo);
-	char	   *pattern;
 	PyrateRel	rel;
 	bool		found;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("the pattern to undefine cannot be NULL")));
-	pattern = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	PreventCommandIfReadOnly("pyrate_undefine()");
 	pyrate_rel_open(&rel, nsp, &definitions_table, RowExclusiveLock);
-	LockRelationOid(RelationGetRelid(rel.heap), ShareUpdateExclusiveLock);
 	found = find_definition(&rel, pattern) && pyrate_rel_delete(&rel, &rel.slot->tts_tid);
 	pyrate_rel_close(&rel);
 	if (found)
 	{
-		pyrate_definitions_invalidate(nsp);
+		definitions_invalidate(nsp);
 		CommandCounterIncrement();
 	}
-	PG_RETURN_BOOL(found);
+	return found;
 }
 
 /* Statement trigger on the definitions table: direct edits reach every cache. */

@@ -13,7 +13,7 @@
  * counters, held for a few additions only; it is initialised only when the
  * entry is created, under the exclusive lock, when no backend can hold it.
  */
-#include "pyrate.h"
+#include "stats.h"
 
 #include "common/hashfn.h"
 #include "funcapi.h"
@@ -26,9 +26,8 @@
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
-
-#include "stats.h"
 
 typedef struct StatsKey
 {

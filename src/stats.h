@@ -4,7 +4,7 @@
 #ifndef PYRATE_STATS_H
 #define PYRATE_STATS_H
 
-#include "pyrate.h"
+#include "base.h"
 
 typedef enum PyrateStatKind
 {

@@ -11,7 +11,7 @@
  * pyrate_try_acquire does).  Wrong arguments are reported at the first
  * firing, naming the trigger.
  */
-#include "pyrate.h"
+#include "base.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -21,7 +21,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
-#include "engine.h"
+#include "limiter.h"
 
 PG_FUNCTION_INFO_V1(pyrate_throttle);
 

@@ -9,7 +9,7 @@
 #ifndef PYRATE_TUPLES_H
 #define PYRATE_TUPLES_H
 
-#include "pyrate.h"
+#include "base.h"
 
 #include "access/genam.h"
 #include "access/sdir.h"

@@ -7,7 +7,10 @@
  * engines whose name still routes to a definition, the items older than the
  * definition's largest interval.  Table items go in batches of LEAK_BATCH,
  * each in its own transaction, so a big leak never holds locks or a snapshot
- * for long; memory buckets all go in one short transaction.
+ * for long; memory buckets all go in one pass outside any transaction.
+ *
+ * Its settings (pyrate.leak_interval, pyrate.database) and its status in
+ * shared memory (WorkerShared: its spinlock guards every field) are its own.
  *
  * It waits for CREATE EXTENSION pyrate in its database and notices DROP and
  * re-CREATE (it looks the extension up at every leak).  SIGHUP rereads the
@@ -16,7 +19,9 @@
  * at the next interval.  What it did is in pyrate_worker_status() and, at
  * DEBUG1, in the server log.
  */
-#include "pyrate.h"
+#include "worker.h"
+
+#include <limits.h>
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -34,19 +39,53 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "engine.h"
-#include "shmem.h"
+#include "engine_table.h"
 
 /* table items deleted per transaction */
 #define LEAK_BATCH 1000
 /* seconds before the postmaster restarts a worker that exited with an error */
 #define RESTART_SECONDS 5
+
+/* What the worker last did; guarded by mutex. */
+typedef struct WorkerStatus
+{
+	int			pid;			/* 0 when not running */
+	char		database[NAMEDATALEN];
+	char		state[64];
+	int			interval_ms;
+	TimestampTz started;
+	TimestampTz last_leak;		/* start of the last completed leak; 0 never */
+	double		last_leak_ms;	/* how long it took */
+	int64		last_memory_units;
+	int64		last_table_units;
+	int64		total_units;
+	int64		runs;
+	TimestampTz last_error_at;
+	char		last_error[256];
+} WorkerStatus;
+
+typedef struct WorkerShared
+{
+	slock_t		mutex;
+	WorkerStatus status;
+} WorkerShared;
+
+int			pyrate_leak_interval = 10000;
+char	   *pyrate_database = NULL;
+
+static WorkerShared *worker_shared = NULL;	/* NULL unless preloaded */
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 PGDLLEXPORT void pyrate_worker_main(Datum arg);
 
@@ -68,10 +107,58 @@ typedef struct Collect
 	List	   *targets;
 } Collect;
 
+static void
+worker_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(WorkerShared)));
+}
+
+static void
+worker_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	worker_shared = ShmemInitStruct("pyrate worker", sizeof(WorkerShared), &found);
+	if (!found)
+	{
+		memset(worker_shared, 0, sizeof(WorkerShared));
+		SpinLockInit(&worker_shared->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
 void
 pyrate_worker_init(void)
 {
 	BackgroundWorker w;
+
+	DefineCustomIntVariable("pyrate.leak_interval",
+							"How often the background worker leaks every bucket; 0 turns its leaking off.",
+							NULL,
+							&pyrate_leak_interval,
+							10000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("pyrate.database",
+							   "Database the background worker connects to.",
+							   "On a change the worker restarts to connect there.",
+							   &pyrate_database,
+							   "postgres",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = worker_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = worker_shmem_startup;
 
 	memset(&w, 0, sizeof(w));
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -89,19 +176,19 @@ pyrate_worker_init(void)
 static void
 set_state(const char *state)
 {
-	SpinLockAcquire(&pyrate_shared->worker_mutex);
-	strlcpy(pyrate_shared->worker.state, state, sizeof(pyrate_shared->worker.state));
-	SpinLockRelease(&pyrate_shared->worker_mutex);
+	SpinLockAcquire(&worker_shared->mutex);
+	strlcpy(worker_shared->status.state, state, sizeof(worker_shared->status.state));
+	SpinLockRelease(&worker_shared->mutex);
 	pgstat_report_activity(STATE_IDLE, state);
 }
 
 static void
 clear_pid(int code, Datum arg)
 {
-	SpinLockAcquire(&pyrate_shared->worker_mutex);
-	pyrate_shared->worker.pid = 0;
-	strlcpy(pyrate_shared->worker.state, "stopped", sizeof(pyrate_shared->worker.state));
-	SpinLockRelease(&pyrate_shared->worker_mutex);
+	SpinLockAcquire(&worker_shared->mutex);
+	worker_shared->status.pid = 0;
+	strlcpy(worker_shared->status.state, "stopped", sizeof(worker_shared->status.state));
+	SpinLockRelease(&worker_shared->mutex);
 }
 
 /* ---- leaking -------------------------------------------------------- */
@@ -276,11 +363,11 @@ run_leak(MemoryContext cxt)
 		ereport(WARNING,
 				(errmsg("pyrate leaker: leaking failed: %s", edata->message),
 				 errdetail("It tries again in pyrate.leak_interval (%d ms).", pyrate_leak_interval)));
-		SpinLockAcquire(&pyrate_shared->worker_mutex);
-		pyrate_shared->worker.last_error_at = GetCurrentTimestamp();
-		strlcpy(pyrate_shared->worker.last_error, edata->message,
-				sizeof(pyrate_shared->worker.last_error));
-		SpinLockRelease(&pyrate_shared->worker_mutex);
+		SpinLockAcquire(&worker_shared->mutex);
+		worker_shared->status.last_error_at = GetCurrentTimestamp();
+		strlcpy(worker_shared->status.last_error, edata->message,
+				sizeof(worker_shared->status.last_error));
+		SpinLockRelease(&worker_shared->mutex);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(cxt);
 		set_state("idle after a failed leak");
@@ -298,15 +385,15 @@ run_leak(MemoryContext cxt)
 		set_state("waiting for CREATE EXTENSION pyrate");
 		return 0;
 	}
-	SpinLockAcquire(&pyrate_shared->worker_mutex);
-	pyrate_shared->worker.last_leak = start;
-	pyrate_shared->worker.last_leak_ms =
+	SpinLockAcquire(&worker_shared->mutex);
+	worker_shared->status.last_leak = start;
+	worker_shared->status.last_leak_ms =
 		(double) (GetCurrentTimestamp() - start) / 1000.0;
-	pyrate_shared->worker.last_memory_units = memory_units;
-	pyrate_shared->worker.last_table_units = table_units;
-	pyrate_shared->worker.total_units += memory_units + table_units;
-	pyrate_shared->worker.runs++;
-	SpinLockRelease(&pyrate_shared->worker_mutex);
+	worker_shared->status.last_memory_units = memory_units;
+	worker_shared->status.last_table_units = table_units;
+	worker_shared->status.total_units += memory_units + table_units;
+	worker_shared->status.runs++;
+	SpinLockRelease(&worker_shared->mutex);
 	ereport(DEBUG1,
 			(errmsg_internal("pyrate leaker: leaked %lld unit(s) from memory buckets and %lld from table buckets (%d bucket(s) with items) in %.3f ms",
 							 (long long) memory_units, (long long) table_units, nbuckets,
@@ -331,13 +418,13 @@ pyrate_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnection(database, NULL, 0);
 	pgstat_report_appname("pyrate leaker");
 
-	SpinLockAcquire(&pyrate_shared->worker_mutex);
-	memset(&pyrate_shared->worker, 0, sizeof(pyrate_shared->worker));
-	pyrate_shared->worker.pid = MyProcPid;
-	strlcpy(pyrate_shared->worker.database, database, NAMEDATALEN);
-	pyrate_shared->worker.started = GetCurrentTimestamp();
-	pyrate_shared->worker.interval_ms = pyrate_leak_interval;
-	SpinLockRelease(&pyrate_shared->worker_mutex);
+	SpinLockAcquire(&worker_shared->mutex);
+	memset(&worker_shared->status, 0, sizeof(worker_shared->status));
+	worker_shared->status.pid = MyProcPid;
+	strlcpy(worker_shared->status.database, database, NAMEDATALEN);
+	worker_shared->status.started = GetCurrentTimestamp();
+	worker_shared->status.interval_ms = pyrate_leak_interval;
+	SpinLockRelease(&worker_shared->mutex);
 	before_shmem_exit(clear_pid, (Datum) 0);
 	ereport(LOG,
 			(errmsg("pyrate leaker started in database \"%s\", leaking every %d ms",
@@ -364,9 +451,9 @@ pyrate_worker_main(Datum arg)
 								database, pyrate_database)));
 				proc_exit(1);
 			}
-			SpinLockAcquire(&pyrate_shared->worker_mutex);
-			pyrate_shared->worker.interval_ms = pyrate_leak_interval;
-			SpinLockRelease(&pyrate_shared->worker_mutex);
+			SpinLockAcquire(&worker_shared->mutex);
+			worker_shared->status.interval_ms = pyrate_leak_interval;
+			SpinLockRelease(&worker_shared->mutex);
 			/* the new interval counts from the last leak */
 			if (last_leak != 0)
 				next = TimestampTzPlusMilliseconds(last_leak, pyrate_leak_interval);
@@ -406,22 +493,22 @@ pyrate_worker_status(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Datum		values[STATUS_COLS];
 	bool		nulls[STATUS_COLS];
-	PyrateWorkerStatus st;
+	WorkerStatus st;
 	bool		running;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "pyrate_worker_status must return a composite type");
 	desc = BlessTupleDesc(desc);
 	memset(nulls, true, sizeof(nulls));
-	if (pyrate_shared == NULL)
+	if (worker_shared == NULL)
 	{
 		values[2] = CStringGetTextDatum("not running: pyrate is not in shared_preload_libraries");
 		nulls[2] = false;
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 	}
-	SpinLockAcquire(&pyrate_shared->worker_mutex);
-	st = pyrate_shared->worker;
-	SpinLockRelease(&pyrate_shared->worker_mutex);
+	SpinLockAcquire(&worker_shared->mutex);
+	st = worker_shared->status;
+	SpinLockRelease(&worker_shared->mutex);
 	/* a worker that crashed never cleared its pid */
 	running = st.pid != 0 && BackendPidGetProc(st.pid) != NULL;
 

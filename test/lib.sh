@@ -19,7 +19,7 @@ pyrate_install_deps() {
 	if [ "${PYRATE_SKIP_INSTALL:-0}" = 1 ]; then return 0; fi
 	local pkgs=(build-essential postgresql-15 postgresql-server-dev-15 postgresql-client-15
 		libpq-dev libipc-run-perl libhiredis-dev redis-server libsqlite3-dev sqlite3
-		pgbouncer postgresql-15-cron valgrind clang libclang-rt-14-dev pkg-config "$@")
+		pgbouncer postgresql-15-cron valgrind clang libclang-rt-14-dev pkg-config python3 "$@")
 	local missing=()
 	local p
 	for p in "${pkgs[@]}"; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # 00-standalone — the repository stands on its own: no tracked file reads or
-# names anything beside the clone (a user's clone has nothing there), and the
-# conformance traces the replays need are in the repository.
+# names anything beside the clone (a user's clone has nothing there), the
+# conformance traces the replays need are in the repository, and the
+# extension's modules are layered.
 set -u
 cd "$(dirname "$0")/../.."
 . test/lib.sh
@@ -24,4 +25,12 @@ check "the conformance traces are in the repository ($n file(s))" test "$n" -gt 
 for t in test/conformance/traces/*.tsv; do
 	check "$(basename "$t") holds scenarios" grep -q '^scenario' "$t"
 done
+# The extension's modules read bottom-up: each file uses only the files the
+# Makefile lists before it (no include circle).
+if out=$(python3 test/tools/layering.py .); then
+	ok "extension modules are layered bottom-up ($(tail -1 <<<"$out"))"
+else
+	echo "$out"
+	not_ok "extension modules are layered bottom-up"
+fi
 suite_end

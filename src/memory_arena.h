@@ -1,12 +1,12 @@
 /*
- * shmem.h — pyrate's shared memory: the memory engine's buckets and the
- * background worker's status.  Exists only when pyrate is in
- * shared_preload_libraries.
+ * memory_arena.h — the memory engine's shared memory: the bucket directory,
+ * its lock partitions and the DSA area holding buckets and their logs.
+ * Exists only when pyrate is in shared_preload_libraries.
  */
-#ifndef PYRATE_SHMEM_H
-#define PYRATE_SHMEM_H
+#ifndef PYRATE_MEMORY_ARENA_H
+#define PYRATE_MEMORY_ARENA_H
 
-#include "pyrate.h"
+#include "base.h"
 
 #include "datatype/timestamp.h"
 #include "storage/lwlock.h"
@@ -15,24 +15,6 @@
 
 /* Lock partitions of the bucket directory (a power of two). */
 #define PYRATE_PARTITIONS 128
-
-/* What the background worker last did; guarded by PyrateShared.worker_mutex. */
-typedef struct PyrateWorkerStatus
-{
-	int			pid;			/* 0 when not running */
-	char		database[NAMEDATALEN];
-	char		state[64];
-	int			interval_ms;
-	TimestampTz started;
-	TimestampTz last_leak;		/* start of the last completed leak; 0 never */
-	double		last_leak_ms;	/* how long it took */
-	int64		last_memory_units;
-	int64		last_table_units;
-	int64		total_units;
-	int64		runs;
-	TimestampTz last_error_at;
-	char		last_error[256];
-} PyrateWorkerStatus;
 
 /* Counters of one lock partition; guarded by that partition's lock. */
 typedef struct PyratePartition
@@ -54,7 +36,6 @@ typedef struct PyratePartition
  *     update; never while sleeping, never two at a time.
  *   The DSA area's own locks (tranche "pyrate_memory_area") guard the
  *     allocator; taken inside a partition lock, never the other way round.
- *   worker_mutex (spinlock) guards worker.
  *   evicted and full_errors are atomics.
  * The postmaster reads all of it without locks when it saves the buckets at
  * shutdown: by then every other process has exited.
@@ -67,37 +48,25 @@ typedef struct PyrateShared
 	pg_atomic_uint64 evicted;
 	pg_atomic_uint64 full_errors;
 	PyratePartition parts[PYRATE_PARTITIONS];
-	slock_t		worker_mutex;
-	PyrateWorkerStatus worker;
 } PyrateShared;
 
 extern PyrateShared *pyrate_shared;		/* NULL unless preloaded */
 extern LWLockPadded *pyrate_locks;
 extern dsa_pointer *pyrate_heads;
 
-/* GUCs */
-extern int	pyrate_memory_size;		/* kB */
+/* pyrate.memory_size, in kB (the memory engine defines the setting) */
+extern int	pyrate_memory_size;
 
-/* Register GUCs and, when preloading, the shared memory hooks. */
-void		pyrate_shmem_init(void);
+/* From the memory engine's shmem_request_hook: ask for the arena's memory. */
+void		pyrate_arena_request(void);
+/*
+ * From its shmem_startup_hook: create or attach the arena.  Returns the
+ * postmaster's attachment when this call created it (the caller then fills
+ * it), NULL otherwise.
+ */
+dsa_area   *pyrate_arena_startup(void);
 
 /* The DSA area holding buckets, attached on first use in this process. */
 dsa_area   *pyrate_area(void);
 
-/* engine_memory.c, called by shmem.c */
-void		pyrate_memory_init(void);
-/* memory_file.c: restore at startup, save at shutdown (postmaster only) */
-void		pyrate_memory_restore(dsa_area *area);
-void		pyrate_memory_save(dsa_area *area);
-
-/* engine_memory.c, for memory_file.c */
-typedef void (*PyrateMemoryVisitor) (Oid dbid, const char *name, uint32 namelen,
-									 const pyr_log *log, void *arg);
-void		pyrate_memory_foreach_unlocked(dsa_area *area, PyrateMemoryVisitor visit, void *arg);
-bool		pyrate_memory_insert_restored(dsa_area *area, Oid dbid, const char *name,
-										  const int64 *pairs, uint32 n);
-
-/* worker.c */
-void		pyrate_worker_init(void);
-
-#endif							/* PYRATE_SHMEM_H */
+#endif							/* PYRATE_MEMORY_ARENA_H */

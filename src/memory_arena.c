@@ -1,16 +1,16 @@
 /*
- * shmem.c — pyrate's shared memory: sizing, creation, and attaching to the
- * area that holds the memory engine's buckets.
+ * memory_arena.c — the memory engine's shared memory: sizing, creation, and
+ * attaching to the area that holds its buckets.
  *
- * Layout (see PyrateShared in shmem.h for which lock guards what):
+ * Layout (see PyrateShared in memory_arena.h for which lock guards what):
  *   "pyrate"            the fixed control struct
  *   "pyrate directory"  the bucket directory: nheads chain heads
  *   "pyrate arena"      pyrate.memory_size bytes, a DSA area created in place
  *                       and capped at its own size, so it never grows
- * The postmaster creates it all, restores the buckets saved at the last
- * clean shutdown, and saves them again when it exits cleanly.
+ * The postmaster creates it all; the memory engine (engine_memory.c) calls
+ * in here from its shared-memory hooks.
  */
-#include "pyrate.h"
+#include "memory_arena.h"
 
 #include <limits.h>
 
@@ -18,8 +18,6 @@
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/memutils.h"
-
-#include "shmem.h"
 
 /* one directory head per this many bytes of arena */
 #define BYTES_PER_HEAD 256
@@ -33,10 +31,6 @@ dsa_pointer *pyrate_heads = NULL;
 static void *arena_place = NULL;
 static dsa_area *postmaster_area = NULL;	/* the postmaster's own attachment */
 static dsa_area *backend_area = NULL;	/* a child's, attached on first use */
-static bool started_once = false;	/* postmaster: shared memory made before */
-
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static Size
 arena_size(void)
@@ -54,35 +48,22 @@ head_count(void)
 	return n;
 }
 
-static void
-pyrate_shmem_request(void)
+void
+pyrate_arena_request(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(PyrateShared)));
 	RequestAddinShmemSpace(mul_size(head_count(), sizeof(dsa_pointer)));
 	RequestAddinShmemSpace(arena_size());
 	RequestNamedLWLockTranche("pyrate", PYRATE_PARTITIONS);
 }
 
-static void
-save_at_exit(int code, Datum arg)
-{
-	/* after a crash (code != 0) there is nothing trustworthy to save */
-	if (code == 0 && postmaster_area != NULL)
-		pyrate_memory_save(postmaster_area);
-}
-
-static void
-pyrate_shmem_startup(void)
+dsa_area *
+pyrate_arena_startup(void)
 {
 	bool		found;
 	bool		found_heads;
 	bool		found_arena;
 	uint32		i;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	pyrate_shared = ShmemInitStruct("pyrate", sizeof(PyrateShared), &found);
@@ -102,7 +83,6 @@ pyrate_shmem_startup(void)
 		pyrate_shared->nheads = head_count();
 		pg_atomic_init_u64(&pyrate_shared->evicted, 0);
 		pg_atomic_init_u64(&pyrate_shared->full_errors, 0);
-		SpinLockInit(&pyrate_shared->worker_mutex);
 		for (i = 0; i < pyrate_shared->nheads; i++)
 			pyrate_heads[i] = InvalidDsaPointer;
 		pyrate_shared->area_tranche = LWLockNewTrancheId();
@@ -124,18 +104,7 @@ pyrate_shmem_startup(void)
 			dsa_detach(area);
 	}
 	LWLockRelease(AddinShmemInitLock);
-
-	if (!IsUnderPostmaster && !found)
-	{
-		if (!started_once)
-			pyrate_memory_restore(postmaster_area);
-		else
-			ereport(LOG,
-					(errmsg("pyrate: the memory engine starts empty after a server process crashed"),
-					 errdetail("Buckets in shared memory are lost when the server reinitializes it after a crash.")));
-		started_once = true;
-		on_shmem_exit(save_at_exit, (Datum) 0);
-	}
+	return !IsUnderPostmaster && !found ? postmaster_area : NULL;
 }
 
 dsa_area *
@@ -155,30 +124,4 @@ pyrate_area(void)
 	dsa_pin_mapping(backend_area);
 	on_shmem_exit(dsa_on_shmem_exit_release_in_place, PointerGetDatum(arena_place));
 	return backend_area;
-}
-
-void
-pyrate_shmem_init(void)
-{
-	/* a PGC_POSTMASTER setting can only be defined while preloading */
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-
-	DefineCustomIntVariable("pyrate.memory_size",
-							"Shared memory for the memory storage engine's buckets.",
-							"Buckets and their items live in this much shared memory; when it is full, "
-							"buckets that have leaked empty are evicted, then acquires fail.",
-							&pyrate_memory_size,
-							32 * 1024, 1024, MAX_KILOBYTES,
-							PGC_POSTMASTER,
-							GUC_UNIT_KB,
-							NULL, NULL, NULL);
-
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = pyrate_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = pyrate_shmem_startup;
-
-	pyrate_memory_init();
-	pyrate_worker_init();
 }

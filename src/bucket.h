@@ -1,0 +1,49 @@
+/*
+ * bucket.h — the bucket interface (the AbstractBucket of C) every storage
+ * engine implements.
+ *
+ * Every engine answers these operations for one bucket; the decision itself
+ * (which rate fails, how long to wait, what remains) is always made by
+ * pyr_decide in the algorithm module, over the engine's view of the log.
+ */
+#ifndef PYRATE_BUCKET_H
+#define PYRATE_BUCKET_H
+
+#include "routing.h"
+
+typedef struct PyrateBucket
+{
+	Oid			nsp;			/* the extension's schema */
+	const char *name;
+	PyrateDefinition def;		/* a copy: the routing cache may be rebuilt */
+	bool		exact;			/* the decision's remaining must be exact */
+} PyrateBucket;
+
+typedef void (*PyrateBucketCallback) (const char *name, int64 count, void *arg);
+
+typedef struct PyrateEngine
+{
+	const char *name;
+	/*
+	 * Decide for an item (ts, weight) and, when store is true and the item is
+	 * admitted with weight > 0, store it — atomically with the decision.
+	 */
+	void		(*acquire) (const PyrateBucket *b, int64 ts, int64 weight, bool store,
+							pyr_decision *d);
+	int64		(*count) (const PyrateBucket *b);
+	bool		(*peek) (const PyrateBucket *b, int64 index, int64 *ts, int64 *weight);
+	/*
+	 * Remove items with ts < before, at most max_items of them when max_items
+	 * > 0 (the worker leaks table buckets in bounded batches); returns the
+	 * units removed.  An engine whose leak is one O(log n) step whatever it
+	 * removes (memory) may ignore max_items.
+	 */
+	int64		(*leak) (const PyrateBucket *b, int64 before, int64 max_items);
+	void		(*flush) (const PyrateBucket *b);
+	/* forget the bucket; false when it did not exist */
+	bool		(*dispose) (const PyrateBucket *b);
+	/* every bucket of this engine in the current database */
+	void		(*each_bucket) (Oid nsp, PyrateBucketCallback cb, void *arg);
+} PyrateEngine;
+
+#endif							/* PYRATE_BUCKET_H */

@@ -1,0 +1,119 @@
+/*
+ * define.c — pyrate_define and pyrate_undefine: the SQL functions that
+ * change definitions, with the checks that need the engines (is the storage
+ * available here; would moving a definition to another storage leave its
+ * buckets' items behind).
+ */
+#include "base.h"
+
+#include "miscadmin.h"
+#include "utils/builtins.h"
+
+#include "engine.h"
+#include "routing.h"
+
+PG_FUNCTION_INFO_V1(pyrate_define);
+PG_FUNCTION_INFO_V1(pyrate_undefine);
+
+typedef struct Holding
+{
+	Oid			nsp;
+	const char *pattern;
+	int64		buckets;
+	int64		units;
+	char	   *example;
+} Holding;
+
+static void
+count_holding(const char *name, int64 count, void *arg)
+{
+	Holding    *h = arg;
+	const PyrateDefinition *d;
+
+	if (count <= 0)
+		return;
+	d = pyrate_route_or_null(h->nsp, name);
+	if (d == NULL || strcmp(d->pattern, h->pattern) != 0)
+		return;
+	if (h->buckets++ == 0)
+		h->example = pstrdup(name);
+	h->units += count;
+}
+
+/*
+ * Moving a definition to another storage would start its buckets' windows
+ * empty there while their items stayed behind: refuse while any bucket
+ * routed to it holds items in the old storage.
+ */
+static void
+refuse_storage_move(Oid nsp, const char *pattern, PyrateStorage from, PyrateStorage to)
+{
+	Holding		h = {nsp, pattern, 0, 0, NULL};
+	const PyrateEngine *engine = pyrate_engine_or_null(from);
+
+	if (engine == NULL)
+		return;					/* not available here: it holds no bucket */
+	engine->each_bucket(nsp, count_holding, &h);
+	if (h.buckets > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot move definition \"%s\" from %s to %s storage while its buckets hold items",
+						pattern, pyrate_storage_name(from), pyrate_storage_name(to)),
+				 errdetail("%lld bucket(s), such as \"%s\", hold %lld unit(s) in %s storage; in %s storage their windows would start empty.",
+						   (long long) h.buckets, h.example, (long long) h.units,
+						   pyrate_storage_name(from), pyrate_storage_name(to)),
+				 errhint("Flush them first (SELECT pyrate_flush(name) FROM pyrate_buckets() WHERE pattern = %s), or wait until they leak empty, then redefine.",
+						 quote_literal_cstr(pattern))));
+}
+
+Datum
+pyrate_define(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *pattern;
+	pyr_rate	rates[PYR_MAX_RATES];
+	int			nrates;
+	PyrateStorage storage;
+	PyrateStorage stored;
+	bool		dry_run;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the pattern of a definition cannot be NULL")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the rates of a definition cannot be NULL"),
+				 errhint("Give a rate list such as '{5/s,1000/h}'.")));
+	pattern = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	pyrate_check_name("pattern", pattern);
+	nrates = pyrate_rates_from_array(PG_GETARG_ARRAYTYPE_P(1), rates);
+	storage = PG_ARGISNULL(2) ? (PyrateStorage) pyrate_default_storage
+		: pyrate_storage_from_text(text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	dry_run = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
+	(void) pyrate_engine(storage);	/* errors when the engine is unavailable */
+	PreventCommandIfReadOnly("pyrate_define()");
+
+	pyrate_definitions_lock(nsp);
+	if (pyrate_definition_stored(nsp, pattern, &stored) && stored != storage)
+		refuse_storage_move(nsp, pattern, stored, storage);
+	pyrate_definition_store(nsp, pattern, rates, nrates, storage, dry_run);
+	PG_RETURN_VOID();
+}
+
+Datum
+pyrate_undefine(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = pyrate_namespace(fcinfo);
+	char	   *pattern;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the pattern to undefine cannot be NULL")));
+	pattern = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	PreventCommandIfReadOnly("pyrate_undefine()");
+	pyrate_definitions_lock(nsp);
+	PG_RETURN_BOOL(pyrate_definition_remove(nsp, pattern));
+}
