@@ -107,3 +107,21 @@ clean-client:
 bench: install
 	bash test/bench/run-all.sh
 .PHONY: bench
+
+# PGXN: `make dist` writes pyrate-<version>.zip, HEAD as git archives it, with
+# src/packaging/META.json at the root of the distribution, where PGXN reads it
+# (the top directory holds only what the build needs).  Its versions must be
+# pyrate.control's default_version as a semantic version (1.0 -> 1.0.0).
+EXTVERSION := $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" pyrate.control)
+DISTVERSION := $(if $(word 3,$(subst ., ,$(EXTVERSION))),$(EXTVERSION),$(EXTVERSION).0)
+DIST = pyrate-$(DISTVERSION)
+dist:
+	@bad=$$(grep -E '^[[:space:]]*"version":' src/packaging/META.json | grep -vc '"$(DISTVERSION)"'); \
+	if [ "$$bad" != 0 ]; then \
+		echo "src/packaging/META.json: set both \"version\" fields to $(DISTVERSION) (pyrate.control says $(EXTVERSION))" >&2; \
+		exit 1; \
+	fi
+	tmp=$$(mktemp -d) && cp src/packaging/META.json "$$tmp/META.json" && \
+	git archive --format=zip --prefix=$(DIST)/ --add-file="$$tmp/META.json" -o $(DIST).zip HEAD; \
+	rc=$$?; rm -rf "$$tmp"; exit $$rc
+.PHONY: dist
