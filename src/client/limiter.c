@@ -93,7 +93,7 @@ pyrate_try_acquire(pyrate_limiter *l, const char *name, int64_t weight, bool blo
 				   double timeout, bool *acquired, pyrate_acquire_info *info, pyrate_error *err)
 {
 	pyrate_acquire_info local;
-	int64_t		deadline = INT64_MAX;
+	int64_t		deadline = INT64_MAX;	/* monotonic us */
 
 	if (!info)
 		info = &local;
@@ -115,8 +115,8 @@ pyrate_try_acquire(pyrate_limiter *l, const char *name, int64_t weight, bool blo
 		return pyr_fail(err, PYRATE_EINVAL, "a timeout needs blocking = true");
 	if (!name)
 		name = "pyrate";
-	if (timeout >= 0 && timeout * 1000 < (double) (INT64_MAX / 2))
-		deadline = pyr_monotonic_ms() + (int64_t) llround(timeout * 1000);
+	if (timeout >= 0 && timeout * 1000000 < (double) (INT64_MAX / 2))
+		deadline = pyr_monotonic_us() + (int64_t) ceil(timeout * 1000000);
 	if (weight == 0)
 	{
 		/* weight 0 is always admitted and stores nothing */
@@ -132,7 +132,6 @@ pyrate_try_acquire(pyrate_limiter *l, const char *name, int64_t weight, bool blo
 		pyrate_error e;
 		int			rc;
 		int64_t		delay;
-		int64_t		now;
 
 		e.code = PYRATE_OK;
 		e.message[0] = '\0';
@@ -171,13 +170,21 @@ pyrate_try_acquire(pyrate_limiter *l, const char *name, int64_t weight, bool blo
 		if (!blocking)
 			return PYRATE_OK;
 		delay = info->decision.retry_after_ms + l->buffer_ms;
-		now = pyr_monotonic_ms();
-		if (deadline != INT64_MAX && now + delay > deadline)
+		if (deadline != INT64_MAX)
 		{
-			/* the wait would outlast the timeout: give up now rather than sleep for nothing */
-			info->outcome = PYRATE_TIMED_OUT;
-			return PYRATE_OK;
+			int64_t		now = pyr_monotonic_us();
+
+			if (now >= deadline)
+			{
+				info->outcome = PYRATE_TIMED_OUT;
+				return PYRATE_OK;
+			}
+			/* whole ms, rounded up: never give up before the deadline */
+			if (delay > (deadline - now + 999) / 1000)
+				delay = (deadline - now + 999) / 1000;
 		}
+		if (delay < 1)
+			delay = 1;
 		pyr_sleep_ms(delay);
 		info->waited_ms += delay;
 	}

@@ -445,8 +445,12 @@ pyrate_limiter *pyrate_limiter_new_bucket(pyrate_bucket *bucket, const pyrate_li
 
 /*
  * try_acquire(name, weight, blocking, timeout).  *acquired tells the answer;
- * info (may be NULL) tells why.  Argument errors as in pyrate-limiter:
- * weight < 0, timeout < 0 other than -1, a timeout with blocking false.
+ * info (may be NULL) tells why.  Blocking, a rejected put sleeps its
+ * retry-after plus buffer_ms, never past the timeout (seconds, -1 = none),
+ * and puts again: until admitted, until the timeout has passed (TIMED_OUT)
+ * or until the weight can never fit (NEVER).  Argument errors as in
+ * pyrate-limiter: weight < 0, timeout < 0 other than -1, a timeout with
+ * blocking false.
  * An unreachable backend yields PYRATE_OK with the fail mode's answer and
  * outcome FAILED_OPEN / FAILED_CLOSED; other backend errors are returned.
  * name NULL is "pyrate".

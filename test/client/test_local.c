@@ -638,11 +638,17 @@ test_limiter(void)
 	CHECK_OK(pyrate_try_acquire(l, NULL, 1, true, -1, &ok, &info, &e), "blocking acquire");
 	CHECK(ok && info.attempts >= 2 && tap_ms() - start >= 150 && tap_ms() - start < 1500,
 		  "blocking acquire waited %" PRId64 " ms for the window", tap_ms() - start);
-	/* 3 per 2 s are used up: the next fits in ~2 s, more than the 0.3 s timeout */
+	/* 3 per 2 s are used up: the next fits in ~2 s, more than the timeout */
+	CHECK_OK(pyrate_try_acquire(l, NULL, 1, true, 0, &ok, &info, &e), "blocking with timeout 0");
+	CHECK(!ok && info.outcome == PYRATE_TIMED_OUT && info.attempts == 1 && info.waited_ms == 0,
+		  "timeout 0: one put, no sleep (%d puts, %" PRId64 " ms)", info.attempts, info.waited_ms);
 	start = tap_ms();
-	CHECK_OK(pyrate_try_acquire(l, NULL, 1, true, 0.3, &ok, &info, &e), "blocking with timeout");
-	CHECK(!ok && info.outcome == PYRATE_TIMED_OUT && tap_ms() - start < 300,
-		  "a wait beyond the timeout gives up without sleeping (%" PRId64 " ms)", tap_ms() - start);
+	CHECK_OK(pyrate_try_acquire(l, NULL, 1, true, 0.5, &ok, &info, &e), "blocking with timeout 0.5");
+	CHECK(!ok && info.outcome == PYRATE_TIMED_OUT && info.attempts >= 2 &&
+		  tap_ms() - start >= 495 && tap_ms() - start < 1500 &&
+		  info.waited_ms >= 495 && info.waited_ms <= 510,
+		  "a wait beyond the timeout sleeps until the timeout, puts once more, then gives up "
+		  "(%" PRId64 " ms, %" PRId64 " ms asleep, %d puts)", tap_ms() - start, info.waited_ms, info.attempts);
 	CHECK_OK(pyrate_try_acquire(l, NULL, 5, true, -1, &ok, &info, &e), "weight above every limit");
 	CHECK(!ok && info.outcome == PYRATE_NEVER, "can never fit: false at once");
 	CHECK_OK(pyrate_try_acquire(l, NULL, 0, false, -1, &ok, &info, &e), "weight 0");

@@ -157,8 +157,13 @@ start=$(date +%s%N)
 cli 0 "--wait: admitted once the window moves" acquire cli:a --wait --dsn "$DSN"
 waited=$((($(date +%s%N) - start) / 1000000))
 if [ "$waited" -ge 100 ]; then ok "cli: --wait waited ($waited ms)"; else not_ok "cli: --wait returned after $waited ms"; fi
-cli 1 "--wait --timeout 0.2 with 3/1m used up" acquire cli:a --wait --timeout 0.2 --dsn "$DSN"
+start=$(date +%s%N)
+cli 1 "--wait --timeout 1 with 3/1m used up" acquire cli:a --wait --timeout 1 --dsn "$DSN"
+waited=$((($(date +%s%N) - start) / 1000000))
 out_has cli.out "timed out"
+if [ "$waited" -ge 900 ] && [ "$waited" -lt 5000 ]; then ok "cli: --timeout 1 waited until the timeout ($waited ms)"; else
+	not_ok "cli: --timeout 1 returned after $waited ms"
+fi
 cli 0 "memory storage acquire" acquire clim:x --dsn "$DSN"
 cli 1 "memory storage rejects" acquire clim:x --dsn "$DSN"
 cli 2 "undefined bucket" acquire nothing:here --dsn "$DSN"; one_line; out_has cli.err "nothing:here"
