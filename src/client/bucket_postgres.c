@@ -40,7 +40,7 @@
 enum
 {
 	Q_ACQUIRE, Q_WAITING, Q_COUNT, Q_PEEK, Q_LEAK, Q_LEAK_ALL, Q_FLUSH,
-	Q_DISPOSE, Q_NOW, Q_DEFINE, N_QUERIES
+	Q_DISPOSE, Q_NOW, Q_DEFINE, Q_BUCKETS, N_QUERIES
 };
 
 /*
@@ -61,7 +61,8 @@ static const char *const query_templates[N_QUERIES] = {
 	"SELECT %s.pyrate_now()",
 	"SELECT %1$s.pyrate_define($1::pg_catalog.text, $2::%1$s.pyrate_rate[], "
 	"COALESCE($3::pg_catalog.text, pg_catalog.current_setting('pyrate.default_storage', true), 'table'), "
-	"$4::pg_catalog.bool)"
+	"$4::pg_catalog.bool)",
+	"SELECT b.* FROM %s.pyrate_buckets() b WHERE $1 IS NULL OR b.name = $1 ORDER BY b.name"
 };
 
 /* built-in type OIDs (pg_type.dat): text, int4, int8 */
@@ -76,7 +77,7 @@ static const Oid leak_types[2] = {TEXTOID, INT8OID};
 
 static const Oid *const query_types[N_QUERIES] = {
 	acquire_types, acquire_types, text_types, peek_types, leak_types, NULL, text_types,
-	text_types, NULL, NULL
+	text_types, NULL, NULL, text_types
 };
 
 static const char *const schema_query =
@@ -150,24 +151,43 @@ conn_alive(pg_bucket *p)
 		PQstatus(p->conn) == CONNECTION_OK;
 }
 
+/* s made one line, in place: line breaks and tabs become spaces, none left at the ends */
+static char *
+one_line(char *s)
+{
+	char	   *c;
+	size_t		len;
+
+	for (c = s; *c; c++)
+		if (*c == '\n' || *c == '\r' || *c == '\t')
+			*c = ' ';
+	while (*s == ' ')
+		s++;
+	len = strlen(s);
+	while (len > 0 && s[len - 1] == ' ')
+		s[--len] = '\0';
+	return s;
+}
+
 static int
 conn_fail(pg_bucket *p, pyrate_error *err, int code, const char *what)
 {
-	char		msg[PYRATE_MSG_LEN];
-	size_t		len;
+	char		text[2 * PYRATE_MSG_LEN];
+	char	   *rest = NULL;
+	char	   *nl;
 
-	char	   *c;
-
-	snprintf(msg, sizeof(msg), "%s", p->conn ? PQerrorMessage(p->conn) : "no connection");
-	/* libpq's messages span lines; ours are one */
-	for (c = msg; *c; c++)
-		if (*c == '\n' || *c == '\t')
-			*c = ' ';
-	len = strlen(msg);
-	while (len > 0 && msg[len - 1] == ' ')
-		msg[--len] = '\0';
+	/* libpq's first line is the message; the lines after it (advice, other hosts) the detail */
+	snprintf(text, sizeof(text), "%s", p->conn ? PQerrorMessage(p->conn) : "");
+	if ((nl = strchr(text, '\n')))
+	{
+		*nl = '\0';
+		rest = one_line(nl + 1);
+	}
 	drop_conn(p);
-	return pyr_fail(err, code, "postgres: %s: %s", what, msg[0] ? msg : "connection lost");
+	pyr_fail(err, code, "postgres: %s: %s", what, text[0] ? one_line(text) : "connection lost");
+	if (err && rest)
+		pyr_set_text(err->detail, sizeof(err->detail), rest);
+	return code;
 }
 
 /* the call's deadline passed while what: the connection is dropped */
@@ -233,13 +253,18 @@ build_sql(pg_bucket *p, PGconn *conn, const char *schema, pyrate_error *err)
 	return PYRATE_OK;
 }
 
-/* map a failed result to a code and message; drops a broken connection */
+/*
+ * map a failed result to a code, a message and the server's SQLSTATE, DETAIL
+ * and HINT; drops a broken connection
+ */
 static int
 result_fail(pg_bucket *p, PGresult *res, pyrate_error *err)
 {
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	char		text[PYRATE_MSG_LEN];
 	int			code = PYRATE_ESERVER;
+	int			rc;
 
 	if (!state)
 		state = "";
@@ -250,12 +275,19 @@ result_fail(pg_bucket *p, PGresult *res, pyrate_error *err)
 		code = PYRATE_EINVAL;	/* bad data: a value, a name too long, bad encoding */
 	else if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 || state[0] == '\0')
 		code = PYRATE_EBACKEND;
+	snprintf(text, sizeof(text), "%s", primary ? primary : PQresultErrorMessage(res));
 	if (code == PYRATE_EBACKEND || PQstatus(p->conn) != CONNECTION_OK)
+		rc = conn_fail(p, err, PYRATE_EBACKEND, primary ? one_line(text) : "query failed");
+	else
+		rc = pyr_fail(err, code, "postgres: %s", one_line(text));
+	/* an error the server sent (libpq's own have no SQLSTATE) */
+	if (err && state[0])
 	{
-		code = PYRATE_EBACKEND;
-		return conn_fail(p, err, code, primary ? primary : "query failed");
+		pyr_set_text(err->sqlstate, sizeof(err->sqlstate), state);
+		pyr_set_text(err->detail, sizeof(err->detail), PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL));
+		pyr_set_text(err->hint, sizeof(err->hint), PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
 	}
-	return pyr_fail(err, code, "postgres: %s", primary ? primary : PQresultErrorMessage(res));
+	return rc;
 }
 
 /* wait for and return the one result of the statement sent last */
@@ -383,7 +415,7 @@ stmt_name(int which)
 	static const char *const names[N_QUERIES] = {
 		"pyrate_acquire_1", "pyrate_waiting_1", "pyrate_count_1", "pyrate_peek_1",
 		"pyrate_leak_1", "pyrate_leak_all_1", "pyrate_flush_1", "pyrate_dispose_1",
-		"pyrate_now_1", "pyrate_define_1"
+		"pyrate_now_1", "pyrate_define_1", "pyrate_buckets_1"
 	};
 
 	return names[which];
@@ -922,6 +954,48 @@ pyrate_pg_define(pyrate_bucket *b, const char *pattern, const pyrate_rate *rates
 	values[2] = storage;
 	values[3] = dry_run ? "true" : "false";
 	return query_int(p, Q_DEFINE, 4, values, NULL, err);
+}
+
+int
+pyrate_pg_buckets(pyrate_bucket *b, const char *name, pyrate_pg_row_fn fn, void *user,
+				  pyrate_error *err)
+{
+	pg_bucket  *p = (pg_bucket *) b;
+	const char *values[1];
+	const char **cols;
+	PGresult   *res = NULL;
+	int			ncols;
+	int			r;
+	int			c;
+	int			rc;
+
+	if (!fn)
+		return pyr_fail(err, PYRATE_EINVAL, "a row function is required");
+	values[0] = bucket_name(p, name);
+	pthread_mutex_lock(&p->mutex);
+	rc = run_query(p, Q_BUCKETS, 1, values, &res, err);
+	pthread_mutex_unlock(&p->mutex);
+	if (rc != PYRATE_OK)
+		return rc;
+	ncols = PQnfields(res);
+	/* the names, then the values of the row at hand */
+	if (!(cols = malloc(2 * (ncols + 1) * sizeof(char *))))
+	{
+		PQclear(res);
+		return pyr_fail(err, PYRATE_ENOMEM, "out of memory");
+	}
+	for (c = 0; c < ncols; c++)
+		cols[c] = PQfname(res, c);
+	for (r = 0; r < PQntuples(res); r++)
+	{
+		for (c = 0; c < ncols; c++)
+			cols[ncols + 1 + c] = PQgetisnull(res, r, c) ? NULL : PQgetvalue(res, r, c);
+		if (fn(user, ncols, cols, cols + ncols + 1) != 0)
+			break;
+	}
+	free(cols);
+	PQclear(res);
+	return PYRATE_OK;
 }
 
 /* ---- the bucket ops -------------------------------------------------- */

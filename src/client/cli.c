@@ -7,14 +7,15 @@
  *   pyrate status [NAME] [--dsn DSN]
  *   pyrate leak [NAME] [--dsn DSN]
  *
- * Exit status: 0 done (admitted), 1 rejected, 2 error (one line on stderr).
- * Without --dsn, libpq's PG* environment variables choose the database.
+ * Exit status: 0 done (admitted), 1 rejected, 2 error: on stderr one line,
+ * "pyrate: MESSAGE (SQLSTATE xxxxx)", then the server's DETAIL and HINT
+ * lines when it sent them.  Without --dsn, libpq's PG* environment
+ * variables choose the database.
  */
 #include "pyrate.h"
 
 #include <errno.h>
 #include <stdarg.h>
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,17 +80,47 @@ die(const char *fmt, ...)
 	return EXIT_ERROR;
 }
 
+/* text on stderr as one line: line breaks and tabs become spaces */
+static void
+put_flat(const char *text)
+{
+	const char *c;
+
+	for (c = text; *c; c++)
+		fputc(*c == '\n' || *c == '\r' || *c == '\t' ? ' ' : *c, stderr);
+}
+
+/*
+ * An error as psql shows one: the message on the first line (with the
+ * server's SQLSTATE), then its DETAIL and HINT.  A database that cannot be
+ * reached gets a hint on how to point the command at one.
+ */
 static int
 fail(const pyrate_error *e)
 {
-	char		msg[PYRATE_MSG_LEN];
-	char	   *nl;
+	const char *hint = e->hint;
 
-	/* one line, whatever the server said */
-	snprintf(msg, sizeof(msg), "%s", e->message);
-	while ((nl = strchr(msg, '\n')))
-		*nl = ' ';
-	return die("%s", msg);
+	if (!hint[0] && !e->sqlstate[0] && (e->code == PYRATE_EBACKEND || e->code == PYRATE_ETIMEOUT))
+		hint = "Point pyrate at the server with --dsn 'host=... dbname=...', or with the "
+			"environment variables PGHOST, PGPORT, PGDATABASE and PGUSER.";
+	fputs("pyrate: ", stderr);
+	put_flat(e->message);
+	if (e->sqlstate[0])
+		fprintf(stderr, " (SQLSTATE %s)", e->sqlstate);
+	fputc('\n', stderr);
+	if (e->detail[0])
+	{
+		fputs("DETAIL: ", stderr);
+		put_flat(e->detail);
+		fputc('\n', stderr);
+	}
+	if (hint[0])
+	{
+		fputs("HINT: ", stderr);
+		put_flat(hint);
+		fputc('\n', stderr);
+	}
+	return EXIT_ERROR;
 }
 
 typedef struct args
@@ -174,7 +205,7 @@ cmd_acquire(const args *a)
 {
 	pyrate_limiter_options lo = {-1, a->fail_open ? PYRATE_FAIL_OPEN : PYRATE_FAIL_CLOSED};
 	pyrate_acquire_info info;
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_bucket *b;
 	pyrate_limiter *l;
 	long long	weight = 1;
@@ -247,7 +278,7 @@ static int
 cmd_define(const args *a)
 {
 	pyrate_rate rates[PYRATE_MAX_RATES];
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_bucket *b;
 	int			i;
 	int			rc;
@@ -277,7 +308,7 @@ cmd_define(const args *a)
 static int
 cmd_leak(const args *a)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_bucket *b;
 	int64_t		removed = 0;
 	int			rc;
@@ -296,86 +327,48 @@ cmd_leak(const args *a)
 	return 0;
 }
 
-/* the extension's schema, quoted; NULL when it is not installed */
-static char *
-extension_schema(PGconn *conn)
+/* one row of pyrate status, tab-separated, after the column names */
+static int
+print_row(void *user, int ncols, const char *const *names, const char *const *values)
 {
-	PGresult   *res = PQexec(conn, "SELECT n.nspname FROM pg_catalog.pg_extension e "
-							 "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
-							 "WHERE e.extname = 'pyrate'");
-	char	   *q = NULL;
+	int		   *rows = user;
+	int			c;
 
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		q = PQescapeIdentifier(conn, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)));
-	PQclear(res);
-	return q;
+	if ((*rows)++ == 0)
+	{
+		for (c = 0; c < ncols; c++)
+			printf("%s%s", c ? "\t" : "", names[c]);
+		putchar('\n');
+	}
+	for (c = 0; c < ncols; c++)
+		printf("%s%s", c ? "\t" : "", values[c] ? values[c] : "");
+	putchar('\n');
+	return 0;
 }
 
 static int
 cmd_status(const args *a)
 {
-	PGconn	   *conn;
-	PGresult   *res;
-	char	   *schema;
-	char		sql[512];
-	const char *values[1];
-	int			r,
-				c;
-	int			rc = 0;
+	pyrate_error e = {0};
+	pyrate_bucket *b;
+	int			rows = 0;
+	int			rc;
 
 	if (a->help)
 		return fputs(usage_status, stdout), 0;
 	if (a->npos > 1)
 		return die("status takes at most one bucket NAME");
-	conn = PQconnectdb(a->dsn ? a->dsn : "");
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		char	   *nl = strchr(PQerrorMessage(conn), '\n');
-
-		if (nl)
-			*nl = '\0';
-		rc = die("cannot connect: %s", PQerrorMessage(conn));
-		PQfinish(conn);
-		return rc;
-	}
-	if (!(schema = extension_schema(conn)))
-	{
-		PQfinish(conn);
-		return die("extension \"pyrate\" is not installed in this database");
-	}
-	snprintf(sql, sizeof(sql),
-			 "SELECT b.* FROM %s.pyrate_buckets() b WHERE $1::pg_catalog.text IS NULL OR b.name = $1 "
-			 "ORDER BY b.name", schema);
-	PQfreemem(schema);
-	values[0] = a->npos ? a->pos[0] : NULL;
-	res = PQexecParams(conn, sql, 1, NULL, values, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		char	   *nl = strchr(PQresultErrorMessage(res), '\n');
-
-		if (nl)
-			*nl = '\0';
-		rc = die("%s", PQresultErrorMessage(res));
-	}
-	else if (a->npos && PQntuples(res) == 0)
-	{
+	if (!(b = open_bucket(a, &e)))
+		return fail(&e);
+	rc = pyrate_pg_buckets(b, a->npos ? a->pos[0] : NULL, print_row, &rows, &e);
+	pyrate_close(b);
+	if (rc != PYRATE_OK)
+		return fail(&e);
+	if (rows == 0 && a->npos)
 		printf("no bucket named \"%s\" holds items\n", a->pos[0]);
-	}
-	else
-	{
-		for (c = 0; c < PQnfields(res); c++)
-			printf("%s%s", c ? "\t" : "", PQfname(res, c));
-		putchar('\n');
-		for (r = 0; r < PQntuples(res); r++)
-		{
-			for (c = 0; c < PQnfields(res); c++)
-				printf("%s%s", c ? "\t" : "", PQgetisnull(res, r, c) ? "" : PQgetvalue(res, r, c));
-			putchar('\n');
-		}
-	}
-	PQclear(res);
-	PQfinish(conn);
-	return rc;
+	else if (rows == 0)
+		printf("no bucket holds items\n");
+	return 0;
 }
 
 int

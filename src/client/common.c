@@ -10,17 +10,71 @@
 #include <string.h>
 #include <time.h>
 
+/* text of n bytes at dst (n >= len): cut a multibyte character the end split */
+static void
+cut_at_character(char *dst, size_t len)
+{
+	size_t		end = len;
+
+	/* back to the lead byte of the last character, then drop it unless it is whole */
+	while (end > 0 && ((unsigned char) dst[end - 1] & 0xC0) == 0x80)
+		end--;
+	if (end > 0 && (unsigned char) dst[end - 1] >= 0xC0)
+	{
+		unsigned char lead = (unsigned char) dst[end - 1];
+		size_t		need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+
+		if (len - (end - 1) < need)
+			dst[end - 1] = '\0';
+	}
+}
+
+void
+pyr_set_text(char *dst, size_t size, const char *src)
+{
+	size_t		len;
+
+	if (!src)
+		src = "";
+	len = strlen(src);
+	if (len < size)
+	{
+		memcpy(dst, src, len + 1);
+		return;
+	}
+	memcpy(dst, src, size - 1);
+	dst[size - 1] = '\0';
+	cut_at_character(dst, size - 1);
+}
+
 int
 pyr_fail(pyrate_error *err, int code, const char *fmt, ...)
 {
 	if (err)
 	{
 		va_list		ap;
+		int			len;
 
 		err->code = code;
 		va_start(ap, fmt);
-		vsnprintf(err->message, sizeof(err->message), fmt, ap);
+		len = vsnprintf(err->message, sizeof(err->message), fmt, ap);
 		va_end(ap);
+		if (len >= (int) sizeof(err->message))
+			cut_at_character(err->message, sizeof(err->message) - 1);
+		err->sqlstate[0] = '\0';
+		err->detail[0] = '\0';
+		err->hint[0] = '\0';
+	}
+	return code;
+}
+
+int
+pyr_forward(pyrate_error *err, const pyrate_error *e, int code)
+{
+	if (err)
+	{
+		*err = *e;
+		err->code = code;
 	}
 	return code;
 }

@@ -385,7 +385,7 @@ keyed_route(pyrate_factory *f, const pyrate_item *item, void *user, pyrate_bucke
 {
 	const char *name = item->name ? item->name : "pyrate";
 	pyrate_bucket *b;
-	pyrate_error e = {0, ""};
+	pyrate_error e;
 
 	(void) user;
 	if ((b = pyrate_factory_lookup(f, name)))
@@ -393,13 +393,14 @@ keyed_route(pyrate_factory *f, const pyrate_item *item, void *user, pyrate_bucke
 		*out = b;
 		return PYRATE_OK;
 	}
+	pyr_clear_error(&e);
 	if (!(b = f->make(name, f->make_user, &e)))
-		return pyr_fail(err, e.code ? e.code : PYRATE_EINVAL, "%s", e.message);
+		return pyr_forward(err, &e, e.code ? e.code : PYRATE_EINVAL);
 	/* registered but not scheduled for leaks still limits: keep it then */
 	if (pyrate_factory_create(f, name, b, &e) != PYRATE_OK && find_bucket(f, b) < 0)
 	{
 		pyrate_close(b);
-		return pyr_fail(err, e.code, "%s", e.message);
+		return pyr_forward(err, &e, e.code);
 	}
 	*out = b;
 	return PYRATE_OK;

@@ -16,9 +16,24 @@ _Static_assert(offsetof(pyrate_rate, interval) == offsetof(pyr_rate, interval), 
 
 #define CORE_RATES(b) ((const pyr_rate *) (b)->rates)
 
-/* fill err (when not NULL) and return code */
+/* fill err (when not NULL; no server fields) and return code */
 int			pyr_fail(pyrate_error *err, int code, const char *fmt, ...)
 			__attribute__((format(printf, 3, 4)));
+/* hand e on to err (when not NULL), server fields and all, as code; returns code */
+int			pyr_forward(pyrate_error *err, const pyrate_error *e, int code);
+/* copy src (NULL: "") into a field of size bytes, cut at a character boundary */
+void		pyr_set_text(char *dst, size_t size, const char *src);
+
+/* an error holding nothing, cheaply: the first byte of each text */
+static inline void
+pyr_clear_error(pyrate_error *e)
+{
+	e->code = PYRATE_OK;
+	e->message[0] = '\0';
+	e->sqlstate[0] = '\0';
+	e->detail[0] = '\0';
+	e->hint[0] = '\0';
+}
 
 /* CLOCK_MONOTONIC in ms (inline: the in-memory put path reads it per call) */
 static inline int64_t

@@ -97,12 +97,11 @@ pyrate_try_acquire(pyrate_limiter *l, const char *name, int64_t weight, bool blo
 
 	if (!info)
 		info = &local;
-	/* field by field: the error's message buffer is not worth zeroing per call */
+	/* field by field: the error's text buffers are not worth zeroing per call */
 	info->outcome = PYRATE_REJECTED;
 	info->waited_ms = 0;
 	info->attempts = 0;
-	info->backend_error.code = PYRATE_OK;
-	info->backend_error.message[0] = '\0';
+	pyr_clear_error(&info->backend_error);
 	info->decision = (pyrate_decision) {false, {0, 0}, 0, -1, PYRATE_NOW};
 	if (!l || !acquired)
 		return pyr_fail(err, PYRATE_EINVAL, "limiter and result are required");
@@ -133,8 +132,7 @@ pyrate_try_acquire(pyrate_limiter *l, const char *name, int64_t weight, bool blo
 		int			rc;
 		int64_t		delay;
 
-		e.code = PYRATE_OK;
-		e.message[0] = '\0';
+		pyr_clear_error(&e);
 		rc = pyrate_factory_wrap_item(l->factory, name, weight, &item, &e);
 		if (rc == PYRATE_OK)
 			rc = pyrate_factory_get(l->factory, &item, &bucket, &e);
@@ -155,7 +153,7 @@ pyrate_try_acquire(pyrate_limiter *l, const char *name, int64_t weight, bool blo
 			return PYRATE_OK;
 		}
 		if (rc != PYRATE_OK)
-			return pyr_fail(err, rc, "%s", e.message);
+			return pyr_forward(err, &e, rc);
 		if (info->decision.acquired)
 		{
 			*acquired = true;

@@ -59,10 +59,19 @@ typedef enum pyrate_code
 
 #define PYRATE_MSG_LEN 256
 
+/*
+ * An error: its code, a one-line message and, for an error the server
+ * reported, the server's SQLSTATE, DETAIL and HINT ("" when there is none).
+ * Plain arrays, nothing to free: an error is copied and kept by value.
+ * Text longer than a field is cut at a character boundary.
+ */
 typedef struct pyrate_error
 {
 	int			code;
 	char		message[PYRATE_MSG_LEN];
+	char		sqlstate[6];	/* "42704", or "" */
+	char		detail[PYRATE_MSG_LEN];
+	char		hint[PYRATE_MSG_LEN];
 } pyrate_error;
 
 /* "PYRATE_EINVAL" and so on. */
@@ -322,6 +331,17 @@ int			pyrate_pg_leak(pyrate_bucket *b, const char *name, int64_t at, int64_t *re
 int			pyrate_pg_flush(pyrate_bucket *b, const char *name, pyrate_error *err);
 int			pyrate_pg_dispose(pyrate_bucket *b, const char *name, bool *existed, pyrate_error *err);
 int			pyrate_pg_now(pyrate_bucket *b, int64_t *ms, pyrate_error *err);
+
+/*
+ * get_buckets on the server: one call of fn per row of pyrate_buckets()
+ * (every bucket, or the one named), in name order, with the column names
+ * and the row's values as text (NULL for SQL NULL), valid during the call.
+ * fn returns 0 to go on, anything else to stop.
+ */
+typedef int (*pyrate_pg_row_fn) (void *user, int ncols, const char *const *names,
+								 const char *const *values);
+int			pyrate_pg_buckets(pyrate_bucket *b, const char *name, pyrate_pg_row_fn fn, void *user,
+							  pyrate_error *err);
 
 /* PostgresClock: pyrate_now() of the server. */
 pyrate_clock *pyrate_pg_clock_new(const pyrate_pg_options *opts, pyrate_error *err);

@@ -19,7 +19,7 @@ static const pyrate_rate rates_3s[2] __attribute__((unused)) = {{3, 1000}, {100,
 static inline void
 test_bucket_semantics(const char *kind, pyrate_bucket *b)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_decision d;
 	pyrate_item item = {"x", 1000, 1};
 	pyrate_item got;

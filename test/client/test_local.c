@@ -16,7 +16,7 @@ test_rates(void)
 {
 	pyrate_rate r;
 	pyrate_rate list[3];
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	char		buf[64];
 
 	CHECK_OK(pyrate_rate_parse("5/s", &r, &e), "parse 5/s");
@@ -231,7 +231,7 @@ test_sqlite(void)
 {
 	char		path[1100];
 	pyrate_sqlite_options o = {path, NULL, false, false, 0};
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_bucket *b;
 	pyrate_bucket *again;
 	pyrate_clock *clock;
@@ -447,7 +447,7 @@ static void
 test_user_bucket(void)
 {
 	user_bucket u;
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_limiter *l;
 	pyrate_acquire_info info;
 	pyrate_decision d;
@@ -506,7 +506,7 @@ static void
 test_factory(void)
 {
 	pyrate_factory_options fo = {route_by_prefix, NULL, NULL, NULL, 50};
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_factory *f = pyrate_factory_new(&fo, &e);
 	pyrate_limiter *l = pyrate_limiter_new(f, NULL, &e);
 	pyrate_bucket *list[4];
@@ -547,7 +547,7 @@ test_factory(void)
 static void
 test_leaker(void)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_rate r = {1000, 100};
 	pyrate_bucket *b = pyrate_memory_bucket_new(&r, 1, &e);
 	pyrate_factory *f = pyrate_single_bucket_factory_new(b, true, NULL, &e);
@@ -617,7 +617,7 @@ work(void *arg)
 static void
 test_limiter(void)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_rate r[2] = {{2, 200}, {3, 2000}};
 	pyrate_limiter *l = pyrate_limiter_new_memory(r, 2, 10, &e);
 	pyrate_acquire_info info;

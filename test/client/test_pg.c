@@ -54,7 +54,7 @@ thread_count(void)
 static void
 test_surface(pyrate_bucket *admin)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_bucket *b;
 	pyrate_decision d;
 	bool		existed;
@@ -154,7 +154,7 @@ async_acquire(pyrate_bucket *b, const char *name, pyrate_decision *d, pyrate_err
 static void
 test_async(void)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_bucket *b = open_pg(dsn, NULL, PYRATE_PG_FASTPATH, 0);
 	pyrate_decision d;
 	int			polls = 0;
@@ -195,10 +195,134 @@ test_async(void)
 	pyrate_close(b);
 }
 
+/* s ends on a whole UTF-8 character (a cut text must not split one) */
+static bool
+utf8_whole(const char *s)
+{
+	size_t		len = strlen(s);
+	size_t		lead = len;
+
+	while (lead > 0 && ((unsigned char) s[lead - 1] & 0xC0) == 0x80)
+		lead--;
+	if (lead == 0 || (unsigned char) s[lead - 1] < 0xC0)
+		return lead == len;
+	return len - (lead - 1) == ((unsigned char) s[lead - 1] >= 0xF0 ? 4 :
+								(unsigned char) s[lead - 1] >= 0xE0 ? 3 : 2);
+}
+
+typedef struct bucket_rows
+{
+	int			rows;
+	int			stop_after;		/* rows to take before stopping */
+	char		name[64];
+	char		count[24];
+} bucket_rows;
+
+static int
+bucket_row(void *user, int ncols, const char *const *names, const char *const *values)
+{
+	bucket_rows *r = user;
+	int			c;
+
+	for (c = 0; c < ncols; c++)
+	{
+		if (strcmp(names[c], "name") == 0)
+			snprintf(r->name, sizeof(r->name), "%s", values[c] ? values[c] : "(null)");
+		if (strcmp(names[c], "count") == 0)
+			snprintf(r->count, sizeof(r->count), "%s", values[c] ? values[c] : "(null)");
+	}
+	return ++r->rows >= r->stop_after;
+}
+
+/* the server's SQLSTATE, DETAIL and HINT travel with its errors, on every path */
+static void
+test_errors(pyrate_bucket *admin)
+{
+	pyrate_error e = {0};
+	pyrate_decision d;
+	pyrate_bucket *b;
+	char		name[1100];
+	char		wide[320];
+	bucket_rows rows = {0};
+	int			protocol;
+	int			polls;
+	int			i;
+
+	memset(name, 'x', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	for (protocol = PYRATE_PG_FASTPATH; protocol <= PYRATE_PG_PREPARED; protocol++)
+	{
+		const char *kind = protocol_names[protocol];
+
+		b = open_pg(dsn, NULL, protocol, 0);
+		CHECK(pyrate_pg_acquire(b, "nobody:defined:this", 1, PYRATE_NOW, &d, &e) == PYRATE_ENOTFOUND &&
+			  strcmp(e.sqlstate, "42704") == 0 && e.detail[0] == '\0' &&
+			  strstr(e.hint, "pyrate_define('nobody:defined:this'"),
+			  "%s: an undefined bucket: SQLSTATE %s, HINT %s", kind, e.sqlstate, e.hint);
+		CHECK(pyrate_pg_acquire(b, name, 1, PYRATE_NOW, &d, &e) == PYRATE_EINVAL &&
+			  strcmp(e.sqlstate, "54000") == 0 && strstr(e.detail, "1099 bytes") &&
+			  strstr(e.hint, "Hash long keys"),
+			  "%s: a name too long: SQLSTATE %s, DETAIL %s, HINT %s", kind, e.sqlstate, e.detail, e.hint);
+		CHECK(pyrate_pg_count(b, "nobody:defined:this", &(int64_t) {0}, &e) == PYRATE_ENOTFOUND &&
+			  strcmp(e.sqlstate, "42704") == 0 && strstr(e.hint, "pyrate_define("),
+			  "%s: a statement's error too (SQLSTATE %s)", kind, e.sqlstate);
+		CHECK(pyrate_pg_acquire(b, "nobody:defined:this", -1, PYRATE_NOW, &d, &e) == PYRATE_EINVAL &&
+			  e.sqlstate[0] == '\0' && e.detail[0] == '\0' && e.hint[0] == '\0',
+			  "%s: a client-side error after it keeps none of the server's fields", kind);
+		pyrate_close(b);
+	}
+	b = open_pg(dsn, NULL, PYRATE_PG_FASTPATH, 0);
+	CHECK(async_acquire(b, "nobody:defined:this", &d, &e, &polls) == PYRATE_ENOTFOUND &&
+		  strcmp(e.sqlstate, "42704") == 0 && strstr(e.hint, "pyrate_define("),
+		  "async: SQLSTATE %s and the HINT from finish", e.sqlstate);
+	pyrate_close(b);
+	CHECK(pyrate_pg_define(admin, "test:disk", rates_3s, 2, "disk", false, &e) == PYRATE_EINVAL &&
+		  strcmp(e.sqlstate, "22023") == 0 && strstr(e.hint, "Use 'table'"),
+		  "define with an unknown storage: SQLSTATE %s, HINT %s", e.sqlstate, e.hint);
+
+	/* a text longer than its field is cut between characters */
+	snprintf(wide, sizeof(wide), "nobody:");
+	for (i = 0; i < 150; i++)
+		strcat(wide, "\xc3\xa9");
+	CHECK(pyrate_pg_acquire(admin, wide, 1, PYRATE_NOW, &d, &e) == PYRATE_ENOTFOUND &&
+		  strlen(e.message) >= PYRATE_MSG_LEN - 4 && utf8_whole(e.message) &&
+		  strlen(e.hint) >= PYRATE_MSG_LEN - 4 && utf8_whole(e.hint),
+		  "a long message and hint are cut at a character (%zu and %zu bytes)", strlen(e.message),
+		  strlen(e.hint));
+
+	b = open_pg("host=/nonexistent/pyrate port=1 user=postgres dbname=postgres", NULL, PYRATE_PG_FASTPATH, 0);
+	CHECK(pyrate_pg_acquire(b, "x", 1, PYRATE_NOW, &d, &e) == PYRATE_EBACKEND && e.sqlstate[0] == '\0' &&
+		  strncmp(e.message, "postgres: cannot connect: ", 26) == 0 && !strchr(e.message, '\n') &&
+		  strstr(e.detail, "Is the server running"),
+		  "cannot connect: libpq's first line is the message (%s), the rest the detail (%s)",
+		  e.message, e.detail);
+	pyrate_close(b);
+
+	/* get_buckets */
+	CHECK_OK(pyrate_pg_define(admin, "test:list:*", rates_3s, 2, "table", false, &e), "define test:list:*");
+	pyrate_pg_dispose(admin, "test:list:a", NULL, NULL);
+	pyrate_pg_dispose(admin, "test:list:b", NULL, NULL);
+	pyrate_pg_acquire(admin, "test:list:a", 2, PYRATE_NOW, &d, &e);
+	pyrate_pg_acquire(admin, "test:list:b", 1, PYRATE_NOW, &d, &e);
+	rows.stop_after = 1000;
+	CHECK_OK(pyrate_pg_buckets(admin, "test:list:a", bucket_row, &rows, &e), "pyrate_pg_buckets by name");
+	CHECK(rows.rows == 1 && strcmp(rows.name, "test:list:a") == 0 && strcmp(rows.count, "2") == 0,
+		  "one row: its name and count (%d rows, %s, %s)", rows.rows, rows.name, rows.count);
+	rows = (bucket_rows) {0, 1, "", ""};
+	CHECK_OK(pyrate_pg_buckets(admin, NULL, bucket_row, &rows, &e), "pyrate_pg_buckets, all");
+	CHECK(rows.rows == 1, "the row function stops the listing by returning non-zero");
+	rows = (bucket_rows) {0, 1000, "", ""};
+	CHECK_OK(pyrate_pg_buckets(admin, "test:list:none", bucket_row, &rows, &e), "a bucket holding nothing");
+	CHECK(rows.rows == 0, "no rows");
+	CHECK(pyrate_pg_buckets(admin, NULL, NULL, NULL, &e) == PYRATE_EINVAL, "a row function is required");
+	pyrate_pg_dispose(admin, "test:list:a", NULL, NULL);
+	pyrate_pg_dispose(admin, "test:list:b", NULL, NULL);
+}
+
 static void
 test_reconnect(const char *restart)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_bucket *b = NULL;
 	pyrate_limiter *l;
 	pyrate_acquire_info info;
@@ -257,7 +381,7 @@ test_reconnect(const char *restart)
 static void
 test_silent(void)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	char		conninfo[256];
 	int			port = 0;
 	int			fd = silent_listen(&port);
@@ -518,7 +642,7 @@ proxy_stop(proxy *px)
 static void
 test_frozen(void)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_decision d;
 	char		conninfo[256];
 	proxy		px;
@@ -564,7 +688,7 @@ test_frozen(void)
 static void
 test_impostor(void)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	PGconn	   *c = PQconnectdb(dsn);
 	PGresult   *res = PQexec(c, "CREATE SCHEMA impostor; "
 							 "CREATE FUNCTION impostor.pyrate_acquire(text, int, bigint) RETURNS text "
@@ -627,7 +751,7 @@ test_lying_server(void)
 		struct sigaction sa;
 		pyrate_bucket *b = open_pg(conninfo, NULL, PYRATE_PG_FASTPATH, 2000);
 		pyrate_decision d;
-		pyrate_error e = {0, ""};
+		pyrate_error e = {0};
 		int			rc;
 
 		memset(&sa, 0, sizeof(sa));
@@ -651,7 +775,7 @@ test_lying_server(void)
 static void
 test_watchdog_thread(void)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	int			before = thread_count();
 	pyrate_bucket *b1 = open_pg(dsn, NULL, PYRATE_PG_FASTPATH, 0);
 	pyrate_bucket *b2 = open_pg(dsn, NULL, PYRATE_PG_FASTPATH, 0);
@@ -674,7 +798,7 @@ test_watchdog_thread(void)
 static void
 test_recreate(void)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_bucket *b = open_pg(dsn, NULL, PYRATE_PG_FASTPATH, 0);
 	PGconn	   *other = PQconnectdb(dsn);
 	PGresult   *res;
@@ -698,7 +822,7 @@ test_recreate(void)
 static void
 test_pooler(const char *pooler)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	int			mode;
 
 	for (mode = PYRATE_PG_FASTPATH; mode <= PYRATE_PG_PREPARED; mode++)
@@ -736,7 +860,7 @@ test_pooler(const char *pooler)
 int
 main(int argc, char **argv)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_bucket *admin;
 	pyrate_bucket *b;
 	int			errors = 0;
@@ -752,10 +876,12 @@ main(int argc, char **argv)
 	if (pyrate_pg_now(admin, &(int64_t) {0}, &e) != PYRATE_OK)
 	{
 		printf("not ok - cannot reach the database: %s\n0 passed, 1 failed\n", e.message);
+		pyrate_close(admin);
 		return 1;
 	}
 	test_surface(admin);
 	test_async();
+	test_errors(admin);
 
 	pyrate_pg_define(admin, "test:busy", busy_rates, 2, "table", false, &e);
 	b = open_pg(dsn, "test:busy", PYRATE_PG_FASTPATH, 0);

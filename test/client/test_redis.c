@@ -43,7 +43,7 @@ redis_int(redisContext *c, const char *cmd, const char *key)
 static void
 test_storage(redisContext *c)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_rate r = {5000, 1000};
 	pyrate_bucket *b = open_redis("pyrate:test:weight", &r, 1, 0, &e);
 	pyrate_item item = {"w", PYRATE_NOW, 1000};
@@ -105,7 +105,7 @@ test_storage(redisContext *c)
 static void
 test_faults(const char *restart)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_redis_options o = {"127.0.0.1", 0, NULL, NULL, "pyrate:test:fault", 300, 0};
 	pyrate_rate r = {1000, 1000};
 	pyrate_bucket *b;
@@ -172,7 +172,7 @@ test_faults(const char *restart)
 static void
 test_leak_all(redisContext *c)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_rate r = {5, 1000};
 	pyrate_bucket *b = open_redis("pyrate:test:leakall", &r, 1, 3600000, &e);
 	pyrate_item item = {"l", 1000, 2};
@@ -210,7 +210,7 @@ test_leak_all(redisContext *c)
 static void
 test_old_format(redisContext *c)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_rate r = {5, 1000};
 	pyrate_bucket *b = open_redis("pyrate:test:old", &r, 1, 3600000, &e);
 	pyrate_item item = {"o", 2000, 1};
@@ -248,7 +248,7 @@ test_old_format(redisContext *c)
 static int
 put_both(const char *label, pyrate_bucket *rb, pyrate_bucket *mb, const pyrate_item *item, bool *acquired)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_decision d1 = {0},
 				d2 = {0};
 
@@ -292,7 +292,7 @@ leak_both(const char *label, pyrate_bucket *rb, pyrate_bucket *mb, int64_t at)
 static int
 replay_against_memory(const char *key, const pyrate_rate *rates, int n, const int64_t (*steps)[2], int nsteps)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_bucket *rb = open_redis(key, rates, n, 3600000, &e);
 	pyrate_bucket *mb = pyrate_memory_bucket_new(rates, n, &e);
 	int64_t		c1 = -1,
@@ -324,7 +324,7 @@ replay_against_memory(const char *key, const pyrate_rate *rates, int n, const in
 static void
 test_hint(redisContext *c)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_rate r = {3, 1000};
 	pyrate_rate two[2] = {{3, 1000}, {5, 10000}};
 	pyrate_bucket *b = open_redis("pyrate:test:hint", &r, 1, 3600000, &e);
@@ -374,7 +374,7 @@ test_hint(redisContext *c)
 static void
 test_random_against_memory(void)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_rate rates[2] = {{12, 40}, {60, 300}};
 	pyrate_bucket *rb = open_redis("pyrate:test:random", rates, 2, 3600000, &e);
 	pyrate_bucket *mb = pyrate_memory_bucket_new(rates, 2, &e);
@@ -449,7 +449,7 @@ server_ms(redisContext *c)
 static void
 test_clock(redisContext *c)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_rate r = {1000, 60000};
 	pyrate_bucket *b = open_redis("pyrate:test:clock", &r, 1, 0, &e);
 	pyrate_item item = {"c", PYRATE_NOW, 1};
@@ -484,7 +484,7 @@ test_clock(redisContext *c)
 int
 main(int argc, char **argv)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_bucket *b;
 	redisContext *c;
 	int			errors = 0;

@@ -91,7 +91,7 @@ client_scenario(void *ctx, int id, const pyr_rate *rates, int n, char *err)
 {
 	client_ctx *c = ctx;
 	const pyrate_rate *r = (const pyrate_rate *) rates;
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 
 	drop_bucket(c);
 	if (strcmp(c->kind, "memory") == 0)

@@ -14,6 +14,7 @@ BIN=$TMP/bin
 TRACE=${PYRATE_TRACE:-$PWD/test/conformance/traces/sliding_window_log.tsv}
 PGPORT_C=56301
 BOUNCER_PORT=56302
+PGPORT_PLAIN=56303
 REDIS_PORT=6361
 VALGRIND=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --child-silent-after-fork=yes)
 mkdir -p "$BIN"
@@ -131,6 +132,12 @@ cli() {
 	fi
 }
 out_has() { if grep -q -- "$2" "$TMP/$1"; then ok "cli: $1 says '$2'"; else not_ok "cli: $1 lacks '$2': $(cat "$TMP/$1")"; fi; }
+# the first line of an error: "pyrate: MESSAGE", with the SQLSTATE when the server sent one
+first_line() {
+	if head -1 "$TMP/cli.err" | grep -q -- "$1"; then ok "cli: the error's first line matches '$1'"; else
+		not_ok "cli: the error's first line does not match '$1': $(cat "$TMP/cli.err")"
+	fi
+}
 one_line() { if [ "$(wc -l <"$TMP/cli.err")" = 1 ]; then ok "cli: one-line error"; else not_ok "cli: error is $(wc -l <"$TMP/cli.err") lines"; fi; }
 
 cli 0 "--help" --help
@@ -166,14 +173,44 @@ if [ "$waited" -ge 900 ] && [ "$waited" -lt 5000 ]; then ok "cli: --timeout 1 wa
 fi
 cli 0 "memory storage acquire" acquire clim:x --dsn "$DSN"
 cli 1 "memory storage rejects" acquire clim:x --dsn "$DSN"
-cli 2 "undefined bucket" acquire nothing:here --dsn "$DSN"; one_line; out_has cli.err "nothing:here"
+cli 2 "undefined bucket" acquire nothing:here --dsn "$DSN"
+first_line '^pyrate: .*no rate limit is defined for bucket "nothing:here" (SQLSTATE 42704)$'
+out_has cli.err "^HINT: .*pyrate_define('nothing:here'"
+cli 2 "a name too long" acquire "$(printf 'x%.0s' $(seq 1100))" --dsn "$DSN"
+first_line '^pyrate: .*too long (SQLSTATE 54000)$'
+out_has cli.err "^DETAIL: It is 1100 bytes"
+out_has cli.err "^HINT: Hash long keys"
+if [ "$(wc -l <"$TMP/cli.err")" = 3 ]; then ok "cli: message, DETAIL and HINT: three lines"; else
+	not_ok "cli: the error is $(wc -l <"$TMP/cli.err") lines"
+fi
 PGHOST=$TMP/client/sock PGPORT=$PGPORT_C PGUSER=postgres PGDATABASE=postgres cli 1 "PG* environment honoured" acquire cli:a
 cli 0 "status" status --dsn "$DSN"; out_has cli.out "cli:a"
 cli 0 "status NAME" status cli:a --dsn "$DSN"; out_has cli.out "cli:a"
+cli 0 "status of a bucket holding nothing" status cli:none --dsn "$DSN"; out_has cli.out 'no bucket named "cli:none"'
+cli 2 "status without the extension" status --dsn "$(pg_conninfo client "$PGPORT_C" template1)"
+one_line; first_line '^pyrate: postgres: extension "pyrate" is not installed'
+cli 2 "status of a database that does not exist" status --dsn "$(pg_conninfo client "$PGPORT_C" nope)"
+first_line '^pyrate: postgres: cannot connect: .*database "nope" does not exist'
+out_has cli.err "^HINT: .*--dsn"
 cli 0 "leak" leak --dsn "$DSN"; out_has cli.out "leaked [0-9]* units"
-cli 2 "unreachable database" acquire cli:a --dsn "host=$TMP/nowhere port=1"; one_line
+cli 2 "unreachable database" acquire cli:a --dsn "host=$TMP/nowhere port=1"
+first_line '^pyrate: postgres: cannot connect: connection to server on socket'
+out_has cli.err "^DETAIL: Is the server running"
+out_has cli.err "^HINT: .*--dsn 'host=... dbname=...'.*PGHOST, PGPORT, PGDATABASE and PGUSER"
 cli 0 "unreachable database, --fail-open" acquire cli:a --fail-open --dsn "host=$TMP/nowhere port=1"
 out_has cli.err "fail-open"
+
+echo "== the pyrate CLI on a server without pyrate preloaded"
+if pg_start plain "$PGPORT_PLAIN" && psql -X -q "$(pg_conninfo plain "$PGPORT_PLAIN")" -c "CREATE EXTENSION pyrate"; then
+	cli 2 "memory storage without preload" define 'mem:*' 1/s --storage memory --dsn "$(pg_conninfo plain "$PGPORT_PLAIN")"
+	first_line '^pyrate: .*memory storage engine is not available (SQLSTATE 55000)$'
+	out_has cli.err "^DETAIL: .*pyrate loaded when the server starts"
+	out_has cli.err "^HINT: Add pyrate to shared_preload_libraries"
+	cli 0 "table storage without preload" define 'tab:*' 1/s --dsn "$(pg_conninfo plain "$PGPORT_PLAIN")"
+else
+	not_ok "a server without pyrate preloaded starts"
+fi
+pg_stop plain
 
 echo "== install"
 make -s -C src/client install DESTDIR="$TMP/root" PREFIX=/usr/local >/dev/null 2>&1
@@ -186,5 +223,4 @@ if PKG_CONFIG_PATH=$TMP/root/usr/local/lib/pkgconfig pkg-config --libs pyrate 2>
 else
 	not_ok "pkg-config pyrate"
 fi
-
 suite_end
