@@ -223,4 +223,12 @@ if PKG_CONFIG_PATH=$TMP/root/usr/local/lib/pkgconfig pkg-config --libs pyrate 2>
 else
 	not_ok "pkg-config pyrate"
 fi
+# after a build for the default prefix, an install elsewhere describes where it went
+make -s -C src/client install DESTDIR="$TMP/opt" PREFIX=/opt/pyrate >/dev/null 2>&1
+PC=$TMP/opt/opt/pyrate/lib/pkgconfig/pyrate.pc
+check "install PREFIX=/opt/pyrate: pyrate.pc says prefix=/opt/pyrate" grep -qx 'prefix=/opt/pyrate' "$PC"
+check "install PREFIX=/opt/pyrate: pyrate.pc says libdir=/opt/pyrate/lib" grep -qx 'libdir=/opt/pyrate/lib' "$PC"
+check "install PREFIX=/opt/pyrate: pyrate.pc says includedir=/opt/pyrate/include" \
+	grep -qx 'includedir=/opt/pyrate/include' "$PC"
+
 suite_end
