@@ -103,3 +103,17 @@ SELECT pyrate_flush('lay:a'), pyrate_count('lay:a');
 SELECT name, pattern, count FROM pyrate_buckets() WHERE name LIKE 'lay:%' ORDER BY name;
 SELECT pyrate_dispose('lay:a'), pyrate_dispose('lay:new');
 SELECT pyrate_undefine('lay:*');
+
+-- rates as text: one rate, a comma-separated list, or an array literal;
+-- pyrate_define answers the definition it stored
+SELECT * FROM pyrate_define('txt:one', '5/s');
+SELECT * FROM pyrate_define('txt:two', '5/s, 1000/h', 'table', true);
+SELECT * FROM pyrate_define('txt:arr', '{1000/h,5/s}');
+SELECT pyrate_define('txt:typed', ARRAY[pyrate_rate(5, 'SECOND'), pyrate_rate(1000, 'HOUR')]);
+SELECT pattern, rates, dry_run FROM pyrate_definitions WHERE pattern LIKE 'txt:%' ORDER BY pattern;
+SELECT pyrate_define('txt:bad', '5/s, 6/s');
+SELECT pyrate_define('txt:bad', '5/s,');
+SELECT pyrate_define('txt:bad', 'five per second');
+SELECT pyrate_define('txt:bad', '');
+SELECT pyrate_undefine('txt:one'), pyrate_undefine('txt:two'), pyrate_undefine('txt:arr'),
+       pyrate_undefine('txt:typed');

@@ -77,3 +77,11 @@ FROM (VALUES ('{5/s}'), ('{5/s,100/1m,1000/h}'), ('{1000/h,5/s}'),
              ('{10/10,10/10}')) AS t(rates);
 SELECT pyrate_validate_rates(ARRAY[NULL]::pyrate_rate[]);
 SELECT pyrate_validate_rates('{{5/s},{6/m}}'::pyrate_rate[]);
+
+-- pyrate_rate(limit, text): pyrate-limiter's duration names, the rate
+-- grammar's intervals, or anything the interval type reads
+SELECT pyrate_rate(5, 'SECOND'), pyrate_rate(100, 'minute'), pyrate_rate(10, '1500ms'),
+       pyrate_rate(7, '2d'), pyrate_rate(1000, 'h'), pyrate_rate(3, '90 seconds'), pyrate_rate(2, '250');
+SELECT pyrate_rate(5, 'FORTNIGHT');
+SELECT pyrate_rate(5, '1 month');
+SELECT pyrate_rate(5, '0ms');

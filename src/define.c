@@ -6,6 +6,8 @@
  */
 #include "base.h"
 
+#include "access/htup_details.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
@@ -13,6 +15,7 @@
 #include "routing.h"
 
 PG_FUNCTION_INFO_V1(pyrate_define);
+PG_FUNCTION_INFO_V1(pyrate_define_text);
 PG_FUNCTION_INFO_V1(pyrate_undefine);
 
 typedef struct Holding
@@ -66,8 +69,13 @@ refuse_storage_move(Oid nsp, const char *pattern, PyrateStorage from, PyrateStor
 						 quote_literal_cstr(pattern))));
 }
 
-Datum
-pyrate_define(PG_FUNCTION_ARGS)
+/*
+ * Both forms of pyrate_define: rates as pyrate_rate[] or as text ('5/s',
+ * '5/s, 1000/h', '{5/s,1000/h}').  Returns the definition as stored, a
+ * pyrate_definition.
+ */
+static Datum
+define(FunctionCallInfo fcinfo, bool rates_as_text)
 {
 	Oid			nsp = pyrate_namespace(fcinfo);
 	char	   *pattern;
@@ -76,6 +84,9 @@ pyrate_define(PG_FUNCTION_ARGS)
 	PyrateStorage storage;
 	PyrateStorage stored;
 	bool		dry_run;
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {false};
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -88,7 +99,10 @@ pyrate_define(PG_FUNCTION_ARGS)
 				 errhint("Give a rate list such as '{5/s,1000/h}'.")));
 	pattern = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	pyrate_check_name("pattern", pattern);
-	nrates = pyrate_rates_from_array(PG_GETARG_ARRAYTYPE_P(1), rates);
+	if (rates_as_text)
+		nrates = pyrate_rates_from_text(nsp, text_to_cstring(PG_GETARG_TEXT_PP(1)), rates);
+	else
+		nrates = pyrate_rates_from_array(PG_GETARG_ARRAYTYPE_P(1), rates);
 	storage = PG_ARGISNULL(2) ? (PyrateStorage) pyrate_default_storage
 		: pyrate_storage_from_text(text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	dry_run = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
@@ -99,7 +113,27 @@ pyrate_define(PG_FUNCTION_ARGS)
 	if (pyrate_definition_stored(nsp, pattern, &stored) && stored != storage)
 		refuse_storage_move(nsp, pattern, stored, storage);
 	pyrate_definition_store(nsp, pattern, rates, nrates, storage, dry_run);
-	PG_RETURN_VOID();
+
+	/* 1.0's pyrate_define returned void: an old install script's function */
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		PG_RETURN_VOID();
+	values[0] = CStringGetTextDatum(pattern);
+	values[1] = PointerGetDatum(pyrate_rates_to_array(pyrate_rate_type_oid(nsp), rates, nrates));
+	values[2] = CStringGetTextDatum(pyrate_storage_name(storage));
+	values[3] = BoolGetDatum(dry_run);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+Datum
+pyrate_define(PG_FUNCTION_ARGS)
+{
+	return define(fcinfo, false);
+}
+
+Datum
+pyrate_define_text(PG_FUNCTION_ARGS)
+{
+	return define(fcinfo, true);
 }
 
 Datum

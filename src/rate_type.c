@@ -6,11 +6,14 @@
  */
 #include "rate_type.h"
 
+#include <ctype.h>
+
 #include "catalog/pg_type.h"
 #include "libpq/pqformat.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(pyrate_rate_in);
@@ -19,6 +22,7 @@ PG_FUNCTION_INFO_V1(pyrate_rate_recv);
 PG_FUNCTION_INFO_V1(pyrate_rate_send);
 PG_FUNCTION_INFO_V1(pyrate_rate_make);
 PG_FUNCTION_INFO_V1(pyrate_rate_make_interval);
+PG_FUNCTION_INFO_V1(pyrate_rate_make_text);
 PG_FUNCTION_INFO_V1(pyrate_rate_limit);
 PG_FUNCTION_INFO_V1(pyrate_rate_interval);
 PG_FUNCTION_INFO_V1(pyrate_rate_eq);
@@ -133,6 +137,39 @@ pyrate_rate_make_interval(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(make_rate(PG_GETARG_INT32(0), ms));
 }
 
+/*
+ * pyrate_rate(limit, 'SECOND' | '1500ms' | '2d' | 'h' | '90 seconds'): a
+ * pyrate-limiter duration name, an interval as the rate grammar writes it,
+ * or anything the interval type reads.
+ */
+Datum
+pyrate_rate_make_text(PG_FUNCTION_ARGS)
+{
+	char	   *str = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int64		ms = pyr_duration(str);
+	char	   *spec;
+	pyr_rate	r;
+	char		err[PYR_MSG_LEN];
+	const char *p;
+
+	if (ms > 0)
+		PG_RETURN_POINTER(make_rate(PG_GETARG_INT32(0), ms));
+	spec = psprintf("1/%s", str);
+	if (pyr_rate_parse(spec, &r, err, sizeof(err)))
+		PG_RETURN_POINTER(make_rate(PG_GETARG_INT32(0), r.interval));
+	for (p = str; *p && !isdigit((unsigned char) *p); p++)
+		;
+	if (*p == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown duration \"%s\"", str),
+				 errhint("Use SECOND, MINUTE, HOUR, DAY or WEEK, a rate interval such as 1500ms, 2d or h, or an interval such as '90 seconds'.")));
+	return DirectFunctionCall2(pyrate_rate_make_interval, PG_GETARG_DATUM(0),
+							   DirectFunctionCall3(interval_in, CStringGetDatum(str),
+												   ObjectIdGetDatum(InvalidOid),
+												   Int32GetDatum(-1)));
+}
+
 Datum
 pyrate_rate_limit(PG_FUNCTION_ARGS)
 {
@@ -222,6 +259,16 @@ unpack_rates(ArrayType *arr, pyr_rate *rates, int *n, char *err, size_t errlen)
 	return pyr_rates_validate(rates, nelems, err, errlen) == PYR_RATES_OK;
 }
 
+static void
+invalid_rate_list(const char *err)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid rate list"),
+			 errdetail("%c%s.", pg_toupper((unsigned char) err[0]), err + 1),
+			 errhint("Sorted by interval, intervals and limits must strictly increase and limit/interval must never increase, as in '{5/s,100/1m,1000/h}'.")));
+}
+
 int
 pyrate_rates_from_array(ArrayType *arr, pyr_rate *rates)
 {
@@ -229,12 +276,78 @@ pyrate_rates_from_array(ArrayType *arr, pyr_rate *rates)
 	int			n = 0;
 
 	if (!unpack_rates(arr, rates, &n, err, sizeof(err)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid rate list"),
-				 errdetail("%c%s.", pg_toupper((unsigned char) err[0]), err + 1),
-				 errhint("Sorted by interval, intervals and limits must strictly increase and limit/interval must never increase, as in '{5/s,100/1m,1000/h}'.")));
+		invalid_rate_list(err);
 	return n;
+}
+
+int
+pyrate_rates_from_text(Oid nsp, const char *str, pyr_rate *rates)
+{
+	const char *p = str;
+	char	   *list;
+	char	   *tok;
+	char	   *next;
+	int			n = 0;
+	char		err[PYR_MSG_LEN];
+
+	while (isspace((unsigned char) *p))
+		p++;
+	/* an array literal reads exactly as the array form does */
+	if (*p == '{')
+	{
+		Oid			array_type = get_array_type(pyrate_rate_type_oid(nsp));
+		Oid			input;
+		Oid			ioparam;
+
+		getTypeInputInfo(array_type, &input, &ioparam);
+		return pyrate_rates_from_array(DatumGetArrayTypeP(OidInputFunctionCall(input, (char *) str,
+																				ioparam, -1)),
+									   rates);
+	}
+	/* "5/s, 1000/h": one rate or a comma-separated list */
+	list = pstrdup(str);
+	for (tok = list; tok != NULL; tok = next)
+	{
+		char	   *end;
+
+		next = strchr(tok, ',');
+		if (next)
+			*next++ = '\0';
+		while (isspace((unsigned char) *tok))
+			tok++;
+		end = tok + strlen(tok);
+		while (end > tok && isspace((unsigned char) end[-1]))
+			*--end = '\0';
+		if (*tok == '\0' && (next != NULL || n > 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid rate list \"%s\"", str),
+					 errdetail("Rate %d of the list is empty.", n + 1),
+					 errhint("Separate rates by single commas, as in '5/s, 1000/h'.")));
+		if (*tok == '\0')
+			break;
+		if (n == PYR_MAX_RATES)
+		{
+			snprintf(err, sizeof(err), "a bucket takes at most %d rates", PYR_MAX_RATES);
+			invalid_rate_list(err);
+		}
+		rates[n++] = *DatumGetPyrateRate(DirectFunctionCall1(pyrate_rate_in, CStringGetDatum(tok)));
+	}
+	if (pyr_rates_validate(rates, n, err, sizeof(err)) != PYR_RATES_OK)
+		invalid_rate_list(err);
+	return n;
+}
+
+Oid
+pyrate_rate_type_oid(Oid nsp)
+{
+	Oid			typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+										CStringGetDatum("pyrate_rate"),
+										ObjectIdGetDatum(nsp));
+
+	if (!OidIsValid(typid))
+		elog(ERROR, "type pyrate_rate is missing from pyrate's schema");
+	return typid;
 }
 
 ArrayType *

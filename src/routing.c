@@ -309,18 +309,6 @@ find_definition(PyrateRel *rel, const char *pattern)
 						ForwardScanDirection, SnapshotSelf);
 }
 
-static Oid
-rate_type_oid(Oid nsp)
-{
-	Oid			typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-										CStringGetDatum("pyrate_rate"),
-										ObjectIdGetDatum(nsp));
-
-	if (!OidIsValid(typid))
-		elog(ERROR, "type pyrate_rate is missing from pyrate's schema");
-	return typid;
-}
-
 void
 pyrate_definitions_lock(Oid nsp)
 {
@@ -357,7 +345,7 @@ pyrate_definition_store(Oid nsp, const char *pattern, const pyr_rate *rates, int
 
 	pyrate_rel_open(&rel, nsp, &definitions_table, RowExclusiveLock);
 	values[Anum_def_pattern - 1] = CStringGetTextDatum(pattern);
-	values[Anum_def_rates - 1] = PointerGetDatum(pyrate_rates_to_array(rate_type_oid(nsp), rates, nrates));
+	values[Anum_def_rates - 1] = PointerGetDatum(pyrate_rates_to_array(pyrate_rate_type_oid(nsp), rates, nrates));
 	values[Anum_def_storage - 1] = CStringGetTextDatum(pyrate_storage_name(storage));
 	values[Anum_def_dry_run - 1] = BoolGetDatum(dry_run);
 	values[Anum_def_created - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());

@@ -45,6 +45,7 @@ bool		pyrate_pattern_match(const char *pattern, const char *name);
 void		pyrate_definitions_lock(Oid nsp);
 /* The stored definition's storage; false when the pattern has none. */
 bool		pyrate_definition_stored(Oid nsp, const char *pattern, PyrateStorage *storage);
+/* Insert or replace. */
 void		pyrate_definition_store(Oid nsp, const char *pattern, const pyr_rate *rates,
 									int nrates, PyrateStorage storage, bool dry_run);
 /* false when the pattern had no definition */

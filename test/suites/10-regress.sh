@@ -95,6 +95,45 @@ check "pyrate_stats_reset in one database leaves another's counts and reset time
 check "... and empties its own" \
 	test "$(sql -c "SELECT count(*) FROM pyrate_stats WHERE pattern = 'st:*'")" = 0
 
+# ALTER EXTENSION pyrate UPDATE on a database in use: definitions, items of
+# both engines, a grant on pyrate_define and a session holding a permit all
+# come through, and the new version's functions work.
+U=$(pg_conninfo regress $PORT upgraded)
+sql -c "CREATE DATABASE upgraded" >/dev/null
+usql() { psql -X -At -q -v ON_ERROR_STOP=1 "$U" "$@"; }
+usql -c "CREATE EXTENSION pyrate VERSION '1.0'" \
+	-c "SELECT pyrate_define('up:t:*', '{3/1h}', 'table'), pyrate_define('up:m:*', '{3/1h}', 'memory')" \
+	-c "SELECT pyrate_put('up:t:a', 2), pyrate_put('up:m:a', 2)" \
+	-c "CREATE ROLE pyrate_definer" \
+	-c "GRANT EXECUTE ON FUNCTION pyrate_define(text, pyrate_rate[], text, boolean) TO pyrate_definer" >/dev/null
+check "before the update the database is at 1.0" \
+	test "$(usql -c "SELECT extversion FROM pg_extension WHERE extname = 'pyrate'")" = 1.0
+# a session in the middle of a transaction that took a table permit
+coproc HOLDER { psql -X -At -q "$U"; }
+echo "BEGIN; SELECT pyrate_put('up:t:b', 1); SELECT 'held';" >&"${HOLDER[1]}"
+read -r -t 10 held <&"${HOLDER[0]}"; read -r -t 10 held <&"${HOLDER[0]}"
+check "a session holds a table permit in an open transaction ($held)" test "$held" = held
+usql -c "ALTER EXTENSION pyrate UPDATE" >/dev/null
+echo "COMMIT;" >&"${HOLDER[1]}"
+exec {HOLDER[1]}>&-
+wait "$HOLDER_PID" 2>/dev/null
+check "ALTER EXTENSION pyrate UPDATE reaches the default version" \
+	test "$(usql -c "SELECT extversion FROM pg_extension WHERE extname = 'pyrate'")" = "$(sed -n "s/^default_version = '\(.*\)'/\1/p" pyrate.control)"
+check "the definitions come through the update" \
+	test "$(usql -c "SELECT string_agg(pattern || ' ' || rates::text || ' ' || storage, ', ' ORDER BY pattern) FROM pyrate_definitions")" = "up:m:* {3/1h} memory, up:t:* {3/1h} table"
+check "so do the items of both engines, and the permit taken across it" \
+	test "$(usql -c "SELECT pyrate_count('up:t:a'), pyrate_count('up:m:a'), pyrate_count('up:t:b')")" = "2|2|1"
+check "the limits still hold on both engines" \
+	test "$(usql -c "SELECT pyrate_put('up:t:a'), pyrate_put('up:t:a'), pyrate_put('up:m:a'), pyrate_put('up:m:a')")" = "t|f|t|f"
+check "the role granted pyrate_define keeps it, for both forms" \
+	test "$(usql -c "SET ROLE pyrate_definer" -c "SELECT (pyrate_define('up:r', '{1/s}')).storage, (pyrate_define('up:s', '2/s')).rates" -c "RESET ROLE")" = "table|{2/1s}"
+check "PUBLIC still may not define" \
+	test "$(usql -c "SELECT has_function_privilege('public', 'pyrate_define(text, text, text, boolean)', 'EXECUTE')")" = f
+check "the updated database matches a fresh install, object by object" \
+	test "$(usql -c "SELECT count(*) FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pyrate') AND deptype = 'e'")" = \
+	"$(sql -c "SELECT count(*) FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pyrate') AND deptype = 'e'")"
+usql -c "SELECT pyrate_dispose('up:m:a')" -c "DROP EXTENSION pyrate" -c "DROP ROLE pyrate_definer" >/dev/null
+
 pg_stop regress
 
 # Without shared_preload_libraries: everything but the memory engine works,
