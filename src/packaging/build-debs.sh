@@ -21,6 +21,9 @@ out=$(cd "$out" && pwd)
 
 work=$(mktemp -d /tmp/pyrate-debbuild.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+# readable by all: the build's test server (the postgres user) loads the
+# extension from the package being built
+chmod 755 "$work"
 src="$work/pyrate"
 mkdir "$src"
 

@@ -90,13 +90,13 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 				"mozilla_1_0", "mozilla_1_1", "openssl", "perl_5", "postgresql", "qpl_1_0", "ssleay", "sun",
 				"zlib", "open_source", "restricted", "unrestricted", "unknown"))
 			and (.provides.pyrate.version | semver) and .provides.pyrate.version == $v
-			and .provides.pyrate.file == "sql/pyrate--\($e).sql"
+			and (.provides.pyrate.file | test("^sql/pyrate--[0-9.]+\\.sql$"))
 			and (."meta-spec".version | test("^1\\.0\\.[0-9]+$"))
 			and .prereqs.runtime.requires.PostgreSQL == ">= 15.0.0, < 16.0.0"
 			and (.release_status | IN("stable", "testing", "unstable"))' "$meta" >/dev/null; }
-		check "META.json follows the PGXN Meta Spec 1.0 (version $DISTVERSION)" meta_spec
+		check "META.json follows the PGXN Meta Spec 1.0, version $DISTVERSION (else update src/packaging/META.json)" meta_spec
 		f=$(jq -r .provides.pyrate.file "$meta")
-		check "the provided file $f is in the distribution" test -f "$T/dist/pyrate-$DISTVERSION/$f"
+		check "the provided install script $f is in the distribution" test -f "$T/dist/pyrate-$DISTVERSION/$f"
 		check "the docfile is in the distribution" test -f "$T/dist/pyrate-$DISTVERSION/$(jq -r .provides.pyrate.docfile "$meta")"
 	else
 		cat "$T/dist.log"
@@ -125,7 +125,7 @@ fi
 check "the build ran the regression tests on a preloaded throwaway cluster" \
 	grep -q '^### End 15 installcheck ###$' "$T/build.log"
 for p in "${PKGS[@]}"; do
-	check "package $p built, version $DISTVERSION" \
+	check "package $p built, version $DISTVERSION (else add an entry to src/packaging/debian/changelog)" \
 		test "$(dpkg-deb -f "$T"/debs/"${p}"_*.deb Version 2>/dev/null)" = "$DISTVERSION"
 done
 check "four packages to install, debug symbols apart in debug/" \
@@ -133,10 +133,12 @@ check "four packages to install, debug symbols apart in debug/" \
 
 contents() { dpkg-deb -c "$T"/debs/"$1"_*.deb | awk '{print $6 ($7 ? " " $7 " " $8 : "")}' | sed 's|^\./|/|'; }
 ext=$(contents postgresql-15-pyrate)
-check "postgresql-15-pyrate holds pyrate.so, the control file and the scripts" \
-	bash -c 'grep -qx /usr/lib/postgresql/15/lib/pyrate.so <<<"$1" &&
-		grep -qx /usr/share/postgresql/15/extension/pyrate.control <<<"$1" &&
-		grep -qx "/usr/share/postgresql/15/extension/pyrate--'"$EXTVERSION"'.sql" <<<"$1"' _ "$ext"
+missing=$(for f in /usr/lib/postgresql/15/lib/pyrate.so /usr/share/postgresql/15/extension/pyrate.control \
+	$(ls sql/pyrate--*.sql | sed 's|^sql/|/usr/share/postgresql/15/extension/|'); do
+	grep -qx "$f" <<<"$ext" || echo "$f"
+done)
+check "postgresql-15-pyrate holds pyrate.so, the control file and every script${missing:+; not: $missing}" \
+	test -z "$missing"
 check "postgresql-15-pyrate holds nothing of the client" \
 	bash -c '! grep -E "^/usr/(bin|include|local|lib/'"$MA"')/" <<<"$1"' _ "$ext"
 check "postgresql-15-pyrate depends on postgresql-15" \
@@ -231,7 +233,7 @@ cli() {
 }
 check "/usr/bin/pyrate --version" grep -qx 'pyrate [0-9.]*' <<<"$(/usr/bin/pyrate --version)"
 cli 2 "acquire with no definition is an error" acquire pkg:cli
-check "... said on one line of stderr" bash -c '[ "$(wc -l <"$1")" = 1 ] && grep -q "^pyrate: " "$1"' _ "$T/cli.err"
+check "... said on stderr with the server's SQLSTATE" grep -q '^pyrate: .*(SQLSTATE 42704)$' "$T/cli.err"
 cli 0 "define 'pkg:*' 1/h" define 'pkg:*' 1/h
 cli 0 "acquire pkg:cli (admitted)" acquire pkg:cli
 cli 1 "acquire pkg:cli again (rejected)" acquire pkg:cli
@@ -270,13 +272,17 @@ main(int argc, char **argv)
 	return 0;
 }
 EOF
-check "pkg-config says prefix /usr, libdir /usr/lib/$MA" \
-	test "$(pkg-config --variable=prefix pyrate) $(pkg-config --variable=libdir pyrate)" = "/usr /usr/lib/$MA"
+# (a make install under /usr/local meanwhile would shadow the package: the
+# messages name the files really used)
+pc=$(pkg-config --path pyrate)
+check "pkg-config reads $pc: prefix /usr, libdir /usr/lib/$MA" \
+	test "$pc $(pkg-config --variable=prefix pyrate) $(pkg-config --variable=libdir pyrate)" = \
+	"/usr/lib/$MA/pkgconfig/pyrate.pc /usr /usr/lib/$MA"
 # shellcheck disable=SC2046
 check "cc app.c \$(pkg-config --cflags --libs pyrate)" \
 	cc -Wall -Werror -o "$T/app" "$T/app.c" $(pkg-config --cflags --libs pyrate)
-check "the program loads libpyrate.so.0 from the package" \
-	bash -c "ldd '$T/app' | grep -Eq 'libpyrate\.so\.0 => (/usr)?/lib/$MA/libpyrate\.so\.0 '"
+lib=$(ldd "$T/app" | awk '$1 == "libpyrate.so.0" { print $3 }')
+check "the program loads $lib, the package's" grep -Eqx "(/usr)?/lib/$MA/libpyrate\.so\.0" <<<"$lib"
 out=$(as_postgres "$T/app" "$DSN" 2>&1)
 check "the program takes a permit, then is refused ($out)" grep -Eq '^[0-9.]+ 1 0$' <<<"$out"
 
