@@ -272,18 +272,19 @@ main(int argc, char **argv)
 	return 0;
 }
 EOF
-# (a make install under /usr/local meanwhile would shadow the package: the
-# messages name the files really used)
-pc=$(pkg-config --path pyrate)
+# Only what the packages installed: /usr/local hidden, for a make install
+# there (another user's, even meanwhile) would shadow the package's header,
+# library and pyrate.pc.
+packaged_only() { unshare -m sh -c 'mount -t tmpfs none /usr/local && exec "$@"' sh "$@"; }
+pc=$(packaged_only pkg-config --path pyrate)
 check "pkg-config reads $pc: prefix /usr, libdir /usr/lib/$MA" \
-	test "$pc $(pkg-config --variable=prefix pyrate) $(pkg-config --variable=libdir pyrate)" = \
+	test "$pc $(packaged_only pkg-config --variable=prefix pyrate) $(packaged_only pkg-config --variable=libdir pyrate)" = \
 	"/usr/lib/$MA/pkgconfig/pyrate.pc /usr /usr/lib/$MA"
-# shellcheck disable=SC2046
 check "cc app.c \$(pkg-config --cflags --libs pyrate)" \
-	cc -Wall -Werror -o "$T/app" "$T/app.c" $(pkg-config --cflags --libs pyrate)
-lib=$(ldd "$T/app" | awk '$1 == "libpyrate.so.0" { print $3 }')
+	packaged_only sh -c 'cc -Wall -Werror -o "$1" "$2" $(pkg-config --cflags --libs pyrate)' sh "$T/app" "$T/app.c"
+lib=$(packaged_only ldd "$T/app" | awk '$1 == "libpyrate.so.0" { print $3 }')
 check "the program loads $lib, the package's" grep -Eqx "(/usr)?/lib/$MA/libpyrate\.so\.0" <<<"$lib"
-out=$(as_postgres "$T/app" "$DSN" 2>&1)
+out=$(packaged_only runuser -u postgres -- "$T/app" "$DSN" 2>&1)
 check "the program takes a permit, then is refused ($out)" grep -Eq '^[0-9.]+ 1 0$' <<<"$out"
 
 # --- cluster gone, packages purged, nothing left
