@@ -25,6 +25,11 @@ typedef struct PyrateEngine
 {
 	const char *name;
 	/*
+	 * keeps its buckets in WAL-logged tables: a change needs a transaction,
+	 * and none can happen during recovery
+	 */
+	bool		in_tables;
+	/*
 	 * Decide for an item (ts, weight) and, when store is true and the item is
 	 * admitted with weight > 0, store it — atomically with the decision.
 	 */

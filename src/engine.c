@@ -3,6 +3,8 @@
  */
 #include "engine.h"
 
+#include "access/xlog.h"
+
 #include "engine_memory.h"
 #include "engine_table.h"
 
@@ -38,6 +40,21 @@ pyrate_engines(const PyrateEngine **engines)
 	engines[n++] = &pyrate_table_engine;
 	if (pyrate_memory_available())
 		engines[n++] = &pyrate_memory_engine;
+	return n;
+}
+
+int
+pyrate_engines_writable(const PyrateEngine **engines)
+{
+	const PyrateEngine *all[PYRATE_MAX_ENGINES];
+	int			nall = pyrate_engines(all);
+	bool		recovery = RecoveryInProgress();
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < nall; i++)
+		if (!(all[i]->in_tables && recovery))
+			engines[n++] = all[i];
 	return n;
 }
 

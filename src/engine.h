@@ -15,6 +15,8 @@ const PyrateEngine *pyrate_engine_or_null(PyrateStorage storage);
 /* The engines available in this backend (table; memory when preloaded). */
 #define PYRATE_MAX_ENGINES 2
 int			pyrate_engines(const PyrateEngine **engines);
+/* Same, less those that cannot change anything now (table during recovery). */
+int			pyrate_engines_writable(const PyrateEngine **engines);
 
 /* Fill b for a name: check it, route it, copy the definition. */
 void		pyrate_bucket_init(PyrateBucket *b, Oid nsp, const char *name);

@@ -621,6 +621,7 @@ memory_each_bucket(Oid nsp, PyrateBucketCallback cb, void *arg)
 
 const PyrateEngine pyrate_memory_engine = {
 	"memory",
+	false,
 	memory_acquire,
 	memory_count,
 	memory_peek,

@@ -872,6 +872,7 @@ table_foreach(Oid nsp, PyrateBucketCallback cb, void *arg)
 
 const PyrateEngine pyrate_table_engine = {
 	"table",
+	true,
 	table_acquire,
 	table_count,
 	table_peek,

@@ -319,12 +319,15 @@ collect_name(const char *name, int64 count, void *arg)
  * Leak every bucket of every engine whose name still routes to a definition
  * (its largest interval says what is old); returns the units removed.
  */
-/* Leak every bucket of every engine at time at; returns units removed. */
+/*
+ * Leak every bucket of every engine at time at; returns units removed.  On a
+ * standby only what can change there (memory buckets) is leaked.
+ */
 static int64
 leak_every_bucket(Oid nsp, int64 at)
 {
 	const PyrateEngine *engines[PYRATE_MAX_ENGINES];
-	int			nengines = pyrate_engines(engines);
+	int			nengines = pyrate_engines_writable(engines);
 	int64		removed = 0;
 	int			i;
 

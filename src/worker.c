@@ -1,8 +1,10 @@
 /*
  * worker.c — the background worker that leaks every bucket ("pyrate leaker").
  *
- * Registered when pyrate is preloaded; started once recovery has finished
- * (so never on a standby), connected to pyrate.database.  Every
+ * Registered when pyrate is preloaded; started once the server accepts
+ * connections, on a hot standby too, connected to pyrate.database.  On a
+ * standby it leaks memory buckets only (table buckets change on the primary
+ * and arrive by replication); after a promotion, table buckets as well.  Every
  * pyrate.leak_interval ms (0: never) it removes, from every bucket of both
  * engines whose name still routes to a definition, the items older than the
  * definition's largest interval.  Table items go in batches of LEAK_BATCH,
@@ -28,6 +30,8 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/objectaccess.h"
 #include "catalog/pg_extension.h"
 #include "utils/fmgroids.h"
 #include "funcapi.h"
@@ -49,7 +53,6 @@
 #include "utils/timestamp.h"
 
 #include "engine.h"
-#include "engine_table.h"
 
 /* table items deleted per transaction */
 #define LEAK_BATCH 1000
@@ -78,12 +81,16 @@ typedef struct WorkerShared
 {
 	slock_t		mutex;
 	WorkerStatus status;
+	Latch	   *latch;			/* the running worker's, NULL when none */
+	bool		created;		/* CREATE EXTENSION pyrate committed: look now */
 } WorkerShared;
 
 int			pyrate_leak_interval = 10000;
 char	   *pyrate_database = NULL;
 
 static WorkerShared *worker_shared = NULL;	/* NULL unless preloaded */
+static object_access_hook_type prev_object_access_hook = NULL;
+static bool created_here = false;	/* this transaction created the extension */
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -132,6 +139,43 @@ worker_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
+/*
+ * CREATE EXTENSION wakes the worker once the creating transaction commits,
+ * so a worker waiting for pyrate starts leaking it at once instead of at its
+ * next interval.
+ */
+static void
+worker_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					 int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+	/*
+	 * The new extension's row is not visible yet, so its name cannot be
+	 * read here: any CREATE EXTENSION wakes the worker, which only looks.
+	 */
+	if (access == OAT_POST_CREATE && classId == ExtensionRelationId && subId == 0)
+		created_here = worker_shared != NULL;
+}
+
+static void
+worker_xact_callback(XactEvent event, void *arg)
+{
+	if (!created_here)
+		return;
+	if (event == XACT_EVENT_COMMIT)
+	{
+		SpinLockAcquire(&worker_shared->mutex);
+		worker_shared->created = true;
+		if (worker_shared->latch)
+			SetLatch(worker_shared->latch);
+		SpinLockRelease(&worker_shared->mutex);
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		created_here = false;
+}
+
 void
 pyrate_worker_init(void)
 {
@@ -159,10 +203,14 @@ pyrate_worker_init(void)
 	shmem_request_hook = worker_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = worker_shmem_startup;
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = worker_object_access;
+	RegisterXactCallback(worker_xact_callback, NULL);
 
 	memset(&w, 0, sizeof(w));
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	/* on a hot standby too: it leaks the standby's memory buckets */
+	w.bgw_start_time = BgWorkerStart_ConsistentState;
 	w.bgw_restart_time = RESTART_SECONDS;
 	snprintf(w.bgw_library_name, BGW_MAXLEN, "pyrate");
 	snprintf(w.bgw_function_name, BGW_MAXLEN, "pyrate_worker_main");
@@ -187,6 +235,7 @@ clear_pid(int code, Datum arg)
 {
 	SpinLockAcquire(&worker_shared->mutex);
 	worker_shared->status.pid = 0;
+	worker_shared->latch = NULL;
 	strlcpy(worker_shared->status.state, "stopped", sizeof(worker_shared->status.state));
 	SpinLockRelease(&worker_shared->mutex);
 }
@@ -274,7 +323,8 @@ leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
 		end();
 		return false;
 	}
-	nengines = pyrate_engines(engines);
+	/* on a standby, memory buckets only; after promotion, table ones too */
+	nengines = pyrate_engines_writable(engines);
 	c.at = at;
 	c.targets = NIL;
 	for (c.engine = 0; c.engine < nengines; c.engine++)
@@ -291,7 +341,7 @@ leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
 		LeakTarget *t = lfirst(lc);
 		PyrateBucket b;
 
-		if (engines[t->engine] == &pyrate_table_engine)
+		if (engines[t->engine]->in_tables)
 			continue;
 		memset(&b, 0, sizeof(b));
 		b.nsp = c.nsp;
@@ -305,7 +355,7 @@ leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
 		LeakTarget *t = lfirst(lc);
 		PyrateBucket b;
 
-		if (engines[t->engine] != &pyrate_table_engine)
+		if (!engines[t->engine]->in_tables)
 			continue;
 		memset(&b, 0, sizeof(b));
 		b.name = t->name;
@@ -322,7 +372,7 @@ leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
 				end();
 				return true;
 			}
-			removed = pyrate_table_engine.leak(&b, t->before, LEAK_BATCH);
+			removed = engines[t->engine]->leak(&b, t->before, LEAK_BATCH);
 			end();
 			/* let autovacuum see the deletes while the pass goes on */
 			pgstat_report_stat(false);
@@ -398,7 +448,7 @@ run_leak(MemoryContext cxt)
 			(errmsg_internal("pyrate leaker: leaked %lld unit(s) from memory buckets and %lld from table buckets (%d bucket(s) with items) in %.3f ms",
 							 (long long) memory_units, (long long) table_units, nbuckets,
 							 (double) (GetCurrentTimestamp() - start) / 1000.0)));
-	set_state("idle");
+	set_state(RecoveryInProgress() ? "idle (a standby: memory buckets only)" : "idle");
 	return start;
 }
 
@@ -424,6 +474,7 @@ pyrate_worker_main(Datum arg)
 	strlcpy(worker_shared->status.database, database, NAMEDATALEN);
 	worker_shared->status.started = GetCurrentTimestamp();
 	worker_shared->status.interval_ms = pyrate_leak_interval;
+	worker_shared->latch = MyLatch;
 	SpinLockRelease(&worker_shared->mutex);
 	before_shmem_exit(clear_pid, (Datum) 0);
 	ereport(LOG,
@@ -462,6 +513,14 @@ pyrate_worker_main(Datum arg)
 									 pyrate_leak_interval)));
 		}
 		now = GetCurrentTimestamp();
+		SpinLockAcquire(&worker_shared->mutex);
+		if (worker_shared->created)
+		{
+			/* the extension was just created: start leaking it now */
+			worker_shared->created = false;
+			next = now;
+		}
+		SpinLockRelease(&worker_shared->mutex);
 		if (pyrate_leak_interval > 0 && now >= next)
 		{
 			TimestampTz leaked = run_leak(cxt);

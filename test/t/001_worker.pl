@@ -1,12 +1,13 @@
 # The background worker ("pyrate leaker"): started only when preloaded, leaks
 # both engines on its own, follows SIGHUP, survives the extension being
 # dropped and re-created, follows pyrate.database, exits on SIGTERM and is
-# restarted, and never runs on a standby.
+# restarted, and runs on a hot standby too (memory buckets only there).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes ();
 
 my $leaker = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pyrate leaker'";
 
@@ -100,10 +101,24 @@ $node->safe_psql('postgres', 'DROP EXTENSION pyrate');
 ok($node->poll_query_until('postgres',
 	"SELECT query = 'waiting for CREATE EXTENSION pyrate' FROM pg_stat_activity WHERE backend_type = 'pyrate leaker'"),
 	'after DROP EXTENSION the worker waits again');
+# with a long interval, CREATE EXTENSION wakes the worker at its commit
+my $logpos10 = -s $node->logfile;
+$node->safe_psql('postgres', "ALTER SYSTEM SET pyrate.leak_interval = '10min'; SELECT pg_reload_conf()");
+ok($node->wait_for_log(qr/pyrate leaker: configuration reloaded, leak_interval = 600000 ms/, $logpos10),
+	'the worker runs with a 10-minute interval');
+my $t0 = [Time::HiRes::gettimeofday()];
 $node->safe_psql('postgres', q{
 CREATE SCHEMA limits;
 CREATE EXTENSION pyrate SCHEMA limits;
 });
+ok($node->poll_query_until('postgres',
+	"SELECT state = 'idle' AND last_leak IS NOT NULL FROM limits.pyrate_worker_status()"),
+	'CREATE EXTENSION: the worker leaks the new extension at once');
+my $waited = Time::HiRes::tv_interval($t0);
+ok($waited < 30, "... not after its 10-minute interval (${waited}s)");
+$node->safe_psql('postgres', "ALTER SYSTEM SET pyrate.leak_interval = '250ms'; SELECT pg_reload_conf()");
+ok($node->poll_query_until('postgres', 'SELECT leak_interval_ms = 250 FROM limits.pyrate_worker_status()'),
+	'back to a 250 ms interval');
 is($node->safe_psql('postgres', 'SELECT buckets FROM limits.pyrate_memory_status()'), '0',
 	"DROP EXTENSION emptied the database's memory buckets");
 $node->safe_psql('postgres', q{
@@ -171,16 +186,16 @@ $standby->init_from_backup($node, 'base', has_streaming => 1);
 $standby->start;
 $node->safe_psql('postgres', "SELECT limits.pyrate_define('sb', '{2/1h}', 'memory')");
 $node->wait_for_catchup($standby);
-sleep 2;
-is($standby->safe_psql('postgres', "SELECT count(*) FROM ($leaker) w"), '0', 'no worker on a standby');
-is($standby->safe_psql('postgres', 'SELECT state FROM limits.pyrate_worker_status()'), 'not started',
-	'worker status on the standby says it has not started');
+ok($standby->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($leaker) w"),
+	'the worker runs on a hot standby too (for its memory buckets; see 004_standby)');
 is($standby->safe_psql('postgres',
 	"SELECT limits.pyrate_put('sb'), limits.pyrate_put('sb'), limits.pyrate_put('sb')"),
 	't|t|f', 'the memory engine limits on a standby');
+my $standby_pid = $standby->safe_psql('postgres', $leaker);
 $standby->promote;
-ok($standby->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($leaker) w"),
-	'the worker starts when the standby is promoted');
+ok($standby->poll_query_until('postgres', "SELECT pg_is_in_recovery() = false"),
+	'the standby is promoted');
+is($standby->safe_psql('postgres', $leaker), $standby_pid, 'the same worker goes on after the promotion');
 
 $standby->stop;
 $node->stop;
