@@ -35,5 +35,29 @@ SELECT pyrate_define('hot:*', '{100000/s}', 'memory');
 SELECT count(*) FILTER (WHERE pyrate_put('hot:demo')) AS admitted FROM generate_series(1, 200000);
 \timing off
 
+\echo '== A throttling trigger: at most 3 orders a minute per customer'
+CREATE TABLE orders (id serial PRIMARY KEY, customer text NOT NULL, item text);
+SELECT pyrate_define('orders:*', '{3/m}');
+\echo '-- on_limit skip: rows over the limit are dropped, the rest are written'
+CREATE TRIGGER throttle BEFORE INSERT ON orders FOR EACH ROW
+	EXECUTE FUNCTION pyrate_throttle('orders:', 'customer', 1, 'skip');
+INSERT INTO orders (customer, item) SELECT 'alice', 'book ' || g FROM generate_series(1, 5) g;
+SELECT customer, item FROM orders ORDER BY id;
+\echo '-- on_limit error (the default): a row over the limit fails its statement with PT429'
+DROP TRIGGER throttle ON orders;
+CREATE TRIGGER throttle BEFORE INSERT ON orders FOR EACH ROW
+	EXECUTE FUNCTION pyrate_throttle('orders:', 'customer');
+INSERT INTO orders (customer, item) VALUES ('bob', 'pen'), ('bob', 'ink'), ('bob', 'pad');
+INSERT INTO orders (customer, item) VALUES ('bob', 'nib');
+SELECT customer, count(*) AS orders FROM orders GROUP BY customer ORDER BY customer;
+
+\echo '== A dry run counts what it would reject and rejects nothing: roll a limit out safely'
+SELECT pyrate_define('signup:*', '{3/h}', dry_run => true);
+SELECT count(*) FILTER (WHERE pyrate_try_acquire('signup:10.0.0.1')) AS admitted
+FROM generate_series(1, 5);
+
+\echo '== Statistics per definition: acquired, rejected, would_reject (dry run), waits'
+SELECT pattern, acquired, rejected, would_reject, waited, wait_ms FROM pyrate_stats ORDER BY pattern;
+
 \echo '== Bad input gets a clear error'
 SELECT pyrate_define('bad', '{5/s,4/m}');

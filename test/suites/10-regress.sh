@@ -32,6 +32,14 @@ if [ $rc != 0 ] && [ -f "$out/regression.diffs" ]; then
 	cat "$out/regression.diffs"
 fi
 
+# The README's SQL tour is the readme test: its statements, and the outputs
+# it shows, are sql/readme.sql's and expected/readme.out's.
+if python3 test/tools/readme.py tour README.md sql/readme.sql expected/readme.out; then
+	ok "the README's SQL tour is sql/readme.sql, and shows what expected/readme.out holds"
+else
+	not_ok "the README's SQL tour differs from sql/readme.sql or expected/readme.out"
+fi
+
 # test/bad-inputs.md: every failing statement of the regression tests with
 # its SQLSTATE, error and hint, from the server's log.
 awk -f test/tools/bad-inputs.awk "$(pyrate_tmp)/regress/server.log" >"$out/bad-inputs.md"

@@ -73,23 +73,26 @@ check "the traffic went through pgbouncer ($xacts transactions)" test "${xacts:-
 kill "$(cat "$bdir/pgbouncer.pid")" 2>/dev/null
 pg_stop bouncer
 
-# ---- pg_cron: leaking without the worker, and a throttled job ----------
+# ---- pg_cron: the README's recipe, leaking without the worker and ------
+# ---- throttling a job ------------------------------------------------
+# Its postgresql.conf lines and its SQL, taken from the README.
 PORT=55443
-pg_start cron $PORT "shared_preload_libraries = 'pg_cron'" "cron.database_name = 'postgres'" \
-	"cron.use_background_workers = on" "max_worker_processes = 20" ||
-	{ not_ok "server with pg_cron"; suite_end; exit; }
-DSN=$(pg_conninfo cron $PORT)
+readme() { python3 test/tools/readme.py block README.md "pgbouncer and pg_cron" "$@"; }
+mapfile -t conf < <(readme '' | grep -v '^#')
+readme sql >"$(pyrate_tmp)/pg_cron-recipe.sql"
+pg_start cron $PORT "${conf[@]}" ||
+	{ not_ok "server with the README's pg_cron settings"; suite_end; exit; }
+DSN=$(pg_conninfo cron $PORT app)
 sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$DSN" "$@"; }
-sql -c "CREATE EXTENSION pg_cron" -c "CREATE EXTENSION pyrate" \
-	-c "SELECT pyrate_define('old:*', '{5/1s}')" \
-	-c "SELECT pyrate_define('job:report', '{1/1h}')" \
-	-c "CREATE TABLE job_runs (at timestamptz DEFAULT now())" >/dev/null
-sql -c "SELECT pyrate_put('old:a', 2, pyrate_now() - 60000), pyrate_put('old:b', 1, pyrate_now() - 60000)" >/dev/null
+psql -X -q "$(pg_conninfo cron $PORT)" -c "CREATE DATABASE app" >/dev/null
 check "without pyrate preloaded there is no worker to leak" \
 	test "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE '%pyrate%'")" = 0
-sql -c "SELECT cron.schedule('pyrate-leak', '* * * * *', 'SELECT pyrate_leak()')" \
-	-c "SELECT cron.schedule('report-1', '* * * * *', \$\$INSERT INTO job_runs SELECT WHERE pyrate_try_acquire('job:report', 1, false)\$\$)" \
-	-c "SELECT cron.schedule('report-2', '* * * * *', \$\$INSERT INTO job_runs SELECT WHERE pyrate_try_acquire('job:report', 1, false)\$\$)" >/dev/null
+sql -c "CREATE EXTENSION pyrate" -c "SELECT pyrate_define('old:*', '{5/1s}')" \
+	-c "SELECT pyrate_put('old:a', 2, pyrate_now() - 60000), pyrate_put('old:b', 1, pyrate_now() - 60000)" >/dev/null
+check "the README's pg_cron recipe runs as written" sql -o /dev/null -f "$(pyrate_tmp)/pg_cron-recipe.sql"
+# Within a minute: the report every minute, and scheduled twice.
+sql -c "SELECT cron.alter_job(jobid, schedule => '* * * * *') FROM cron.job WHERE jobname = 'report'" \
+	-c "SELECT cron.schedule('report-2', '* * * * *', command) FROM cron.job WHERE jobname = 'report'" >/dev/null
 echo "waiting up to 75 s for pg_cron's next minute"
 for i in $(seq 150); do
 	[ "$(sql -c "SELECT count(*) FROM cron.job_run_details WHERE status IN ('succeeded', 'failed')")" -ge 3 ] && break
@@ -98,10 +101,10 @@ done
 sql -c "SELECT jobid, status, return_message FROM cron.job_run_details ORDER BY jobid"
 check "pg_cron ran pyrate_leak(): the old items are gone" \
 	test "$(sql -c "SELECT pyrate_count('old:a') + pyrate_count('old:b')")" = 0
-check "two jobs started in the same minute, one ran: the other was throttled" \
-	test "$(sql -c "SELECT count(*) FROM job_runs")" = 1
+check "the report scheduled twice in the same minute ran once: the other was throttled" \
+	test "$(sql -c "SELECT count(*) FROM report_runs")" = 1
 check "both throttled jobs finished without error" \
-	test "$(sql -c "SELECT count(*) FROM cron.job_run_details WHERE command LIKE '%job:report%' AND status = 'succeeded'")" = 2
+	test "$(sql -c "SELECT count(*) FILTER (WHERE status = 'succeeded') >= 2 AND count(*) FILTER (WHERE status = 'failed') = 0 FROM cron.job_run_details WHERE command LIKE '%job:report%'")" = t
 sql -c "SELECT cron.unschedule(jobname) FROM cron.job" >/dev/null
 pg_stop cron
 suite_end
