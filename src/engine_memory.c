@@ -74,9 +74,6 @@ typedef struct Slot
 	MemBucket  *b;
 } Slot;
 
-static object_access_hook_type prev_object_access_hook = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* a database whose buckets go when the current transaction commits */
 static Oid	clear_at_commit = InvalidOid;
@@ -706,12 +703,9 @@ insert_restored(Oid dbid, const char *name, const int64 *pairs, uint32 n, void *
 
 /* ---- DROP EXTENSION pyrate / DROP DATABASE empty their buckets -------- */
 
-static void
-memory_object_access(ObjectAccessType access, Oid classId, Oid objectId,
-					 int subId, void *arg)
+void
+pyrate_memory_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId)
 {
-	if (prev_object_access_hook)
-		prev_object_access_hook(access, classId, objectId, subId, arg);
 	if (access != OAT_DROP || subId != 0)
 		return;
 	if (classId == ExtensionRelationId)
@@ -755,11 +749,9 @@ memory_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 /* ---- shared memory --------------------------------------------------- */
 
-static void
-memory_shmem_request(void)
+void
+pyrate_memory_shmem_request(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
 	pyrate_arena_request();
 }
 
@@ -771,14 +763,12 @@ save_at_exit(int code, Datum arg)
 		pyrate_memory_file_save(foreach_unlocked, DatumGetPointer(arg));
 }
 
-static void
-memory_shmem_startup(void)
+void
+pyrate_memory_shmem_startup(void)
 {
 	static bool started_once = false;	/* postmaster: made the arena before */
 	dsa_area   *created;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
 	created = pyrate_arena_startup();
 	if (created == NULL)
 		return;
@@ -798,7 +788,6 @@ pyrate_memory_init(void)
 {
 	/* a PGC_POSTMASTER setting can only be defined while preloading */
 	if (process_shared_preload_libraries_in_progress)
-	{
 		DefineCustomIntVariable("pyrate.memory_size",
 								"Shared memory for the memory storage engine's buckets.",
 								"Buckets and their items live in this much shared memory; when it is full, "
@@ -808,13 +797,6 @@ pyrate_memory_init(void)
 								PGC_POSTMASTER,
 								GUC_UNIT_KB,
 								NULL, NULL, NULL);
-		prev_shmem_request_hook = shmem_request_hook;
-		shmem_request_hook = memory_shmem_request;
-		prev_shmem_startup_hook = shmem_startup_hook;
-		shmem_startup_hook = memory_shmem_startup;
-	}
-	prev_object_access_hook = object_access_hook;
-	object_access_hook = memory_object_access;
 	RegisterXactCallback(memory_xact_callback, NULL);
 	RegisterSubXactCallback(memory_subxact_callback, NULL);
 }

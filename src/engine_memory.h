@@ -8,16 +8,21 @@
 
 #include "bucket.h"
 
+#include "catalog/objectaccess.h"
+
 extern const PyrateEngine pyrate_memory_engine;
 
 /* Whether the engine's shared memory exists (pyrate was preloaded). */
 bool		pyrate_memory_available(void);
 
-/*
- * Defines pyrate.memory_size and, when preloading, the engine's shared
- * memory (request and startup hooks); registers the hooks that empty a
- * dropped database's buckets.
- */
+/* Defines pyrate.memory_size (when preloading); registers the callbacks
+ * that empty a dropped database's buckets at commit. */
 void		pyrate_memory_init(void);
+/* From pyrate.c's shared-memory hooks, when preloading. */
+void		pyrate_memory_shmem_request(void);
+void		pyrate_memory_shmem_startup(void);
+/* From pyrate.c's object access hook: DROP EXTENSION / DROP DATABASE. */
+void		pyrate_memory_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+										int subId);
 
 #endif							/* PYRATE_ENGINE_MEMORY_H */

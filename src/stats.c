@@ -79,8 +79,6 @@ static LocalSlot local_slots[LOCAL_SLOTS];
 static int	pyrate_max_stats = 1000;
 static StatsShared *shared = NULL;
 static HTAB *entries = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 PG_FUNCTION_INFO_V1(pyrate_stats);
 PG_FUNCTION_INFO_V1(pyrate_stats_reset);
@@ -92,23 +90,19 @@ stats_size(void)
 					hash_estimate_size(pyrate_max_stats + 1, sizeof(StatsEntry)));
 }
 
-static void
-stats_shmem_request(void)
+void
+pyrate_stats_shmem_request(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
 	RequestAddinShmemSpace(stats_size());
 	RequestNamedLWLockTranche("pyrate_stats", 1);
 }
 
-static void
-stats_shmem_startup(void)
+void
+pyrate_stats_shmem_startup(void)
 {
 	HASHCTL		info;
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	shared = ShmemInitStruct("pyrate stats", sizeof(StatsShared), &found);
 	if (!found)
@@ -136,10 +130,6 @@ pyrate_stats_init(void)
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = stats_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = stats_shmem_startup;
 }
 
 bool

@@ -15,7 +15,11 @@ typedef enum PyrateStatKind
 	PYRATE_STAT_KINDS
 } PyrateStatKind;
 
+/* Defines pyrate.max_stats (when preloading). */
 void		pyrate_stats_init(void);
+/* From pyrate.c's shared-memory hooks, when preloading. */
+void		pyrate_stats_shmem_request(void);
+void		pyrate_stats_shmem_startup(void);
 bool		pyrate_stats_available(void);
 /* Count one decision for a definition; wait_ms adds to its total wait. */
 void		pyrate_stats_count(const char *pattern, PyrateStatKind kind, int64 wait_ms);

@@ -89,10 +89,7 @@ int			pyrate_leak_interval = 10000;
 char	   *pyrate_database = NULL;
 
 static WorkerShared *worker_shared = NULL;	/* NULL unless preloaded */
-static object_access_hook_type prev_object_access_hook = NULL;
 static bool created_here = false;	/* this transaction created the extension */
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 PGDLLEXPORT void pyrate_worker_main(Datum arg);
 
@@ -114,21 +111,17 @@ typedef struct Collect
 	List	   *targets;
 } Collect;
 
-static void
-worker_shmem_request(void)
+void
+pyrate_worker_shmem_request(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(WorkerShared)));
 }
 
-static void
-worker_shmem_startup(void)
+void
+pyrate_worker_shmem_startup(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	worker_shared = ShmemInitStruct("pyrate worker", sizeof(WorkerShared), &found);
 	if (!found)
@@ -144,12 +137,9 @@ worker_shmem_startup(void)
  * so a worker waiting for pyrate starts leaking it at once instead of at its
  * next interval.
  */
-static void
-worker_object_access(ObjectAccessType access, Oid classId, Oid objectId,
-					 int subId, void *arg)
+void
+pyrate_worker_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId)
 {
-	if (prev_object_access_hook)
-		prev_object_access_hook(access, classId, objectId, subId, arg);
 	/*
 	 * The new extension's row is not visible yet, so its name cannot be
 	 * read here: any CREATE EXTENSION wakes the worker, which only looks.
@@ -199,12 +189,6 @@ pyrate_worker_init(void)
 							   NULL, NULL, NULL);
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = worker_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = worker_shmem_startup;
-	prev_object_access_hook = object_access_hook;
-	object_access_hook = worker_object_access;
 	RegisterXactCallback(worker_xact_callback, NULL);
 
 	memset(&w, 0, sizeof(w));
