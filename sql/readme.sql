@@ -21,10 +21,16 @@ SELECT '5/s'::pyrate_rate, '10/1500ms'::pyrate_rate, pyrate_rate(100, interval '
 
 -- A definition routes bucket names to rates. An exact name beats a pattern;
 -- among patterns ('*' matches anything) the longest literal prefix wins.
--- (SELECT FROM: run it, show none of what it returns.)
-SELECT FROM pyrate_define('api:*', '{5/s,1000/h}');
-SELECT FROM pyrate_define('api:admin', '{100/s}');
-SELECT FROM pyrate_define('reports:*', '{2/m}', storage => 'memory');  -- needs preload
+-- pyrate_define answers the definition it stored; rates are an array or text.
+SELECT * FROM pyrate_define('api:*', '{5/s,1000/h}');
+--  pattern |     rates      | storage | dry_run
+--  api:*   | {5/1s,1000/1h} | table   | f
+SELECT * FROM pyrate_define('api:admin', '100/s');
+--   pattern  |  rates   | storage | dry_run
+--  api:admin | {100/1s} | table   | f
+SELECT storage FROM pyrate_define('reports:*', '2/m', storage => 'memory');  -- needs preload
+--  storage
+--  memory
 
 -- Limiter.try_acquire(name, weight, blocking, timeout): blocks by default.
 SELECT pyrate_try_acquire('api:42');                            -- waits while the window is full
@@ -70,7 +76,9 @@ SELECT pyrate_flush('api:42'), pyrate_count('api:42');
 
 -- At most 10 orders per customer per minute: the 11th raises PT429.
 CREATE TABLE orders (id serial PRIMARY KEY, customer_id int NOT NULL);
-SELECT FROM pyrate_define('orders:*', '{10/m}');
+SELECT rates FROM pyrate_define('orders:*', '10/m');
+--  rates
+--  {10/1m}
 CREATE TRIGGER throttle BEFORE INSERT ON orders FOR EACH ROW
 	EXECUTE FUNCTION pyrate_throttle('orders:', 'customer_id');
 INSERT INTO orders (customer_id) SELECT 1 FROM generate_series(1, 10);
@@ -90,7 +98,9 @@ SELECT customer_id, count(*) FROM orders GROUP BY customer_id ORDER BY customer_
 --            2 |    10
 
 -- Roll a new limit out safely: a dry run counts what it would reject, rejects nothing.
-SELECT FROM pyrate_define('signup:*', '{3/h}', dry_run => true);
+SELECT dry_run FROM pyrate_define('signup:*', '3/h', dry_run => true);
+--  dry_run
+--  t
 SELECT count(*) FILTER (WHERE pyrate_try_acquire('signup:10.0.0.1')) AS admitted
 	FROM generate_series(1, 5);
 --  5
@@ -101,7 +111,9 @@ SELECT pattern, acquired, rejected, would_reject, waited, wait_ms FROM pyrate_st
 --  orders:*  |       20 |        3 |            0 |      0 |       0
 --  reports:* |        1 |        0 |            0 |      0 |       0
 --  signup:*  |        3 |        0 |            2 |      0 |       0
-SELECT FROM pyrate_define('signup:*', '{3/h}');          -- then switch it on; items stay
+SELECT dry_run FROM pyrate_define('signup:*', '3/h');   -- then switch it on; items stay
+--  dry_run
+--  f
 SELECT pyrate_try_acquire('signup:10.0.0.1', 1, false);
 --  f
 SELECT pyrate_stats_reset();                        -- owner only
