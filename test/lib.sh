@@ -181,6 +181,19 @@ add_counts() {
 	SUITE_PASSED=$((SUITE_PASSED + $(echo "$line" | awk '{print $1}')))
 	SUITE_FAILED=$((SUITE_FAILED + $(echo "$line" | awk '{print $3}')))
 }
+# regress_results LOGFILE KIND TEST... — an ok/not_ok line per test of a
+# pg_regress or isolation run, from its log
+regress_results() {
+	local log=$1 kind=$2 t
+	shift 2
+	for t in "$@"; do
+		if grep -Eq "^(test |ok [0-9]+ +- | +)?$t +\.\.\. ok|^ok [0-9]+ +- +$t " "$log"; then
+			ok "$kind $t"
+		else
+			not_ok "$kind $t"
+		fi
+	done
+}
 suite_end() {
 	echo "$SUITE_PASSED passed, $SUITE_FAILED failed"
 	[ "$SUITE_FAILED" -eq 0 ]

@@ -20,13 +20,7 @@ mkdir -p "$out"
 	--dbname=pyrate_regression --load-extension=pyrate $tests >"$out/pg_regress.log" 2>&1
 rc=$?
 cat "$out/pg_regress.log"
-while read -r t; do
-	if grep -Eq "^(test |ok [0-9]+ +- | +)?$t +\.\.\. ok|^ok [0-9]+ +- +$t " "$out/pg_regress.log"; then
-		ok "regress $t"
-	else
-		not_ok "regress $t"
-	fi
-done < <(printf '%s\n' $tests)
+regress_results "$out/pg_regress.log" regress $tests
 if [ $rc != 0 ] && [ -f "$out/regression.diffs" ]; then
 	echo "== regression.diffs"
 	cat "$out/regression.diffs"

@@ -17,12 +17,6 @@ mkdir -p "$out"
 	--dbname=pyrate_isolation --load-extension=pyrate $specs >"$out/log" 2>&1
 rc=$?
 cat "$out/log"
-for s in $specs; do
-	if grep -Eq "^(test |ok [0-9]+ +- | +)?$s +\.\.\. ok|^ok [0-9]+ +- +$s " "$out/log"; then
-		ok "isolation $s"
-	else
-		not_ok "isolation $s"
-	fi
-done
+regress_results "$out/log" isolation $specs
 [ $rc != 0 ] && [ -f "$out/regression.diffs" ] && cat "$out/regression.diffs"
 suite_end
