@@ -247,10 +247,24 @@ pyrate_bucket_init(pyrate_bucket *b, const pyrate_bucket_ops *ops,
 	return PYRATE_OK;
 }
 
+/*
+ * A timestamp as the core log takes it: one outside PYR_MIN_TS .. PYR_MAX_TS
+ * is clamped into that range before any bucket sees it, so that every kind
+ * judges it alike.
+ */
+static int64_t
+clamp_ts(int64_t ts)
+{
+	if (ts == PYRATE_NOW)
+		return ts;
+	return ts < PYR_MIN_TS ? PYR_MIN_TS : ts > PYR_MAX_TS ? PYR_MAX_TS : ts;
+}
+
 int
 pyrate_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate_error *err)
 {
 	pyrate_decision local;
+	pyrate_item at;
 	int			rc;
 
 	if (!b || !item)
@@ -259,12 +273,14 @@ pyrate_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate
 		return PYRATE_EINVAL;
 	if (!d)
 		d = &local;
+	at = *item;
+	at.timestamp = clamp_ts(item->timestamp);
 	d->acquired = false;
 	d->failing_rate = (pyrate_rate) {0, 0};
 	d->retry_after_ms = -1;
 	d->remaining = -1;
-	d->timestamp = item->timestamp;
-	rc = b->ops->put(b, item, d, err);
+	d->timestamp = at.timestamp;
+	rc = b->ops->put(b, &at, d, err);
 	if (rc != PYRATE_OK)
 		return rc;
 	if (d->acquired)
@@ -276,8 +292,6 @@ pyrate_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate
 	if (d->retry_after_ms == -1 && item->weight > 0)
 	{
 		/* a bucket of the user's that does not report the wait */
-		pyrate_item at = *item;
-
 		at.timestamp = d->timestamp;
 		rc = b->ops->waiting(b, &at, &d->retry_after_ms, err);
 	}
@@ -287,11 +301,15 @@ pyrate_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate
 int
 pyrate_waiting(pyrate_bucket *b, const pyrate_item *item, int64_t *ms, pyrate_error *err)
 {
+	pyrate_item at;
+
 	if (!b || !item || !ms)
 		return pyr_fail(err, PYRATE_EINVAL, "bucket, item and result are required");
 	if (pyr_check_weight(item->weight, err) != PYRATE_OK)
 		return PYRATE_EINVAL;
-	return b->ops->waiting(b, item, ms, err);
+	at = *item;
+	at.timestamp = clamp_ts(item->timestamp);
+	return b->ops->waiting(b, &at, ms, err);
 }
 
 int
@@ -301,7 +319,7 @@ pyrate_leak(pyrate_bucket *b, int64_t now, int64_t *removed, pyrate_error *err)
 
 	if (!b)
 		return pyr_fail(err, PYRATE_EINVAL, "bucket is required");
-	return b->ops->leak(b, now, removed ? removed : &dummy, err);
+	return b->ops->leak(b, clamp_ts(now), removed ? removed : &dummy, err);
 }
 
 int

@@ -22,10 +22,12 @@
  *
  * Conventions: functions returning int return a pyrate_code (0 = success)
  * and, on failure, fill *err when err is not NULL.  Nothing prints, nothing
- * aborts.  Timestamps are milliseconds; PYRATE_NOW as a timestamp means "the
- * bucket's own clock stamps it" (the Postgres, SQLite or Redis server clock
- * for those buckets).  Built-in buckets, factories and limiters are safe to
- * use from several threads at once.
+ * aborts.  Timestamps are milliseconds, from 0 to the end of the year 9999
+ * (the bucket methods clamp others into that range, as the core log does);
+ * PYRATE_NOW as a timestamp means "the bucket's own clock stamps it" (the
+ * Postgres, SQLite or Redis server clock for those buckets).  Built-in
+ * buckets, factories and limiters are safe to use from several threads at
+ * once.
  */
 #ifndef PYRATE_H
 #define PYRATE_H

@@ -69,6 +69,13 @@ test_bucket_semantics(const char *kind, pyrate_bucket *b)
 	CHECK_OK(pyrate_flush(b, &e), "flush");
 	CHECK_OK(pyrate_count(b, &n, &e), "count");
 	CHECK(n == 0 && b->failing_rate.limit == 0, "%s: flush empties and clears failing_rate", kind);
+	/* before 1970: clamped to 0 before the bucket sees it, as the core log does */
+	item.timestamp = -5000;
+	item.weight = 1;
+	CHECK_OK(pyrate_put(b, &item, &d, &e), "put before 1970");
+	CHECK(d.acquired && d.timestamp == 0 && pyrate_peek(b, 0, &found, &got, &e) == PYRATE_OK && found &&
+		  got.timestamp == 0, "%s: a timestamp before 1970 is judged and stored at 0", kind);
+	pyrate_flush(b, NULL);
 	/* the bucket's own clock */
 	item.timestamp = PYRATE_NOW;
 	item.weight = 1;

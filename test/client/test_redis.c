@@ -337,7 +337,10 @@ test_hint(redisContext *c)
 		{0, 1}, {1, 1}, {2, 1}, {1500, 1}, {2001, 0}, {900, 1}, {950, 1}, {990, 1}, {2600, 1}, {2600, 2},
 		{3000, 0}, {1200, 1}, {3700, 1}
 	};
-	/* timestamps the hint cannot hold (negative, and past 10^13): every window is read */
+	/*
+	 * timestamps the hint cannot hold (past 10^13): every window is read;
+	 * negative ones are clamped to 0 before they reach a bucket, as in the core
+	 */
 	static const int64_t outside[][2] = {
 		{-2000, 1}, {-1990, 2}, {-1500, 1}, {-900, 1}, {-500, 0}, {-700, 1}, {20000000000000, 1},
 		{20000000000500, 2}, {20000000001600, 1}
