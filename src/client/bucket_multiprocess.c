@@ -1,6 +1,7 @@
 /*
  * bucket_multiprocess.c — MultiprocessBucket: the core log in a fixed
- * shared mapping, guarded by a robust process-shared mutex.
+ * shared mapping, guarded by a robust process-shared mutex (the ops are
+ * locked_log.c's).
  *
  * The mapping holds a header (mutex, rates, readiness flag) followed by the
  * log.  A mapping cannot grow under processes that have it mapped, so its
@@ -36,129 +37,23 @@ _Static_assert(sizeof(mp_shared) <= MP_HEADER, "multiprocess header too large");
 
 typedef struct mp_bucket
 {
-	pyrate_bucket base;
+	pyr_locked_log ll;			/* its mutex and log in shared */
 	mp_shared  *shared;
 	size_t		size;
 } mp_bucket;
 
 #define MP_LOG(m) ((pyr_log *) ((char *) (m)->shared + MP_HEADER))
 
-static int64_t
-stamp(int64_t ts)
-{
-	return ts == PYRATE_NOW ? pyr_monotonic_ms() : ts;
-}
-
-/* lock, recovering the mutex from a process that died holding it */
-static void
-mp_lock(mp_bucket *m)
-{
-	if (pthread_mutex_lock(&m->shared->mutex) == EOWNERDEAD)
-		pthread_mutex_consistent(&m->shared->mutex);
-}
-
-static void
-mp_unlock(mp_bucket *m)
-{
-	pthread_mutex_unlock(&m->shared->mutex);
-}
-
 static int
-mp_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate_error *err)
+mp_full(pyr_locked_log *l, int64_t ts, int64_t weight, pyrate_error *err)
 {
-	mp_bucket  *m = (mp_bucket *) b;
-	pyr_log    *log = MP_LOG(m);
-	int64_t		ts = stamp(item->timestamp);
-	pyr_decision dec;
-	pyr_put_result r;
+	pyrate_bucket *b = &l->base;
 
-	mp_lock(m);
-	r = pyr_log_put(log, CORE_RATES(b), b->nrates, ts, item->weight, &dec);
-	if (r == PYR_PUT_FULL)
-	{
-		pyr_log_leak(log, ts - b->rates[b->nrates - 1].interval);
-		if (!pyr_log_push(log, ts, item->weight))
-		{
-			mp_unlock(m);
-			return pyr_fail(err, PYRATE_EFULL,
-							"multiprocess bucket is full: %u items inside the window; create it with a larger capacity",
-							log->cap);
-		}
-	}
-	mp_unlock(m);
-	pyr_fill_decision(b, &dec, ts, d);
-	return PYRATE_OK;
-}
-
-static int
-mp_waiting(pyrate_bucket *b, const pyrate_item *item, int64_t *ms, pyrate_error *err)
-{
-	mp_bucket  *m = (mp_bucket *) b;
-	pyr_view	v = pyr_log_view(MP_LOG(m));
-	pyr_decision dec;
-
-	(void) err;
-	mp_lock(m);
-	pyr_decide(&v, CORE_RATES(b), b->nrates, stamp(item->timestamp), item->weight, &dec);
-	mp_unlock(m);
-	*ms = dec.waiting;
-	return PYRATE_OK;
-}
-
-static int
-mp_leak(pyrate_bucket *b, int64_t now, int64_t *removed, pyrate_error *err)
-{
-	mp_bucket  *m = (mp_bucket *) b;
-
-	(void) err;
-	mp_lock(m);
-	*removed = pyr_log_leak(MP_LOG(m), stamp(now) - b->rates[b->nrates - 1].interval);
-	mp_unlock(m);
-	return PYRATE_OK;
-}
-
-static int
-mp_flush(pyrate_bucket *b, pyrate_error *err)
-{
-	mp_bucket  *m = (mp_bucket *) b;
-
-	(void) err;
-	mp_lock(m);
-	pyr_log_flush(MP_LOG(m));
-	mp_unlock(m);
-	return PYRATE_OK;
-}
-
-static int
-mp_count(pyrate_bucket *b, int64_t *units, pyrate_error *err)
-{
-	mp_bucket  *m = (mp_bucket *) b;
-
-	(void) err;
-	mp_lock(m);
-	*units = pyr_log_count(MP_LOG(m));
-	mp_unlock(m);
-	return PYRATE_OK;
-}
-
-static int
-mp_peek(pyrate_bucket *b, int64_t index, bool *found, int64_t *ts, int64_t *weight, pyrate_error *err)
-{
-	mp_bucket  *m = (mp_bucket *) b;
-
-	(void) err;
-	mp_lock(m);
-	*found = pyr_log_peek(MP_LOG(m), index, ts, weight);
-	mp_unlock(m);
-	return PYRATE_OK;
-}
-
-static int
-mp_now(pyrate_bucket *b, int64_t *ms, pyrate_error *err)
-{
-	(void) b;
-	(void) err;
-	*ms = pyr_monotonic_ms();
+	pyr_log_leak(l->log, ts - b->rates[b->nrates - 1].interval);
+	if (!pyr_log_push(l->log, ts, weight))
+		return pyr_fail(err, PYRATE_EFULL,
+						"multiprocess bucket is full: %u items inside the window; create it with a larger capacity",
+						l->log->cap);
 	return PYRATE_OK;
 }
 
@@ -172,9 +67,19 @@ mp_close(pyrate_bucket *b)
 }
 
 static const pyrate_bucket_ops mp_ops = {
-	"multiprocess", mp_put, mp_waiting, mp_leak, mp_flush, mp_count, mp_peek,
-	mp_now, NULL, NULL, mp_close
+	"multiprocess", pyr_locked_put, pyr_locked_waiting, pyr_locked_leak, pyr_locked_flush,
+	pyr_locked_count, pyr_locked_peek, pyr_locked_now, NULL, NULL, mp_close
 };
+
+/* the shared mapping is in place: the locked log's mutex and log are in it */
+static pyrate_bucket *
+mp_ready(mp_bucket *m)
+{
+	m->ll.mutex = &m->shared->mutex;
+	m->ll.log = MP_LOG(m);
+	m->ll.full = mp_full;
+	return &m->ll.base;
+}
 
 static size_t
 mp_size(uint32_t cap)
@@ -229,7 +134,7 @@ mp_alloc(const pyrate_rate *rates, int n, pyrate_error *err)
 		pyr_fail(err, PYRATE_ENOMEM, "out of memory");
 		return NULL;
 	}
-	if (pyrate_bucket_init(&m->base, &mp_ops, rates, n, err) != PYRATE_OK)
+	if (pyrate_bucket_init(&m->ll.base, &mp_ops, rates, n, err) != PYRATE_OK)
 	{
 		free(m);
 		return NULL;
@@ -258,8 +163,8 @@ pyrate_multiprocess_bucket_new(const pyrate_rate *rates, int n, uint32_t capacit
 		free(m);
 		return NULL;
 	}
-	mp_init_shared(m->shared, &m->base, cap);
-	return &m->base;
+	mp_init_shared(m->shared, &m->ll.base, cap);
+	return mp_ready(m);
 }
 
 /* attach an existing object: wait for its creator, check its rates */
@@ -301,13 +206,13 @@ mp_attach(mp_bucket *m, int fd, const char *name, pyrate_error *err)
 		munmap(m->shared, m->size);
 		return false;
 	}
-	if (m->base.nrates == 0)
+	if (m->ll.base.nrates == 0)
 	{
-		m->base.nrates = m->shared->nrates;
-		memcpy(m->base.rates, m->shared->rates, m->shared->nrates * sizeof(pyr_rate));
+		m->ll.base.nrates = m->shared->nrates;
+		memcpy(m->ll.base.rates, m->shared->rates, m->shared->nrates * sizeof(pyr_rate));
 	}
-	else if (m->base.nrates != m->shared->nrates ||
-			 memcmp(m->base.rates, m->shared->rates, m->base.nrates * sizeof(pyr_rate)) != 0)
+	else if (m->ll.base.nrates != m->shared->nrates ||
+			 memcmp(m->ll.base.rates, m->shared->rates, m->ll.base.nrates * sizeof(pyr_rate)) != 0)
 	{
 		pyr_fail(err, PYRATE_EINVAL, "multiprocess bucket \"%s\" exists with other rates; "
 				 "pass no rates to use its own, or unlink it", name);
@@ -345,9 +250,9 @@ pyrate_multiprocess_bucket_open(const char *name, const pyrate_rate *rates, int 
 			free(m);
 			return NULL;
 		}
-		mp_init_shared(m->shared, &m->base, cap);
+		mp_init_shared(m->shared, &m->ll.base, cap);
 		close(fd);
-		return &m->base;
+		return mp_ready(m);
 	}
 	if (n > 0 && errno != EEXIST)
 	{
@@ -370,7 +275,7 @@ pyrate_multiprocess_bucket_open(const char *name, const pyrate_rate *rates, int 
 		return NULL;
 	}
 	close(fd);
-	return &m->base;
+	return mp_ready(m);
 }
 
 int

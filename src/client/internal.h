@@ -72,6 +72,33 @@ pyr_fill_decision(const pyrate_bucket *b, const pyr_decision *src, int64_t ts, p
 	d->timestamp = ts;
 }
 
+/*
+ * A bucket over the core log behind a mutex (locked_log.c): embed it first
+ * and use the pyr_locked_* ops.  mutex and log point where the bucket keeps
+ * them; full is called, with the mutex held, when the log is full and the
+ * item (ts, weight) admitted: it makes room and pushes the item, or fails.
+ */
+typedef struct pyr_locked_log pyr_locked_log;
+struct pyr_locked_log
+{
+	pyrate_bucket base;
+	pthread_mutex_t *mutex;
+	pyr_log    *log;
+	int			(*full) (pyr_locked_log *l, int64_t ts, int64_t weight, pyrate_error *err);
+};
+
+int			pyr_locked_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, pyrate_error *err);
+int			pyr_locked_waiting(pyrate_bucket *b, const pyrate_item *item, int64_t *ms, pyrate_error *err);
+int			pyr_locked_leak(pyrate_bucket *b, int64_t now, int64_t *removed, pyrate_error *err);
+int			pyr_locked_flush(pyrate_bucket *b, pyrate_error *err);
+int			pyr_locked_count(pyrate_bucket *b, int64_t *units, pyrate_error *err);
+int			pyr_locked_peek(pyrate_bucket *b, int64_t index, bool *found, int64_t *ts, int64_t *weight,
+							pyrate_error *err);
+int			pyr_locked_now(pyrate_bucket *b, int64_t *ms, pyrate_error *err);
+
+/* the Redis bucket's script (bucket_redis.lua, embedded by the Makefile) */
+extern const char pyr_redis_script[];
+
 /* hand f a block to free when it is freed */
 void		pyr_factory_own(pyrate_factory *f, void *ptr);
 

@@ -1,6 +1,6 @@
 /*
- * limiter.c — Limiter: try_acquire with blocking, timeout and buffer_ms, the
- * call wrapper, and the one-call limiters.
+ * client_limiter.c — Limiter: try_acquire with blocking, timeout and
+ * buffer_ms, the call wrapper, and the one-call limiters.
  *
  * No limiter-wide lock: every built-in bucket is atomic on its own, and a
  * bucket's optional limiter lock is held around one put, never across a
