@@ -91,3 +91,17 @@ ROLLBACK;
 BEGIN READ ONLY;
 SELECT pyrate_dispose('never-stored');
 ROLLBACK;
+
+-- Buckets empty and idle past their largest interval are reclaimed by a
+-- leak: the first pyrate_leak() removes the expired item (the table engine
+-- keeps a weight-0 tombstone), the next forgets the bucket; a put after that
+-- starts a new bucket that limits as before.
+SELECT pyrate_define('idle:t:*', '{1/1}', 'table'), pyrate_define('idle:m:*', '{1/1}', 'memory');
+SELECT pyrate_put('idle:t:a'), pyrate_put('idle:m:a'), pg_sleep(0.01);
+SELECT pyrate_leak() >= 2 AS leaked;
+SELECT name, count FROM pyrate_buckets() WHERE name LIKE 'idle:%' ORDER BY name;
+SELECT pg_sleep(0.01), pyrate_leak() >= 0 AS leaked_again;
+SELECT name, count FROM pyrate_buckets() WHERE name LIKE 'idle:%' ORDER BY name;
+SELECT count(*) AS table_rows FROM pyrate_bucket_data WHERE name LIKE 'idle:%';
+SELECT pyrate_put('idle:t:a', 1, 5000), pyrate_put('idle:t:a', 1, 5000), pyrate_count('idle:t:a');
+SELECT pyrate_dispose('idle:t:a'), pyrate_undefine('idle:t:*'), pyrate_undefine('idle:m:*');

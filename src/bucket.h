@@ -47,6 +47,13 @@ typedef struct PyrateEngine
 	void		(*flush) (const PyrateBucket *b);
 	/* forget the bucket; false when it did not exist */
 	bool		(*dispose) (const PyrateBucket *b);
+	/*
+	 * Forget the bucket when it holds no item stamped at or after before:
+	 * empty and idle since then (items older than before may go with it:
+	 * they are past every window).  Decided under the engine's own lock, so
+	 * a put racing it is never lost; false when the bucket stays.
+	 */
+	bool		(*reclaim) (const PyrateBucket *b, int64 before);
 	/* every bucket of this engine in the current database */
 	void		(*each_bucket) (Oid nsp, PyrateBucketCallback cb, void *arg);
 } PyrateEngine;

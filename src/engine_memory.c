@@ -542,6 +542,34 @@ memory_dispose(const PyrateBucket *pb)
 	return found;
 }
 
+static bool
+memory_reclaim(const PyrateBucket *pb, int64 before)
+{
+	dsa_area   *a = pyrate_area();
+	Key			k;
+	Slot		s;
+	bool		gone = false;
+	int			p;
+
+	key_init(&k, MyDatabaseId, pb->name);
+	p = partition_of(k.hash);
+	LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
+	if (find(a, &k, &s))
+	{
+		pyr_log    *log = DsaPointerIsValid(s.b->log) ? dsa_get_address(a, s.b->log) : NULL;
+		int64		ts;
+		int64		w;
+
+		if (log == NULL || !pyr_log_peek(log, 0, &ts, &w) || ts < before)
+		{
+			unlink_bucket(a, &s, partition(p));
+			gone = true;
+		}
+	}
+	LWLockRelease(partition_lock(p));
+	return gone;
+}
+
 /*
  * One partition's buckets of this database, copied into buf as (count, then
  * the name and its NUL) records.  Nothing is allocated under the lock: when
@@ -625,6 +653,7 @@ const PyrateEngine pyrate_memory_engine = {
 	memory_leak,
 	memory_flush,
 	memory_dispose,
+	memory_reclaim,
 	memory_each_bucket
 };
 

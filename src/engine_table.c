@@ -836,6 +836,37 @@ table_dispose(const PyrateBucket *b)
 	return existed;
 }
 
+static bool
+table_reclaim(const PyrateBucket *b, int64 before)
+{
+	TableBucket tb;
+	PyrateRel	buckets;
+	bool		gone;
+	BucketIdEntry *cached;
+
+	if (bucket_id(b->nsp, b->name, &cached) < 0)
+		return false;
+	prevent_writes("reclaim", b->name);
+	tb_open(&tb, b, RowExclusiveLock, true);
+	load_newest(&tb);
+	if (!tb.empty && tb.newest_ts >= before)
+	{
+		/* a put came first: the bucket is in use, and nothing changed */
+		bucket_unlock(&tb);
+		tb_close(&tb);
+		return false;
+	}
+	/* as dispose: the lock is kept to commit, the other backends forget the id */
+	(void) delete_items(&tb, PG_INT64_MAX, 0);
+	gone = lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets) >= 0 &&
+		pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
+	if (gone)
+		CacheInvalidateRelcacheByRelid(RelationGetRelid(buckets.heap));
+	pyrate_rel_close(&buckets);
+	tb_close(&tb);
+	return gone;
+}
+
 static void
 table_foreach(Oid nsp, PyrateBucketCallback cb, void *arg)
 {
@@ -879,5 +910,6 @@ const PyrateEngine pyrate_table_engine = {
 	table_leak,
 	table_flush,
 	table_dispose,
+	table_reclaim,
 	table_foreach
 };

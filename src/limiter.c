@@ -306,22 +306,36 @@ pyrate_leak(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(leak_bucket(pyrate_engine(b.def.storage), &b, at));
 }
 
+/* a bucket as listed: its name, and whether it held no unit */
+typedef struct Listed
+{
+	char	   *name;
+	bool		idle;
+} Listed;
+
 static void
 collect_name(const char *name, int64 count, void *arg)
 {
 	List	  **names = arg;
+	Listed	   *l = palloc(sizeof(Listed));
 
-	if (count > 0)
-		*names = lappend(*names, pstrdup(name));
+	l->name = pstrdup(name);
+	l->idle = count == 0;
+	*names = lappend(*names, l);
 }
 
 /*
- * Leak every bucket of every engine whose name still routes to a definition
- * (its largest interval says what is old); returns the units removed.
+ * Table buckets pyrate_leak() reclaims per call: each keeps its lock to the
+ * end of the caller's transaction.  The worker reclaims in batches of its
+ * own transactions; without it, each scheduled call reclaims this many more.
  */
+#define RECLAIM_PER_CALL 1000
+
 /*
- * Leak every bucket of every engine at time at; returns units removed.  On a
- * standby only what can change there (memory buckets) is leaked.
+ * Leak every bucket of every engine at time at, and reclaim the buckets that
+ * held nothing and stayed idle past their largest interval; returns units
+ * removed.  On a standby only what can change there (memory buckets) is
+ * leaked.
  */
 static int64
 leak_every_bucket(Oid nsp, int64 at)
@@ -329,6 +343,7 @@ leak_every_bucket(Oid nsp, int64 at)
 	const PyrateEngine *engines[PYRATE_MAX_ENGINES];
 	int			nengines = pyrate_engines_writable(engines);
 	int64		removed = 0;
+	int			reclaimed = 0;
 	int			i;
 
 	for (i = 0; i < nengines; i++)
@@ -339,17 +354,21 @@ leak_every_bucket(Oid nsp, int64 at)
 		engines[i]->each_bucket(nsp, collect_name, &names);
 		foreach(lc, names)
 		{
-			const char *name = lfirst(lc);
-			const PyrateDefinition *d = pyrate_route_or_null(nsp, name);
+			Listed	   *l = lfirst(lc);
+			const PyrateDefinition *d = pyrate_route_or_null(nsp, l->name);
 			PyrateBucket b;
 
 			if (d == NULL)
 				continue;
 			memset(&b, 0, sizeof(b));
 			b.nsp = nsp;
-			b.name = name;
+			b.name = l->name;
 			b.def = *d;
-			removed += leak_bucket(engines[i], &b, at);
+			if (!l->idle)
+				removed += leak_bucket(engines[i], &b, at);
+			else if (!engines[i]->in_tables || reclaimed < RECLAIM_PER_CALL)
+				reclaimed += engines[i]->reclaim(&b, at - d->rates[d->nrates - 1].interval) &&
+					engines[i]->in_tables;
 		}
 		list_free_deep(names);
 	}

@@ -100,7 +100,11 @@ typedef struct LeakTarget
 	int			engine;
 	char	   *name;
 	int64		before;
+	bool		idle;			/* held no unit: reclaim it if still idle */
 } LeakTarget;
+
+/* table buckets reclaimed per transaction (each keeps its lock to commit) */
+#define RECLAIM_BATCH 100
 
 typedef struct Collect
 {
@@ -234,8 +238,6 @@ collect(const char *name, int64 count, void *arg)
 	LeakTarget *t;
 	MemoryContext old;
 
-	if (count == 0)
-		return;
 	d = pyrate_route_or_null(c->nsp, name);
 	if (d == NULL)
 		return;
@@ -244,6 +246,7 @@ collect(const char *name, int64 count, void *arg)
 	t->engine = c->engine;
 	t->name = pstrdup(name);
 	t->before = c->at - d->rates[d->nrates - 1].interval;
+	t->idle = count == 0;
 	c->targets = lappend(c->targets, t);
 	MemoryContextSwitchTo(old);
 }
@@ -284,20 +287,37 @@ extension_schema(void)
 	return nsp;
 }
 
+/* What one pass did. */
+typedef struct LeakPass
+{
+	int64		memory_units;
+	int64		table_units;
+	int			buckets;		/* buckets that held units */
+	int64		reclaimed;		/* idle empty buckets forgotten */
+} LeakPass;
+
+/* Whether the extension is still the one listed (not dropped, re-created). */
+static bool
+same_extension(Oid nsp)
+{
+	return extension_schema() == nsp;
+}
+
 /*
- * One leak of every bucket at time at; false when the extension is not
- * there (then nothing was done).
+ * One leak of every bucket at time at, then the reclaiming of buckets that
+ * held nothing at the listing and are still idle; false when the extension
+ * is not there (then nothing was done).
  */
 static bool
-leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
+leak_all(int64 at, LeakPass *pass)
 {
 	const PyrateEngine *engines[PYRATE_MAX_ENGINES];
 	int			nengines;
 	Collect		c;
 	ListCell   *lc;
+	int			batch = 0;
 
-	*memory_units = *table_units = 0;
-	*nbuckets = 0;
+	memset(pass, 0, sizeof(*pass));
 	c.cxt = CurrentMemoryContext;
 
 	begin();
@@ -314,11 +334,11 @@ leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
 	for (c.engine = 0; c.engine < nengines; c.engine++)
 		engines[c.engine]->each_bucket(c.nsp, collect, &c);
 	end();
-	*nbuckets = list_length(c.targets);
 
 	/*
-	 * memory buckets: each leak is one O(log n) step under a partition lock,
-	 * all in one go, outside any transaction (they touch no table)
+	 * memory buckets: each leak or reclaim is one O(log n) step under a
+	 * partition lock, all in one go, outside any transaction (they touch no
+	 * table)
 	 */
 	foreach(lc, c.targets)
 	{
@@ -330,7 +350,13 @@ leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
 		memset(&b, 0, sizeof(b));
 		b.nsp = c.nsp;
 		b.name = t->name;
-		*memory_units += engines[t->engine]->leak(&b, t->before, 0);
+		if (t->idle)
+			pass->reclaimed += engines[t->engine]->reclaim(&b, t->before);
+		else
+		{
+			pass->buckets++;
+			pass->memory_units += engines[t->engine]->leak(&b, t->before, 0);
+		}
 	}
 
 	/* table buckets: bounded batches, each its own transaction */
@@ -339,9 +365,11 @@ leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
 		LeakTarget *t = lfirst(lc);
 		PyrateBucket b;
 
-		if (!engines[t->engine]->in_tables)
+		if (!engines[t->engine]->in_tables || t->idle)
 			continue;
+		pass->buckets++;
 		memset(&b, 0, sizeof(b));
+		b.nsp = c.nsp;
 		b.name = t->name;
 		for (;;)
 		{
@@ -350,8 +378,7 @@ leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
 			CHECK_FOR_INTERRUPTS();
 			begin();
 			/* dropped (or dropped and re-created) since the listing: stop */
-			b.nsp = extension_schema();
-			if (b.nsp != c.nsp)
+			if (!same_extension(c.nsp))
 			{
 				end();
 				return true;
@@ -360,11 +387,43 @@ leak_all(int64 at, int64 *memory_units, int64 *table_units, int *nbuckets)
 			end();
 			/* let autovacuum see the deletes while the pass goes on */
 			pgstat_report_stat(false);
-			*table_units += removed;
+			pass->table_units += removed;
 			if (removed == 0)
 				break;
 		}
 	}
+
+	/* idle table buckets: reclaimed RECLAIM_BATCH to a transaction */
+	foreach(lc, c.targets)
+	{
+		LeakTarget *t = lfirst(lc);
+		PyrateBucket b;
+
+		if (!engines[t->engine]->in_tables || !t->idle)
+			continue;
+		if (batch == 0)
+		{
+			CHECK_FOR_INTERRUPTS();
+			begin();
+			if (!same_extension(c.nsp))
+			{
+				end();
+				return true;
+			}
+		}
+		memset(&b, 0, sizeof(b));
+		b.nsp = c.nsp;
+		b.name = t->name;
+		pass->reclaimed += engines[t->engine]->reclaim(&b, t->before);
+		if (++batch == RECLAIM_BATCH)
+		{
+			end();
+			pgstat_report_stat(false);
+			batch = 0;
+		}
+	}
+	if (batch > 0)
+		end();
 	return true;
 }
 
@@ -374,15 +433,13 @@ run_leak(MemoryContext cxt)
 {
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	TimestampTz start = GetCurrentTimestamp();
-	int64		memory_units = 0;
-	int64		table_units = 0;
-	int			nbuckets = 0;
+	LeakPass	pass;
 	bool		installed = false;
 
 	pgstat_report_activity(STATE_RUNNING, "leaking every bucket");
 	PG_TRY();
 	{
-		installed = leak_all(pyrate_now_ms(), &memory_units, &table_units, &nbuckets);
+		installed = leak_all(pyrate_now_ms(), &pass);
 	}
 	PG_CATCH();
 	{
@@ -423,14 +480,15 @@ run_leak(MemoryContext cxt)
 	worker_shared->status.last_leak = start;
 	worker_shared->status.last_leak_ms =
 		(double) (GetCurrentTimestamp() - start) / 1000.0;
-	worker_shared->status.last_memory_units = memory_units;
-	worker_shared->status.last_table_units = table_units;
-	worker_shared->status.total_units += memory_units + table_units;
+	worker_shared->status.last_memory_units = pass.memory_units;
+	worker_shared->status.last_table_units = pass.table_units;
+	worker_shared->status.total_units += pass.memory_units + pass.table_units;
 	worker_shared->status.runs++;
 	SpinLockRelease(&worker_shared->mutex);
 	ereport(DEBUG1,
-			(errmsg_internal("pyrate leaker: leaked %lld unit(s) from memory buckets and %lld from table buckets (%d bucket(s) with items) in %.3f ms",
-							 (long long) memory_units, (long long) table_units, nbuckets,
+			(errmsg_internal("pyrate leaker: leaked %lld unit(s) from memory buckets and %lld from table buckets (%d bucket(s) with items), reclaimed %lld idle empty bucket(s), in %.3f ms",
+							 (long long) pass.memory_units, (long long) pass.table_units, pass.buckets,
+							 (long long) pass.reclaimed,
 							 (double) (GetCurrentTimestamp() - start) / 1000.0)));
 	set_state(RecoveryInProgress() ? "idle (a standby: memory buckets only)" : "idle");
 	return start;

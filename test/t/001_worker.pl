@@ -71,6 +71,12 @@ ok($node->poll_query_until('postgres',
 	"SELECT n_tup_del >= 2500 FROM pg_stat_user_tables WHERE relname = 'pyrate_item_data'"),
 	'the worker reports its deletes to the statistics system while it runs (autovacuum sees them)');
 ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pyrate_bucket_data WHERE name IN ('tab:a', 'big')"),
+	'the worker reclaims table buckets idle and empty past their largest interval');
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pyrate_buckets() WHERE name IN ('mem:a', 'tab:a', 'big')"),
+	'... and memory ones');
+ok($node->poll_query_until('postgres',
 	"SELECT total_units >= 2504 AND leak_runs > 0 AND last_leak IS NOT NULL AND state = 'idle' FROM pyrate_worker_status()"),
 	'pyrate_worker_status reports the leaks');
 is($node->safe_psql('postgres', 'SELECT pid, database, leak_interval_ms FROM pyrate_worker_status()'),
