@@ -107,15 +107,18 @@ typedef struct TableBucket
 
 static uint64 name_hash(const char *name);
 
-static void
-bucket_lock(TableBucket *tb)
+/* Lock the bucket's name; with dont_wait, false when another holds it. */
+static bool
+bucket_lock(TableBucket *tb, bool dont_wait)
 {
 	uint64		h = name_hash(tb->b->name);
 
 	SET_LOCKTAG_ADVISORY(tb->tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
 						 PYRATE_LOCK_CLASS);
-	(void) LockAcquire(&tb->tag, ExclusiveLock, false, false);
+	if (LockAcquire(&tb->tag, ExclusiveLock, false, dont_wait) == LOCKACQUIRE_NOT_AVAIL)
+		return false;
 	tb->locked = true;
+	return true;
 }
 
 static void
@@ -288,7 +291,7 @@ tb_open(TableBucket *tb, const PyrateBucket *b, LOCKMODE mode, bool lock)
 	tb->by_cum = pyrate_rel_index(&tb->items, 2, item_cum_key);
 	tb->by_ts = pyrate_rel_index(&tb->items, 3, item_ts_key);
 	if (lock)
-		bucket_lock(tb);
+		(void) bucket_lock(tb, false);
 	tb->id = bucket_id(b->nsp, b->name, &tb->cached);
 }
 
@@ -847,7 +850,21 @@ table_reclaim(const PyrateBucket *b, int64 before)
 	if (bucket_id(b->nsp, b->name, &cached) < 0)
 		return false;
 	prevent_writes("reclaim", b->name);
-	tb_open(&tb, b, RowExclusiveLock, true);
+	tb_open(&tb, b, RowExclusiveLock, false);
+	/* a bucket whose lock is taken is in use: never wait for it */
+	if (!bucket_lock(&tb, true))
+	{
+		tb_close(&tb);
+		return false;
+	}
+	/* what changed before the lock was taken (the id is read after it) */
+	tb.id = bucket_id(b->nsp, b->name, &tb.cached);
+	if (tb.id < 0)
+	{
+		bucket_unlock(&tb);
+		tb_close(&tb);
+		return false;
+	}
 	load_newest(&tb);
 	if (!tb.empty && tb.newest_ts >= before)
 	{
