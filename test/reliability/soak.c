@@ -147,7 +147,7 @@ worker_main(void *arg)
 	unsigned	seed = opt.seed * 7919 + w->id * 104729 + getpid();
 	pyrate_bucket *pg = NULL;	/* postgres: one connection, unbound */
 	pyrate_bucket **own = NULL; /* sqlite, redis: a bucket per key, opened on first use */
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	char		name[128];
 	int			i;
 
@@ -280,7 +280,7 @@ do_soak(void)
 	int			bad_counts = 0;
 	int			unreadable = 0;
 	char		first_bad[512] = "";
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	int			k;
 	int64_t		t0;
 
@@ -454,7 +454,7 @@ typedef struct naive_item
 static int
 do_clock(void)
 {
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_bucket *b;
 	naive_item *log = calloc(opt.trace, sizeof(*log));
 	int			n = 0;

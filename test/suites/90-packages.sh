@@ -256,7 +256,7 @@ int
 main(int argc, char **argv)
 {
 	pyrate_pg_options o = {argv[1], NULL, NULL, 0, PYRATE_PG_FASTPATH};
-	pyrate_error e = {0, ""};
+	pyrate_error e = {0};
 	pyrate_decision d1, d2;
 	pyrate_bucket *b;
 
