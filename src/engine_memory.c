@@ -3,13 +3,16 @@
  *
  * A bucket is (database, name) -> a pyr_log (the algorithm module's ring of
  * (timestamp, cumulative units) entries, 16 bytes per stored item).  Buckets
- * hang off a fixed directory of chain heads; a bucket's entry and its log are
- * separate blocks of the DSA area in pyrate's shared memory (memory_arena.c).  The
- * log starts with room for one item and doubles when full, so memory follows
- * the items actually stored, never the limit; a leak halves it once a quarter
- * is used, and frees it when it empties.  An empty bucket keeps only its
- * entry (its name) until it is disposed of, its database or pyrate is
- * dropped, or memory runs short.
+ * hang off a fixed directory of chain heads in pyrate's shared memory
+ * (memory_arena.c).  A bucket holding one item keeps it in its own entry (a
+ * one-use key costs one block of the DSA area, 48 to 64 bytes for names of
+ * up to 25 bytes); from the second item on, the items live in a ring of their
+ * own, a separate block that starts with room for two and doubles when full,
+ * so memory follows the items actually stored, never the limit.  A leak
+ * halves the ring once a quarter is used, and goes back to the entry when
+ * one item is left.  An empty bucket keeps only its entry (its name) until a
+ * leak reclaims it, it is disposed of, its database or pyrate is dropped, or
+ * memory runs short.
  *
  * Locking (see PyrateShared): the partition lock of the name's hash guards
  * the chain, the bucket and its log.  It is held for one lookup and one
@@ -46,12 +49,24 @@
 typedef struct MemBucket
 {
 	dsa_pointer next;			/* next on the chain */
-	dsa_pointer log;			/* the pyr_log; InvalidDsaPointer while empty */
+	dsa_pointer log;			/* the ring (2 or more items); else Invalid */
+	int64		one_ts;			/* without a ring: the one item, if one_weight > 0 */
 	Oid			dbid;
 	uint32		hash;
-	uint32		namelen;
+	int32		one_weight;		/* 0: no item here */
+	uint16		namelen;		/* at most PYRATE_MAX_NAME */
 	char		name[FLEXIBLE_ARRAY_MEMBER];	/* namelen bytes, then NUL */
 } MemBucket;
+
+StaticAssertDecl(PYRATE_MAX_NAME <= PG_UINT16_MAX, "a bucket name's length fits its uint16");
+StaticAssertDecl(PYR_MAX_WEIGHT <= PG_INT32_MAX, "an item's weight fits one_weight");
+
+/* A one-item log on the stack: how a bucket without a ring is read. */
+typedef union OneLog
+{
+	int64		align;
+	char		bytes[sizeof(pyr_log) + sizeof(pyr_entry)];
+} OneLog;
 
 #define BUCKET_SIZE(namelen) (offsetof(MemBucket, name) + (namelen) + 1)
 
@@ -79,8 +94,6 @@ typedef struct Slot
 static Oid	clear_at_commit = InvalidOid;
 static SubTransactionId clear_subid = InvalidSubTransactionId;
 
-/* an empty log with no room: decisions on a bucket that has none */
-static pyr_log empty_log = {0, 0, 0, 0, 0};
 
 bool
 pyrate_memory_available(void)
@@ -144,12 +157,44 @@ find(dsa_area *a, const Key *k, Slot *s)
 	return false;
 }
 
+/*
+ * The bucket's items as a log: its ring, or else a log in one (owned by the
+ * caller) holding the bucket's one item if it has one.  A change made to the
+ * latter is kept only by store_one.
+ */
 static inline pyr_log *
-log_of(dsa_area *a, const MemBucket *b)
+log_of(dsa_area *a, const MemBucket *b, OneLog *one)
 {
-	if (b == NULL || !DsaPointerIsValid(b->log))
-		return &empty_log;
-	return dsa_get_address(a, b->log);
+	pyr_log    *log = (pyr_log *) one->bytes;
+
+	if (b != NULL && DsaPointerIsValid(b->log))
+		return dsa_get_address(a, b->log);
+	pyr_log_init(log, 1);
+	if (b != NULL && b->one_weight > 0)
+		(void) pyr_log_push(log, b->one_ts, b->one_weight);
+	return log;
+}
+
+static inline bool
+is_one(const pyr_log *log, const OneLog *one)
+{
+	return (const char *) log == one->bytes;
+}
+
+/* Keep a log of at most one item in the bucket's entry. */
+static void
+store_one(MemBucket *b, const pyr_log *log)
+{
+	int64		ts;
+	int64		w;
+
+	if (pyr_log_peek(log, 0, &ts, &w))
+	{
+		b->one_ts = ts;
+		b->one_weight = (int32) w;
+	}
+	else
+		b->one_weight = 0;
 }
 
 static dsa_pointer
@@ -174,11 +219,15 @@ new_log(dsa_area *a, const pyr_log *old, uint32 cap)
 	return dp;
 }
 
+/* Remove every item of the bucket. */
 static void
 free_log(dsa_area *a, MemBucket *b, PyratePartition *part)
 {
 	pyr_log    *log;
 
+	if (b->one_weight > 0)
+		part->items--;
+	b->one_weight = 0;
 	if (!DsaPointerIsValid(b->log))
 		return;
 	log = dsa_get_address(a, b->log);
@@ -206,9 +255,11 @@ link_bucket(dsa_area *a, const Key *k, Slot *s, dsa_pointer bdp, PyratePartition
 
 	b->next = InvalidDsaPointer;
 	b->log = InvalidDsaPointer;
+	b->one_ts = 0;
+	b->one_weight = 0;
 	b->dbid = k->dbid;
 	b->hash = k->hash;
-	b->namelen = k->namelen;
+	b->namelen = (uint16) k->namelen;
 	memcpy(b->name, k->name, k->namelen);
 	b->name[k->namelen] = '\0';
 	*s->link = bdp;
@@ -219,53 +270,48 @@ link_bucket(dsa_area *a, const Key *k, Slot *s, dsa_pointer bdp, PyratePartition
 }
 
 /*
- * Make room for one more item in the bucket at s, creating it when absent.
- * The partition lock is held exclusively.  On failure nothing has changed
- * and *needed says how many bytes were wanted.
+ * Make room for one more item in the bucket at s, whose items are log (its
+ * ring, or a one-item log of log_of): a new ring of twice the room, holding
+ * them.  The bucket exists.  The partition lock is held exclusively.  On
+ * failure nothing has changed and *needed says how many bytes were wanted.
  */
 static bool
-make_room(dsa_area *a, const Key *k, Slot *s, PyratePartition *part, Size *needed)
+make_room(dsa_area *a, Slot *s, const pyr_log *log, bool one, PyratePartition *part,
+		  Size *needed)
 {
-	dsa_pointer bdp = InvalidDsaPointer;
-	MemBucket  *b = s->b;
-	const pyr_log *old = log_of(a, b);
-	uint32		cap;
+	uint32		cap = one ? 2 : log->cap * 2;
 	dsa_pointer ldp;
 
-	if (old->cap >= MAX_CAP)
+	if (!one && log->cap >= MAX_CAP)
 	{
 		*needed = pyr_log_size(MAX_CAP);
 		return false;
 	}
-	cap = old->cap == 0 ? 1 : old->cap * 2;
-	if (b == NULL)
-	{
-		*needed = BUCKET_SIZE(k->namelen) + pyr_log_size(cap);
-		bdp = alloc_block(a, BUCKET_SIZE(k->namelen));
-		if (!DsaPointerIsValid(bdp))
-			return false;
-	}
-	else
-		*needed = pyr_log_size(cap);
-	ldp = new_log(a, old->cap == 0 ? NULL : old, cap);
+	*needed = pyr_log_size(cap);
+	ldp = new_log(a, log, cap);
 	if (!DsaPointerIsValid(ldp))
-	{
-		if (DsaPointerIsValid(bdp))
-			dsa_free(a, bdp);
 		return false;
-	}
-	if (b == NULL)
+	if (!one)
 	{
-		link_bucket(a, k, s, bdp, part);
-		b = s->b;
+		part->bytes -= pyr_log_size(log->cap);
+		dsa_free(a, s->b->log);
 	}
-	if (DsaPointerIsValid(b->log))
-	{
-		part->bytes -= pyr_log_size(old->cap);
-		dsa_free(a, b->log);
-	}
-	b->log = ldp;
+	s->b->log = ldp;
+	s->b->one_weight = 0;
 	part->bytes += pyr_log_size(cap);
+	return true;
+}
+
+/* Create the bucket at s (absent); false when memory is short. */
+static bool
+create_bucket(dsa_area *a, const Key *k, Slot *s, PyratePartition *part, Size *needed)
+{
+	dsa_pointer bdp = alloc_block(a, BUCKET_SIZE(k->namelen));
+
+	*needed = BUCKET_SIZE(k->namelen);
+	if (!DsaPointerIsValid(bdp))
+		return false;
+	link_bucket(a, k, s, bdp, part);
 	return true;
 }
 
@@ -297,7 +343,7 @@ unlink_buckets(dsa_area *a, bool only_empty, Oid dbid)
 				s.dp = *s.link;
 				s.b = dsa_get_address(a, s.dp);
 				if (only_empty)
-					doomed = !DsaPointerIsValid(s.b->log);
+					doomed = !DsaPointerIsValid(s.b->log) && s.b->one_weight == 0;
 				else
 					doomed = !OidIsValid(dbid) || s.b->dbid == dbid;
 				if (!doomed)
@@ -385,11 +431,12 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 	if (!store || weight == 0)
 	{
 		Slot		s;
+		OneLog		one;
 		pyr_view	v;
 
 		LWLockAcquire(partition_lock(p), LW_SHARED);
 		(void) find(a, &k, &s);
-		v = pyr_log_view(log_of(a, s.b));
+		v = pyr_log_view(log_of(a, s.b, &one));
 		pyr_decide(&v, pb->def.rates, pb->def.nrates, ts, weight, d);
 		LWLockRelease(partition_lock(p));
 		return;
@@ -397,26 +444,41 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 	for (;;)
 	{
 		Slot		s;
+		OneLog		one;
+		pyr_log    *log;
 		Size		needed = 0;
 		bool		full = false;
 
 		LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
 		(void) find(a, &k, &s);
-		if (pyr_log_put(log_of(a, s.b), pb->def.rates, pb->def.nrates,
-						ts, weight, d) == PYR_PUT_FULL)
+		log = log_of(a, s.b, &one);
+		switch (pyr_log_put(log, pb->def.rates, pb->def.nrates, ts, weight, d))
 		{
-			if (make_room(a, &k, &s, partition(p), &needed))
-			{
-				pyr_log    *log = dsa_get_address(a, s.b->log);
-
-				(void) pyr_log_push(log, ts, weight);
+			case PYR_PUT_REJECTED:
+				break;
+			case PYR_PUT_ADMITTED:
+				/* weight > 0: stored in the ring, or as the bucket's one item */
+				if (is_one(log, &one))
+				{
+					if (s.b == NULL && !create_bucket(a, &k, &s, partition(p), &needed))
+					{
+						full = true;
+						break;
+					}
+					store_one(s.b, log);
+				}
 				partition(p)->items++;
-			}
-			else
-				full = true;
+				break;
+			case PYR_PUT_FULL:
+				if (make_room(a, &s, log, is_one(log, &one), partition(p), &needed))
+				{
+					(void) pyr_log_push(dsa_get_address(a, s.b->log), ts, weight);
+					partition(p)->items++;
+				}
+				else
+					full = true;
+				break;
 		}
-		else if (d->admitted)
-			partition(p)->items++;
 		LWLockRelease(partition_lock(p));
 		if (!full)
 			return;
@@ -432,7 +494,7 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
  * (the caller releases partition_lock(*p)); an empty log when none.
  */
 static const pyr_log *
-read_log(const PyrateBucket *pb, int *p)
+read_log(const PyrateBucket *pb, int *p, OneLog *one)
 {
 	dsa_area   *a = pyrate_area();
 	Key			k;
@@ -442,14 +504,15 @@ read_log(const PyrateBucket *pb, int *p)
 	*p = partition_of(k.hash);
 	LWLockAcquire(partition_lock(*p), LW_SHARED);
 	(void) find(a, &k, &s);
-	return log_of(a, s.b);
+	return log_of(a, s.b, one);
 }
 
 static int64
 memory_count(const PyrateBucket *pb)
 {
 	int			p;
-	int64		n = pyr_log_count(read_log(pb, &p));
+	OneLog		one;
+	int64		n = pyr_log_count(read_log(pb, &p, &one));
 
 	LWLockRelease(partition_lock(p));
 	return n;
@@ -459,7 +522,8 @@ static bool
 memory_peek(const PyrateBucket *pb, int64 index, int64 *ts, int64 *weight)
 {
 	int			p;
-	bool		found = pyr_log_peek(read_log(pb, &p), index, ts, weight);
+	OneLog		one;
+	bool		found = pyr_log_peek(read_log(pb, &p, &one), index, ts, weight);
 
 	LWLockRelease(partition_lock(p));
 	return found;
@@ -481,16 +545,25 @@ memory_leak(const PyrateBucket *pb, int64 before, int64 max_items)
 	key_init(&k, MyDatabaseId, pb->name);
 	p = partition_of(k.hash);
 	LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
-	if (find(a, &k, &s) && DsaPointerIsValid(s.b->log))
+	if (find(a, &k, &s))
 	{
-		pyr_log    *log = dsa_get_address(a, s.b->log);
+		OneLog		one;
+		pyr_log    *log = log_of(a, s.b, &one);
 		uint32		len = log->len;
 
 		removed = pyr_log_leak(log, before);
 		partition(p)->items -= len - log->len;
-		if (log->len == 0)
-			free_log(a, s.b, partition(p));
-		else if (log->cap > 1 && log->len <= log->cap / 4)
+		if (is_one(log, &one))
+			store_one(s.b, log);
+		else if (log->len <= 1)
+		{
+			/* back to the bucket's entry: the ring goes */
+			store_one(s.b, log);
+			partition(p)->bytes -= pyr_log_size(log->cap);
+			dsa_free(a, s.b->log);
+			s.b->log = InvalidDsaPointer;
+		}
+		else if (log->cap > 2 && log->len <= log->cap / 4)
 		{
 			/* shrink by half; when that allocation fails, keep the ring */
 			dsa_pointer ldp = new_log(a, log, log->cap / 2);
@@ -556,11 +629,11 @@ memory_reclaim(const PyrateBucket *pb, int64 before)
 	LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
 	if (find(a, &k, &s))
 	{
-		pyr_log    *log = DsaPointerIsValid(s.b->log) ? dsa_get_address(a, s.b->log) : NULL;
+		OneLog		one;
 		int64		ts;
 		int64		w;
 
-		if (log == NULL || !pyr_log_peek(log, 0, &ts, &w) || ts < before)
+		if (!pyr_log_peek(log_of(a, s.b, &one), 0, &ts, &w) || ts < before)
 		{
 			unlink_bucket(a, &s, partition(p));
 			gone = true;
@@ -595,7 +668,8 @@ copy_partition(dsa_area *a, int p, char **buf, Size *bufsize)
 
 				if (b->dbid == MyDatabaseId)
 				{
-					int64		count = pyr_log_count(log_of(a, b));
+					OneLog		one;
+					int64		count = pyr_log_count(log_of(a, b, &one));
 
 					if (need + sizeof(int64) + b->namelen + 1 <= *bufsize)
 					{
@@ -673,8 +747,9 @@ foreach_unlocked(PyrateFileVisitor visit, void *visit_arg, void *arg)
 		for (dp = pyrate_heads[h]; DsaPointerIsValid(dp);)
 		{
 			MemBucket  *b = dsa_get_address(a, dp);
+			OneLog		one;
 
-			visit(b->dbid, b->name, b->namelen, log_of(a, b), visit_arg);
+			visit(b->dbid, b->name, b->namelen, log_of(a, b, &one), visit_arg);
 			dp = b->next;
 		}
 	}
@@ -706,23 +781,28 @@ insert_restored(Oid dbid, const char *name, const int64 *pairs, uint32 n, void *
 	if (!find(a, &k, &s))
 	{
 		bdp = alloc_block(a, BUCKET_SIZE(k.namelen));
-		if (DsaPointerIsValid(bdp) && n > 0)
+		if (DsaPointerIsValid(bdp) && n > 1)
 			ldp = new_log(a, NULL, cap);
-		ok = DsaPointerIsValid(bdp) && (n == 0 || DsaPointerIsValid(ldp));
+		ok = DsaPointerIsValid(bdp) && (n <= 1 || DsaPointerIsValid(ldp));
 	}
 	if (ok)
 	{
 		link_bucket(a, &k, &s, bdp, partition(p));
-		if (n > 0)
+		if (n == 1)
+		{
+			s.b->one_ts = pairs[0];
+			s.b->one_weight = (int32) pairs[1];
+		}
+		else if (n > 1)
 		{
 			pyr_log    *log = dsa_get_address(a, ldp);
 
 			for (i = 0; i < n; i++)
 				(void) pyr_log_push(log, pairs[2 * i], pairs[2 * i + 1]);
 			s.b->log = ldp;
-			partition(p)->items += n;
 			partition(p)->bytes += pyr_log_size(cap);
 		}
+		partition(p)->items += n;
 	}
 	else if (DsaPointerIsValid(bdp))
 		dsa_free(a, bdp);
