@@ -105,3 +105,14 @@ SELECT name, count FROM pyrate_buckets() WHERE name LIKE 'idle:%' ORDER BY name;
 SELECT count(*) AS table_rows FROM pyrate_bucket_data WHERE name LIKE 'idle:%';
 SELECT pyrate_put('idle:t:a', 1, 5000), pyrate_put('idle:t:a', 1, 5000), pyrate_count('idle:t:a');
 SELECT pyrate_dispose('idle:t:a'), pyrate_undefine('idle:t:*'), pyrate_undefine('idle:m:*');
+
+-- A put in the same statement as a flush or a dispose of its bucket goes to
+-- the bucket as it is now, never to the one just flushed or disposed of
+SELECT FROM pyrate_define('same:*', '5/h', 'table');
+SELECT pyrate_put('same:a', 1, 1000), pyrate_put('same:b', 1, 1000);
+SELECT pyrate_flush('same:a'), pyrate_put('same:a', 1, 1000), pyrate_count('same:a');
+SELECT pyrate_dispose('same:b'), pyrate_put('same:b', 1, 1000), pyrate_count('same:b');
+SELECT pyrate_count('same:a') AS a, pyrate_count('same:b') AS b,
+	(SELECT count(*) FROM pyrate_item_data i WHERE NOT EXISTS
+		(SELECT FROM pyrate_bucket_data b WHERE b.id = i.bucket)) AS orphans;
+SELECT pyrate_dispose('same:a'), pyrate_dispose('same:b'), pyrate_undefine('same:*');

@@ -195,6 +195,19 @@ bucket_ids_subxact_cb(SubXactEvent event, SubTransactionId mySubid,
 		bucket_ids_stale = true;
 }
 
+/*
+ * A bucket's id or its cum changed (flush, dispose, reclaim, a leak that
+ * emptied it): every backend forgets the ids and hints it cached, this one
+ * at once — its own invalidation would reach it only at the next command,
+ * and a put later in the same statement must not use the old id.
+ */
+static void
+forget_bucket_ids(Oid buckets_relid)
+{
+	CacheInvalidateRelcacheByRelid(buckets_relid);
+	bucket_ids_stale = true;
+}
+
 static uint64
 name_hash(const char *name)
 {
@@ -762,7 +775,7 @@ delete_items(TableBucket *tb, int64 before, int64 max_items)
 	 * forget its hints for it (they forget all buckets' ids and hints).
 	 */
 	if (emptied)
-		CacheInvalidateRelcacheByRelid(get_relname_relid(BUCKETS_TABLE, tb->b->nsp));
+		forget_bucket_ids(get_relname_relid(BUCKETS_TABLE, tb->b->nsp));
 	return removed;
 }
 
@@ -805,7 +818,7 @@ table_flush(const PyrateBucket *b)
 		values[Anum_bucket_id - 1] = Int64GetDatum(new_bucket_id(b->nsp));
 		pyrate_rel_update(&buckets, &buckets.slot->tts_tid,
 						  pyrate_rel_form(&buckets, values, nulls));
-		CacheInvalidateRelcacheByRelid(RelationGetRelid(buckets.heap));
+		forget_bucket_ids(RelationGetRelid(buckets.heap));
 	}
 	pyrate_rel_close(&buckets);
 	tb_close(&tb);
@@ -833,7 +846,7 @@ table_dispose(const PyrateBucket *b)
 	existed = lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets) >= 0 &&
 		pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
 	if (existed)
-		CacheInvalidateRelcacheByRelid(RelationGetRelid(buckets.heap));
+		forget_bucket_ids(RelationGetRelid(buckets.heap));
 	pyrate_rel_close(&buckets);
 	tb_close(&tb);
 	return existed;
@@ -878,7 +891,7 @@ table_reclaim(const PyrateBucket *b, int64 before)
 	gone = lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets) >= 0 &&
 		pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
 	if (gone)
-		CacheInvalidateRelcacheByRelid(RelationGetRelid(buckets.heap));
+		forget_bucket_ids(RelationGetRelid(buckets.heap));
 	pyrate_rel_close(&buckets);
 	tb_close(&tb);
 	return gone;
