@@ -24,41 +24,33 @@
  *
  * Every operation is one EVALSHA of the bucket's script (bucket_redis.lua,
  * embedded at build), atomic on the server; the script mirrors pyr_decide of
- * the core module (the conformance traces hold it to that).
+ * the core module (the conformance traces hold it to that).  redis_conn.c
+ * takes it to the node that serves the key, on a single server or a cluster.
+ *
+ * Buckets of one rate list may share their connections, script and settings
+ * (a redis_shared, freed with the last of them): the keyed factory's buckets,
+ * one key per name, do.
  */
-#include "internal.h"
+#include "redis_internal.h"
 
-#include <errno.h>
-#include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * call's command: a header and seven bulk strings (EVALSHA, the sha, 1, the
- * key and three arguments of 20 bytes at most), each framed by at most 25
- * bytes ($, its length, two CRLFs)
- */
-#define COMMAND_SIZE(key_len) (4 + 7 * 25 + 7 + 40 + 1 + (key_len) + 3 * 20)
+typedef struct redis_shared
+{
+	int			refs;			/* buckets holding it (atomic) */
+	pyr_redis  *conn;
+	pyr_script	script;		/* script_text() */
+} redis_shared;
 
 typedef struct redis_bucket
 {
 	pyrate_bucket base;
-	pthread_mutex_t mutex;
-	redisContext *ctx;			/* NULL until (re)connected */
-	int64_t		clock_offset_us;	/* server TIME less CLOCK_MONOTONIC, in us */
-	int64_t		clock_synced_ms;	/* monotonic ms of that reading; 0: none on ctx */
-	char	   *script;			/* script_text() */
-	char		sha[41];
-	char	   *host;
-	int			port;
-	char	   *unix_path;
-	char	   *password;
+	redis_shared *shared;
 	char	   *key;
 	size_t		key_len;
-	char	   *command;		/* call's buffer: COMMAND_SIZE(key_len) */
-	int			timeout_ms;
-	int64_t		expire_ms;
+	int			slot;			/* the key's cluster slot */
 } redis_bucket;
 
 /* the line (len bytes, its newline included) holds marker and blanks only */
@@ -192,167 +184,21 @@ script_text(const pyrate_bucket *b, int64_t expire_ms)
 	return text;
 }
 
-static void
-disconnect(redis_bucket *r)
-{
-	if (r->ctx)
-		redisFree(r->ctx);
-	r->ctx = NULL;
-	r->clock_synced_ms = 0;
-}
-
-/* an I/O failure: drop the connection so that the next call reconnects */
-static int
-io_fail(redis_bucket *r, pyrate_error *err, const char *what)
-{
-	int			timed_out = r->ctx && r->ctx->err == REDIS_ERR_IO &&
-		(errno == EAGAIN || errno == EWOULDBLOCK);
-	int			rc = pyr_fail(err, timed_out ? PYRATE_ETIMEOUT : PYRATE_EBACKEND,
-							  "redis %s:%d: %s: %s", r->unix_path ? r->unix_path : r->host, r->port,
-							  what, r->ctx ? (timed_out ? "timed out" : r->ctx->errstr) : "no connection");
-
-	disconnect(r);
-	return rc;
-}
-
-static int
-load_script(redis_bucket *r, pyrate_error *err)
-{
-	redisReply *rep = redisCommand(r->ctx, "SCRIPT LOAD %s", r->script);
-	int			rc = PYRATE_OK;
-
-	if (!rep)
-		return io_fail(r, err, "loading the script");
-	if (rep->type == REDIS_REPLY_STRING && rep->len == 40)
-		memcpy(r->sha, rep->str, 41);
-	else
-		rc = pyr_fail(err, PYRATE_ESERVER, "redis: SCRIPT LOAD failed: %s",
-					  rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-	freeReplyObject(rep);
-	return rc;
-}
-
-static int
-connect_redis(redis_bucket *r, pyrate_error *err)
-{
-	struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
-
-	if (r->ctx)
-		return PYRATE_OK;
-	r->ctx = r->unix_path ? redisConnectUnixWithTimeout(r->unix_path, tv)
-		: redisConnectWithTimeout(r->host, r->port, tv);
-	if (!r->ctx)
-		return pyr_fail(err, PYRATE_ENOMEM, "redis: out of memory");
-	if (r->ctx->err)
-	{
-		int			rc = pyr_fail(err, PYRATE_EBACKEND, "redis %s:%d: cannot connect: %s",
-								  r->unix_path ? r->unix_path : r->host, r->port, r->ctx->errstr);
-
-		disconnect(r);
-		return rc;
-	}
-	if (redisSetTimeout(r->ctx, tv) != REDIS_OK)
-		return io_fail(r, err, "setting the timeout");
-	if (r->password)
-	{
-		redisReply *rep = redisCommand(r->ctx, "AUTH %s", r->password);
-		int			rc = PYRATE_OK;
-
-		if (!rep)
-			return io_fail(r, err, "authenticating");
-		if (rep->type == REDIS_REPLY_ERROR)
-			rc = pyr_fail(err, PYRATE_ESERVER, "redis: AUTH failed: %s", rep->str);
-		freeReplyObject(rep);
-		if (rc != PYRATE_OK)
-		{
-			disconnect(r);
-			return rc;
-		}
-	}
-	if (r->sha[0] == '\0')
-		return load_script(r, err);
-	return PYRATE_OK;
-}
-
-/* n in decimal at p; returns the end */
-static char *
-put_decimal(char *p, int64_t n)
-{
-	char		digits[20];
-	uint64_t	u = n < 0 ? -(uint64_t) n : (uint64_t) n;
-	int			i = 0;
-
-	do
-		digits[i++] = (char) ('0' + u % 10);
-	while ((u /= 10) != 0);
-	if (n < 0)
-		*p++ = '-';
-	while (i > 0)
-		*p++ = digits[--i];
-	return p;
-}
-
-/* one RESP bulk string at p; returns the end */
-static char *
-put_bulk(char *p, const char *s, size_t len)
-{
-	*p++ = '$';
-	p = put_decimal(p, (int64_t) len);
-	memcpy(p, "\r\n", 2);
-	memcpy(p + 2, s, len);
-	memcpy(p + 2 + len, "\r\n", 2);
-	return p + len + 4;
-}
-
 /*
- * EVALSHA the script with op and args (each at most 20 bytes: decimals);
- * reloads it once when the server forgot it (restart, SCRIPT FLUSH).  The
- * command is formatted here, in the bucket's buffer: hiredis's formatting
- * (sds, a malloc) costs a put more than this.  The caller frees *out.
+ * The script with op and args (at most 20 bytes each), on the key's node;
+ * with stamp, args hold it and the node's clock fills it (*ts its value).
+ * The caller frees *out.
  */
 static int
-call(redis_bucket *r, int argc, const char **args, redisReply **out, pyrate_error *err)
+call(redis_bucket *r, int argc, const char **args, char *stamp, int64_t *ts, redisReply **out,
+	 pyrate_error *err)
 {
-	int			attempt;
-	int			i;
-	int			rc;
+	pyr_redis_call c = {&r->shared->script, r->key, r->key_len, r->slot, argc, args, stamp, 0};
+	int			rc = pyr_redis_eval(r->shared->conn, &c, out, err);
 
-	for (attempt = 0; attempt < 2; attempt++)
-	{
-		redisReply *rep = NULL;
-		char	   *p = r->command;
-
-		if ((rc = connect_redis(r, err)) != PYRATE_OK)
-			return rc;
-		*p++ = '*';
-		p = put_decimal(p, 4 + argc);
-		memcpy(p, "\r\n", 2);
-		p = put_bulk(p + 2, "EVALSHA", 7);
-		p = put_bulk(p, r->sha, 40);
-		p = put_bulk(p, "1", 1);
-		p = put_bulk(p, r->key, r->key_len);
-		for (i = 0; i < argc; i++)
-			p = put_bulk(p, args[i], strlen(args[i]));
-		if (redisAppendFormattedCommand(r->ctx, r->command, p - r->command) != REDIS_OK ||
-			redisGetReply(r->ctx, (void **) &rep) != REDIS_OK)
-			return io_fail(r, err, "running the script");
-		if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && attempt == 0)
-		{
-			freeReplyObject(rep);
-			if ((rc = load_script(r, err)) != PYRATE_OK)
-				return rc;
-			continue;
-		}
-		if (rep->type == REDIS_REPLY_ERROR)
-		{
-			rc = pyr_fail(err, PYRATE_ESERVER, "redis: %s", rep->str);
-			freeReplyObject(rep);
-			return rc;
-		}
-		*out = rep;
-		return PYRATE_OK;
-	}
-	return pyr_fail(err, PYRATE_ESERVER, "redis: the script vanished again after loading it");
+	if (stamp)
+		*ts = c.ts;
+	return rc;
 }
 
 static int
@@ -360,55 +206,6 @@ bad_reply(redisReply *rep, pyrate_error *err)
 {
 	freeReplyObject(rep);
 	return pyr_fail(err, PYRATE_ESERVER, "redis: unexpected reply from the pyrate script");
-}
-
-/*
- * How often the server clock is read again: between readings the local
- * monotonic clock stands in for it.  Clocks drift apart by parts per
- * million, far below a millisecond in a second; a step of the server's
- * clock is seen at the next reading (and a put stamped before the newest
- * item is stored at the newest's time, so the log keeps its order).
- */
-#define CLOCK_SYNC_MS 1000
-
-/*
- * The server's clock now, in ms, as this client reckons it: TIME read at
- * most every CLOCK_SYNC_MS on this connection, its reading taken to be the
- * middle of the round trip (off by at most half of it, microseconds on a
- * LAN), plus the monotonic time since.  A put then calls no TIME on the
- * server, and the clients of one server still share its clock.  The
- * caller holds the mutex.
- */
-static int
-server_clock(redis_bucket *r, int64_t *ms, pyrate_error *err)
-{
-	int64_t		now_us;
-	int			rc;
-
-	if ((rc = connect_redis(r, err)) != PYRATE_OK)
-		return rc;
-	now_us = pyr_monotonic_us();
-	if (r->clock_synced_ms == 0 || now_us / 1000 - r->clock_synced_ms >= CLOCK_SYNC_MS)
-	{
-		redisReply *rep = redisCommand(r->ctx, "TIME");
-		int64_t		after_us = pyr_monotonic_us();
-
-		if (!rep)
-			return io_fail(r, err, "reading the server clock");
-		if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-			rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
-		{
-			freeReplyObject(rep);
-			return pyr_fail(err, PYRATE_ESERVER, "redis: unexpected reply to TIME");
-		}
-		r->clock_offset_us = strtoll(rep->element[0]->str, NULL, 10) * 1000000 +
-			strtoll(rep->element[1]->str, NULL, 10) - (now_us + after_us) / 2;
-		r->clock_synced_ms = after_us / 1000;
-		freeReplyObject(rep);
-		now_us = after_us;
-	}
-	*ms = (now_us + r->clock_offset_us) / 1000;
-	return PYRATE_OK;
 }
 
 /* put or waiting: one script call, results as in pyr_decide */
@@ -421,20 +218,22 @@ decide(pyrate_bucket *b, const char *op, const pyrate_item *item, pyr_decision *
 	char		weight[24];
 	const char *args[3] = {op, stamp, weight};
 	redisReply *rep = NULL;
-	int			rc = PYRATE_OK;
+	int			rc;
 	int			i;
 
-	*put_decimal(weight, item->weight) = '\0';
-	pthread_mutex_lock(&r->mutex);
+	*pyr_redis_decimal(weight, item->weight) = '\0';
 	*ts = item->timestamp;
-	if (item->timestamp == PYRATE_NOW && (rc = server_clock(r, ts, err)) == PYRATE_OK)
-		args[0] = op[0] == 'p' ? "P" : "W";	/* the server clock, as reckoned here */
-	if (rc == PYRATE_OK)
+	if (item->timestamp == PYRATE_NOW)
 	{
-		*put_decimal(stamp, *ts) = '\0';
-		rc = call(r, 3, args, &rep, err);
+		/* the node's clock, as reckoned here */
+		args[0] = op[0] == 'p' ? "P" : "W";
+		rc = call(r, 3, args, stamp, ts, &rep, err);
 	}
-	pthread_mutex_unlock(&r->mutex);
+	else
+	{
+		*pyr_redis_decimal(stamp, *ts) = '\0';
+		rc = call(r, 3, args, NULL, ts, &rep, err);
+	}
 	if (rc != PYRATE_OK)
 		return rc;
 	/* admitted: remaining; rejected: {failing, waiting, retry_after, remaining} */
@@ -495,11 +294,8 @@ call_int(pyrate_bucket *b, int argc, const char **args, int64_t *out, pyrate_err
 {
 	redis_bucket *r = (redis_bucket *) b;
 	redisReply *rep = NULL;
-	int			rc;
+	int			rc = call(r, argc, args, NULL, NULL, &rep, err);
 
-	pthread_mutex_lock(&r->mutex);
-	rc = call(r, argc, args, &rep, err);
-	pthread_mutex_unlock(&r->mutex);
 	if (rc != PYRATE_OK)
 		return rc;
 	if (rep->type != REDIS_REPLY_INTEGER)
@@ -516,7 +312,7 @@ rd_leak(pyrate_bucket *b, int64_t now, int64_t *removed, pyrate_error *err)
 	const char *args[2] = {"l", ts};
 
 	if (now != PYRATE_NOW)
-		*put_decimal(ts, now) = '\0';
+		*pyr_redis_decimal(ts, now) = '\0';
 	return call_int(b, 2, args, removed, err);
 }
 
@@ -554,11 +350,8 @@ rd_peek(pyrate_bucket *b, int64_t index, bool *found, int64_t *ts, int64_t *weig
 	redisReply *rep = NULL;
 	int			rc;
 
-	*put_decimal(idx, index) = '\0';
-	pthread_mutex_lock(&r->mutex);
-	rc = call(r, 2, args, &rep, err);
-	pthread_mutex_unlock(&r->mutex);
-	if (rc != PYRATE_OK)
+	*pyr_redis_decimal(idx, index) = '\0';
+	if ((rc = call(r, 2, args, NULL, NULL, &rep, err)) != PYRATE_OK)
 		return rc;
 	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
 		rep->element[0]->type != REDIS_REPLY_INTEGER ||
@@ -577,18 +370,22 @@ rd_peek(pyrate_bucket *b, int64_t index, bool *found, int64_t *ts, int64_t *weig
 }
 
 static void
+release_shared(redis_shared *s)
+{
+	if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) > 0)
+		return;
+	pyr_redis_free(s->conn);
+	free(s->script.text);
+	free(s);
+}
+
+static void
 rd_close(pyrate_bucket *b)
 {
 	redis_bucket *r = (redis_bucket *) b;
 
-	disconnect(r);
-	pthread_mutex_destroy(&r->mutex);
-	free(r->host);
-	free(r->unix_path);
-	free(r->password);
+	release_shared(r->shared);
 	free(r->key);
-	free(r->command);
-	free(r->script);
 	free(r);
 }
 
@@ -597,24 +394,36 @@ static const pyrate_bucket_ops redis_ops = {
 	rd_now, NULL, NULL, rd_close
 };
 
-static char *
-dup_or_null(const char *s, bool *ok)
+/* a bucket on key with shared's connections and script (a reference taken) */
+static pyrate_bucket *
+bucket_on(const pyrate_bucket *like, redis_shared *shared, const char *key, pyrate_error *err)
 {
-	char	   *d;
+	redis_bucket *r = calloc(1, sizeof(redis_bucket));
 
-	if (!s)
+	if (!r || !(r->key = strdup(key)))
+	{
+		free(r);
+		pyr_fail(err, PYRATE_ENOMEM, "out of memory");
 		return NULL;
-	if (!(d = strdup(s)))
-		*ok = false;
-	return d;
+	}
+	r->base = *like;
+	r->base.ops = &redis_ops;
+	r->base.failing_rate = (pyrate_rate) {0, 0};
+	r->key_len = strlen(key);
+	r->slot = pyr_redis_slot(key, r->key_len);
+	r->shared = shared;
+	__atomic_add_fetch(&shared->refs, 1, __ATOMIC_ACQ_REL);
+	return &r->base;
 }
 
 pyrate_bucket *
 pyrate_redis_bucket_new(const pyrate_rate *rates, int n, const pyrate_redis_options *opts,
 						pyrate_error *err)
 {
-	redis_bucket *r;
-	bool		ok = true;
+	pyrate_bucket rated;
+	redis_shared *s;
+	pyrate_bucket *b;
+	int64_t		expire_ms;
 
 	if (!opts || !opts->key || !opts->key[0])
 	{
@@ -631,35 +440,34 @@ pyrate_redis_bucket_new(const pyrate_rate *rates, int n, const pyrate_redis_opti
 		pyr_fail(err, PYRATE_EINVAL, "redis: timeout_ms and expire_ms must not be negative");
 		return NULL;
 	}
-	if (!(r = calloc(1, sizeof(redis_bucket))))
-	{
-		pyr_fail(err, PYRATE_ENOMEM, "out of memory");
+	if (pyrate_bucket_init(&rated, &redis_ops, rates, n, err) != PYRATE_OK)
 		return NULL;
-	}
-	if (pyrate_bucket_init(&r->base, &redis_ops, rates, n, err) != PYRATE_OK)
-	{
-		free(r);
-		return NULL;
-	}
-	pthread_mutex_init(&r->mutex, NULL);
-	r->host = dup_or_null(opts->host ? opts->host : "127.0.0.1", &ok);
-	r->unix_path = dup_or_null(opts->unix_path, &ok);
-	r->password = dup_or_null(opts->password, &ok);
-	r->key = dup_or_null(opts->key, &ok);
-	r->key_len = strlen(opts->key);
-	if (!(r->command = malloc(COMMAND_SIZE(r->key_len))))
-		ok = false;
-	r->port = opts->port > 0 ? opts->port : 6379;
-	r->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 2000;
 	/* once its newest item leaves the largest window a key holds nothing that matters */
-	r->expire_ms = opts->expire_ms > 0 ? opts->expire_ms : r->base.rates[n - 1].interval + 1000;
-	if (ok && !(r->script = script_text(&r->base, r->expire_ms)))
-		ok = false;
-	if (!ok)
+	expire_ms = opts->expire_ms > 0 ? opts->expire_ms : rated.rates[n - 1].interval + 1000;
+	if (!(s = calloc(1, sizeof(redis_shared))) || !(s->script.text = script_text(&rated, expire_ms)))
 	{
-		rd_close(&r->base);
+		free(s);
 		pyr_fail(err, PYRATE_ENOMEM, "out of memory");
 		return NULL;
 	}
-	return &r->base;
+	pyr_redis_sha1(s->script.text, strlen(s->script.text), s->script.sha);
+	if (!(s->conn = pyr_redis_new(opts, err)) || !(b = bucket_on(&rated, s, opts->key, err)))
+	{
+		pyr_redis_free(s->conn);
+		free(s->script.text);
+		free(s);
+		return NULL;
+	}
+	return b;
+}
+
+pyrate_bucket *
+pyr_redis_bucket_sibling(pyrate_bucket *like, const char *key, pyrate_error *err)
+{
+	if (!key || !key[0])
+	{
+		pyr_fail(err, PYRATE_EINVAL, "redis: a bucket key is required");
+		return NULL;
+	}
+	return bucket_on(like, ((redis_bucket *) like)->shared, key, err);
 }

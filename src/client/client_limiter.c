@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -245,21 +246,6 @@ pyrate_limiter_free(pyrate_limiter *l)
 
 /* ---- one-call limiters ---------------------------------------------- */
 
-typedef struct memory_template
-{
-	pyrate_rate rates[PYRATE_MAX_RATES];
-	int			n;
-} memory_template;
-
-static pyrate_bucket *
-make_memory(const char *name, void *user, pyrate_error *err)
-{
-	memory_template *t = user;
-
-	(void) name;
-	return pyrate_memory_bucket_new(t->rates, t->n, err);
-}
-
 /* a limiter owning a factory, freeing both on failure */
 static pyrate_limiter *
 limiter_or_free(pyrate_factory *f, int64_t buffer_ms, pyrate_fail_mode mode, pyrate_error *err)
@@ -290,38 +276,109 @@ single_or_close(pyrate_bucket *b, bool leak, int64_t buffer_ms, pyrate_fail_mode
 	return limiter_or_free(f, buffer_ms, mode, err);
 }
 
-/* each name its own in-memory bucket, built from a template the factory owns */
+/*
+ * What a keyed factory builds each name's bucket from: a bucket never put
+ * to, its rates validated once, up front (the Redis one's connections shared
+ * with every bucket), and a key prefix (Redis).
+ */
+typedef struct keyed_template
+{
+	pyrate_bucket *proto;
+	char		prefix[];
+} keyed_template;
+
+static void
+release_template(void *ptr)
+{
+	keyed_template *t = ptr;
+
+	pyrate_close(t->proto);
+	free(t);
+}
+
+/* a keyed factory of make's buckets from proto (owned from now on, closed on failure) */
+static pyrate_factory *
+keyed_factory(pyrate_bucket *proto, const char *prefix, pyrate_make_bucket_fn make,
+			  int64_t leak_interval_ms, pyrate_error *err)
+{
+	keyed_template *t;
+	pyrate_factory *f;
+
+	if (!proto)
+		return NULL;
+	if (!(t = malloc(offsetof(keyed_template, prefix) + strlen(prefix) + 1)))
+	{
+		pyrate_close(proto);
+		pyr_fail(err, PYRATE_ENOMEM, "out of memory");
+		return NULL;
+	}
+	t->proto = proto;
+	strcpy(t->prefix, prefix);
+	if (!(f = pyrate_factory_new_keyed(make, t, NULL, leak_interval_ms, err)))
+	{
+		release_template(t);
+		return NULL;
+	}
+	pyr_factory_own(f, t, release_template);
+	return f;
+}
+
+static pyrate_bucket *
+make_memory(const char *name, void *user, pyrate_error *err)
+{
+	keyed_template *t = user;
+
+	(void) name;
+	return pyrate_memory_bucket_new(t->proto->rates, t->proto->nrates, err);
+}
+
+/* each name its own in-memory bucket */
 pyrate_limiter *
 pyrate_limiter_new_memory(const pyrate_rate *rates, int n, int64_t buffer_ms, pyrate_error *err)
 {
-	memory_template *t;
-	pyrate_factory *f;
-	pyrate_bucket *probe;
-
 	if (n < 1 || n > PYRATE_MAX_RATES || !rates)
 	{
 		pyr_fail(err, PYRATE_EINVAL, "1 to %d rates are required", PYRATE_MAX_RATES);
 		return NULL;
 	}
-	/* validate once, up front, rather than at the first acquire */
-	if (!(probe = pyrate_memory_bucket_new(rates, n, err)))
-		return NULL;
-	if (!(t = malloc(sizeof(memory_template))))
+	return limiter_or_free(keyed_factory(pyrate_memory_bucket_new(rates, n, err), "", make_memory, 0, err),
+						   buffer_ms, PYRATE_FAIL_CLOSED, err);
+}
+
+/* the key prefix + name, sharing the template's connections */
+static pyrate_bucket *
+make_redis(const char *name, void *user, pyrate_error *err)
+{
+	keyed_template *t = user;
+	size_t		plen = strlen(t->prefix);
+	size_t		nlen = strlen(name);
+	char		stack[256];
+	char	   *key = plen + nlen < sizeof(stack) ? stack : malloc(plen + nlen + 1);
+	pyrate_bucket *b;
+
+	if (!key)
 	{
-		pyrate_close(probe);
 		pyr_fail(err, PYRATE_ENOMEM, "out of memory");
 		return NULL;
 	}
-	t->n = n;
-	memcpy(t->rates, probe->rates, n * sizeof(pyrate_rate));
-	pyrate_close(probe);
-	if (!(f = pyrate_factory_new_keyed(make_memory, t, NULL, 0, err)))
-	{
-		free(t);
-		return NULL;
-	}
-	pyr_factory_own(f, t);
-	return limiter_or_free(f, buffer_ms, PYRATE_FAIL_CLOSED, err);
+	memcpy(key, t->prefix, plen);
+	memcpy(key + plen, name, nlen + 1);
+	b = pyr_redis_bucket_sibling(t->proto, key, err);
+	if (key != stack)
+		free(key);
+	return b;
+}
+
+pyrate_factory *
+pyrate_redis_factory_new(const pyrate_rate *rates, int n, const pyrate_redis_options *opts,
+						 int64_t leak_interval_ms, pyrate_error *err)
+{
+	pyrate_redis_options o = opts ? *opts : (pyrate_redis_options) {0};
+	const char *prefix = o.key ? o.key : "pyrate:";
+
+	/* the prototype's own key is never used */
+	o.key = prefix[0] ? prefix : "pyrate:";
+	return keyed_factory(pyrate_redis_bucket_new(rates, n, &o, err), prefix, make_redis, leak_interval_ms, err);
 }
 
 pyrate_limiter *
@@ -338,10 +395,9 @@ pyrate_limiter *
 pyrate_limiter_new_redis(const pyrate_rate *rates, int n, const char *host, int port,
 						 int64_t buffer_ms, pyrate_error *err)
 {
-	pyrate_redis_options o = {host, port, NULL, NULL, "pyrate", 0, 0};
+	pyrate_redis_options o = {host, port, NULL, NULL, "pyrate:", 0, 0};
 
-	return single_or_close(pyrate_redis_bucket_new(rates, n, &o, err), true, buffer_ms,
-						   PYRATE_FAIL_CLOSED, err);
+	return limiter_or_free(pyrate_redis_factory_new(rates, n, &o, 0, err), buffer_ms, PYRATE_FAIL_CLOSED, err);
 }
 
 pyrate_limiter *

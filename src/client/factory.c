@@ -35,7 +35,8 @@ struct pyrate_factory
 	/* the keyed factory */
 	pyrate_make_bucket_fn make;
 	void	   *make_user;
-	void	   *owned;			/* freed with the factory */
+	void	   *owned;			/* released with the factory, by release_owned */
+	void		(*release_owned) (void *);
 	/* SingleBucketFactory: its bucket, read without the lock (NULL once disposed) */
 	pyrate_bucket *single;
 	/* the leaker */
@@ -328,7 +329,8 @@ pyrate_factory_free(pyrate_factory *f)
 		free(f->entries[i].key);
 	}
 	free(f->entries);
-	free(f->owned);
+	if (f->owned)
+		f->release_owned(f->owned);
 	pthread_cond_destroy(&f->wake);
 	pthread_mutex_destroy(&f->leak_lock);
 	pthread_mutex_destroy(&f->mutex);
@@ -426,7 +428,8 @@ pyrate_factory_new_keyed(pyrate_make_bucket_fn make, void *user, pyrate_clock *c
 }
 
 void
-pyr_factory_own(pyrate_factory *f, void *ptr)
+pyr_factory_own(pyrate_factory *f, void *ptr, void (*release) (void *))
 {
 	f->owned = ptr;
+	f->release_owned = release ? release : free;
 }

@@ -98,9 +98,11 @@ int			pyr_locked_now(pyrate_bucket *b, int64_t *ms, pyrate_error *err);
 
 /* the Redis bucket's script (bucket_redis.lua, embedded by the Makefile) */
 extern const char pyr_redis_script[];
+/* a Redis bucket on key sharing like's connections, rates and script (bucket_redis.c) */
+pyrate_bucket *pyr_redis_bucket_sibling(pyrate_bucket *like, const char *key, pyrate_error *err);
 
-/* hand f a block to free when it is freed */
-void		pyr_factory_own(pyrate_factory *f, void *ptr);
+/* hand f a block that release (free when NULL) frees after f's buckets are closed */
+void		pyr_factory_own(pyrate_factory *f, void *ptr, void (*release) (void *));
 
 /* check a weight argument (inline: the put paths; the message is out of line) */
 int			pyr_bad_weight(int64_t weight, pyrate_error *err);

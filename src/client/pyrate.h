@@ -250,8 +250,9 @@ pyrate_clock *pyrate_sqlite_clock_new(const char *path, pyrate_error *err);
  * RedisBucket: one sorted set per bucket key, its members encoding
  * (cumulative units, timestamp) and scored by timestamp, so a weight of 1000
  * is one member.  Each put is one EVALSHA (one round trip) of the bucket's
- * Lua script, its rates baked in (loaded on first use, reloaded on
- * NOSCRIPT).  An idle key expires by itself, never before its newest item
+ * Lua script, its rates baked in (called by its SHA-1, and sent to a server
+ * that says NOSCRIPT: at first use, after a restart or SCRIPT FLUSH).  An
+ * idle key expires by itself, never before its newest item
  * is older than the largest interval and by expire_ms after its last put
  * (server-stamped puts refresh the expiry once per expire_ms - largest
  * interval only; puts with the caller's timestamps refresh it every time).
@@ -260,15 +261,34 @@ pyrate_clock *pyrate_sqlite_clock_new(const char *path, pyrate_error *err);
  * a second, plus the local monotonic time since (within a millisecond of
  * the server's TIME on a LAN), so app servers share one clock.  A lost
  * connection is reopened by the next call.
+ *
+ * Redis Cluster is detected, not configured: at first use the bucket sends
+ * CLUSTER SLOTS to the address given; a slot map in reply means a cluster,
+ * an error a single server (as does a proxy that does not know the
+ * command), and a MOVED reply later makes any server a cluster.  On a
+ * cluster each call goes to the node serving its key's slot (CRC16 of the
+ * key, or of its first non-empty {hash tag}, as Redis computes it), over
+ * one connection per node; MOVED updates the map and the call follows it
+ * (the next call reloads the whole map), ASK sends ASKING and the call to
+ * the node named, leaving the map alone; a node that lost or never had the
+ * script is sent it (NOSCRIPT, per node).  The address given must answer
+ * at first use; afterwards the map names the nodes.  A call retries until
+ * timeout_ms after it began (a round trip waits timeout_ms at most): a node
+ * that cannot be reached, CLUSTERDOWN, TRYAGAIN and LOADING are waited out
+ * (the map reloaded between tries) until then, and become PYRATE_EBACKEND,
+ * so a limiter's fail mode decides, as for a server that cannot be
+ * reached.  A call whose reply was lost after sending is never sent again
+ * (it may have run).  The item is stamped by the clock of the node that
+ * runs the call.
  */
 typedef struct pyrate_redis_options
 {
-	const char *host;			/* NULL: 127.0.0.1 */
+	const char *host;			/* NULL: 127.0.0.1 (any node of a cluster) */
 	int			port;			/* 0: 6379 */
 	const char *unix_path;		/* a unix socket instead of host:port */
-	const char *password;		/* AUTH, or NULL */
-	const char *key;			/* the bucket key */
-	int			timeout_ms;		/* connect and command timeout; 0: 2000 */
+	const char *password;		/* AUTH, or NULL (every node of a cluster) */
+	const char *key;			/* the bucket key (the factory's: the key prefix) */
+	int			timeout_ms;		/* connecting, a round trip, a call's retries; 0: 2000 */
 	int64_t		expire_ms;		/* idle key lifetime; 0: largest interval + 1s */
 } pyrate_redis_options;
 
@@ -403,6 +423,20 @@ pyrate_factory *pyrate_single_bucket_factory_new(pyrate_bucket *bucket, bool sch
 pyrate_factory *pyrate_factory_new_keyed(pyrate_make_bucket_fn make, void *user, pyrate_clock *clock,
 										 int64_t leak_interval_ms, pyrate_error *err);
 
+/*
+ * A keyed factory of Redis buckets: the bucket of name N is the key
+ * opts->key followed by N (opts->key NULL: "pyrate:"; "" is allowed), so
+ * names spread over a cluster's nodes.  Every bucket of the factory shares
+ * one set of connections (one per node) and one script.  Keys are
+ * co-located on one node only where a caller asks, by Redis's own rule: a
+ * {hash tag} in the name ("user:{42}:api" and "user:{42}:upload" share a
+ * slot), or in the prefix (then every name does).  leak_interval_ms as in
+ * pyrate_factory_options (0: 10000; < 0: no leaker; idle keys expire by
+ * themselves either way).
+ */
+pyrate_factory *pyrate_redis_factory_new(const pyrate_rate *rates, int n, const pyrate_redis_options *opts,
+										 int64_t leak_interval_ms, pyrate_error *err);
+
 int			pyrate_factory_wrap_item(pyrate_factory *f, const char *name, int64_t weight,
 									 pyrate_item *out, pyrate_error *err);
 int			pyrate_factory_get(pyrate_factory *f, const pyrate_item *item, pyrate_bucket **out,
@@ -493,7 +527,11 @@ bool		pyrate_limiter_dispose(pyrate_limiter *l, pyrate_bucket *bucket);
 /* close: frees the limiter, its factory, the leaker and every bucket. */
 void		pyrate_limiter_free(pyrate_limiter *l);
 
-/* limiter_factory: one-call limiters.  Memory and SQLite ones are keyed: one bucket per name. */
+/*
+ * limiter_factory: one-call limiters.  The memory and Redis ones are keyed:
+ * one bucket per name (Redis: pyrate_redis_factory_new with the key prefix
+ * "pyrate:", one key per name); the SQLite one is one bucket for every name.
+ */
 pyrate_limiter *pyrate_limiter_new_memory(const pyrate_rate *rates, int n, int64_t buffer_ms,
 										  pyrate_error *err);
 pyrate_limiter *pyrate_limiter_new_sqlite(const pyrate_rate *rates, int n, const char *path,

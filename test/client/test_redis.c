@@ -534,6 +534,12 @@ main(int argc, char **argv)
 			if (pyrate_try_acquire(l, "x", 1, false, -1, &ok, NULL, &e) == PYRATE_OK && ok)
 				got++;
 		CHECK(got == 3, "3/s through the Redis limiter: %d of 5", got);
+		for (i = got = 0; l && i < 5; i++)
+			if (pyrate_try_acquire(l, "y", 1, false, -1, &ok, NULL, &e) == PYRATE_OK && ok)
+				got++;
+		CHECK(got == 3, "another name has a bucket of its own: %d of 5", got);
+		CHECK(redis_int(c, "ZCARD %s", "pyrate:x") == 3 && redis_int(c, "ZCARD %s", "pyrate:y") == 3,
+			  "one key per name: pyrate:x and pyrate:y");
 		pyrate_limiter_free(l);
 	}
 	redisFree(c);

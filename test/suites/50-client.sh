@@ -6,6 +6,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 . test/lib.sh
+. test/client/valgrind.sh
 pyrate_trap
 pyrate_install_deps
 
@@ -16,7 +17,6 @@ PGPORT_C=56301
 BOUNCER_PORT=56302
 PGPORT_PLAIN=56303
 REDIS_PORT=6361
-VALGRIND=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --child-silent-after-fork=yes)
 mkdir -p "$BIN"
 
 echo "== building libpyrate, the CLI, the tests and the replay tool"
@@ -94,17 +94,7 @@ echo "== C tests under valgrind"
 run_test() {
 	local name=$1
 	shift
-	"${VALGRIND[@]}" "$BIN/$name" "$@" >"$TMP/$name.out" 2>&1
-	local rc=$?
-	grep -v '^ok' "$TMP/$name.out"
-	add_counts "$TMP/$name.out"
-	if [ $rc = 99 ]; then
-		not_ok "$name: valgrind reported errors"
-	elif [ $rc -gt 128 ]; then
-		not_ok "$name: died by signal $((rc - 128))"
-	else
-		ok "$name: valgrind clean"
-	fi
+	valgrind_test "$TMP/$name.out" "$name" "$BIN/$name" "$@"
 }
 mkdir -p "$TMP/sqlite"
 run_test test_local "$TMP/sqlite"
