@@ -1,4 +1,5 @@
-/* pyrate 1.0 -> 1.1: rates as text, and pyrate_define returns the definition */
+/* pyrate 1.0 -> 1.1: rates as text, pyrate_define returns the definition,
+   and table buckets say when they are next due for a leak */
 
 \echo Use "ALTER EXTENSION pyrate UPDATE TO '1.1'" to load this file. \quit
 
@@ -57,3 +58,12 @@ END
 $pyrate$;
 COMMENT ON FUNCTION @extschema@.pyrate_define(text, @extschema@.pyrate_rate[], text, boolean) IS 'define (or redefine) the rates of a bucket name or a pattern with *; returns the definition';
 COMMENT ON FUNCTION @extschema@.pyrate_define(text, text, text, boolean) IS 'define (or redefine) with rates as text: ''5/s'', ''5/s, 1000/h'' or ''{5/s,1000/h}''; returns the definition';
+
+-- When each table bucket next has something to leak or to reclaim (its
+-- oldest item's time plus its largest interval): a leak reads the buckets
+-- due, through this index, not every bucket.  Every existing bucket is due
+-- at once; its first leak after the update sets the real time.
+ALTER TABLE @extschema@.pyrate_bucket_data ADD COLUMN due bigint;
+UPDATE @extschema@.pyrate_bucket_data b SET due = coalesce(
+	(SELECT pg_catalog.min(i.ts) FROM @extschema@.pyrate_item_data i WHERE i.bucket OPERATOR(pg_catalog.=) b.id), 0);
+CREATE INDEX pyrate_bucket_data_due ON @extschema@.pyrate_bucket_data (due);

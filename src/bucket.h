@@ -56,6 +56,11 @@ typedef struct PyrateEngine
 	bool		(*reclaim) (const PyrateBucket *b, int64 before);
 	/* every bucket of this engine in the current database */
 	void		(*each_bucket) (Oid nsp, PyrateBucketCallback cb, void *arg);
+	/*
+	 * at least every bucket that may have something to leak, or be idle
+	 * long enough to reclaim, at time at (a leak pass reads only these)
+	 */
+	void		(*each_due) (Oid nsp, int64 at, PyrateBucketCallback cb, void *arg);
 } PyrateEngine;
 
 #endif							/* PYRATE_BUCKET_H */

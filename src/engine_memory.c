@@ -718,6 +718,13 @@ memory_each_bucket(Oid nsp, PyrateBucketCallback cb, void *arg)
 	pfree(buf);
 }
 
+/* A memory bucket's leak is one O(log n) step: every bucket is worth a look. */
+static void
+memory_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
+{
+	memory_each_bucket(nsp, cb, arg);
+}
+
 const PyrateEngine pyrate_memory_engine = {
 	"memory",
 	false,
@@ -728,7 +735,8 @@ const PyrateEngine pyrate_memory_engine = {
 	memory_flush,
 	memory_dispose,
 	memory_reclaim,
-	memory_each_bucket
+	memory_each_bucket,
+	memory_each_due
 };
 
 /* ---- saving and restoring (memory_file.c), postmaster only ----------- */

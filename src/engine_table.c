@@ -60,7 +60,8 @@ enum
 	Anum_bucket_id = 1,
 	Anum_bucket_name,
 	Anum_bucket_created,
-	Natts_bucket = Anum_bucket_created
+	Anum_bucket_due,			/* 1.1 */
+	Natts_bucket = Anum_bucket_due
 };
 
 enum
@@ -73,11 +74,11 @@ enum
 };
 
 static const PyrateTable buckets_table = {
-	BUCKETS_TABLE, Natts_bucket,
-	{{"id", INT8OID}, {"name", TEXTOID}, {"created", TIMESTAMPTZOID}}
+	BUCKETS_TABLE, Natts_bucket, Anum_bucket_created,
+	{{"id", INT8OID}, {"name", TEXTOID}, {"created", TIMESTAMPTZOID}, {"due", INT8OID}}
 };
 static const PyrateTable items_table = {
-	ITEMS_TABLE, Natts_item,
+	ITEMS_TABLE, Natts_item, Natts_item,
 	{{"bucket", INT8OID}, {"cum", INT8OID}, {"ts", INT8OID}, {"weight", INT4OID}}
 };
 
@@ -515,8 +516,18 @@ new_bucket_id(Oid nsp)
 	return nextval_internal(seq, false);
 }
 
+/* The bucket's largest interval: its definition's, else what a leak used. */
 static int64
-create_bucket(const PyrateBucket *b)
+largest_interval(const PyrateBucket *b, int64 before)
+{
+	if (b->def.nrates > 0)
+		return b->def.rates[b->def.nrates - 1].interval;
+	return Max(pyrate_now_ms() - before, 0);
+}
+
+/* due: when the bucket first has something to leak or reclaim (1.1 on) */
+static int64
+create_bucket(const PyrateBucket *b, int64 due)
 {
 	PyrateRel	rel;
 	Datum		values[Natts_bucket];
@@ -527,6 +538,7 @@ create_bucket(const PyrateBucket *b)
 	values[Anum_bucket_id - 1] = Int64GetDatum(id);
 	values[Anum_bucket_name - 1] = CStringGetTextDatum(b->name);
 	values[Anum_bucket_created - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	values[Anum_bucket_due - 1] = Int64GetDatum(due);
 	pyrate_rel_insert(&rel, pyrate_rel_form(&rel, values, nulls));
 	pyrate_rel_close(&rel);
 	return id;
@@ -540,7 +552,7 @@ insert_item(TableBucket *tb, int64 ts, int64 weight)
 
 	load_newest(tb);
 	if (tb->id < 0)
-		tb->id = create_bucket(tb->b);
+		tb->id = create_bucket(tb->b, ts + largest_interval(tb->b, 0));
 	/* a clock stepping back never breaks the order of the log */
 	if (!tb->empty && ts < tb->newest_ts)
 		ts = tb->newest_ts;
@@ -779,6 +791,46 @@ delete_items(TableBucket *tb, int64 before, int64 max_items)
 	return removed;
 }
 
+/*
+ * After a leak: the bucket is next due when its oldest item (the tombstone,
+ * when that is all it holds) leaves the largest window, or, holding
+ * nothing, one largest interval from now.  Written only when it changed; a
+ * concurrent leak that wrote it first wins.
+ */
+static void
+update_due(TableBucket *tb, int64 before)
+{
+	PyrateRel	buckets;
+	ScanKeyData key;
+	int64		interval = largest_interval(tb->b, before);
+	int64		due;
+
+	pyrate_key_int8(&key, 1, BTEqualStrategyNumber, tb->id);
+	if (pyrate_probe(&tb->items, tb->by_ts, &key, 1, ForwardScanDirection, SnapshotSelf))
+		due = ITEM_I64(tb, Anum_item_ts) + interval;
+	else
+		due = pyrate_now_ms() + interval;
+	if (lookup_bucket(tb->b->nsp, tb->b->name, RowExclusiveLock, &buckets) >= 0 &&
+		buckets.ncolumns >= Anum_bucket_due)
+	{
+		slot_getallattrs(buckets.slot);
+		if (buckets.slot->tts_isnull[Anum_bucket_due - 1] ||
+			DatumGetInt64(buckets.slot->tts_values[Anum_bucket_due - 1]) != due)
+		{
+			Datum		values[Natts_bucket];
+			bool		nulls[Natts_bucket];
+
+			memcpy(values, buckets.slot->tts_values, sizeof(Datum) * buckets.ncolumns);
+			memcpy(nulls, buckets.slot->tts_isnull, sizeof(bool) * buckets.ncolumns);
+			values[Anum_bucket_due - 1] = Int64GetDatum(due);
+			nulls[Anum_bucket_due - 1] = false;
+			(void) pyrate_rel_update_if_unchanged(&buckets, &buckets.slot->tts_tid,
+												  pyrate_rel_form(&buckets, values, nulls));
+		}
+	}
+	pyrate_rel_close(&buckets);
+}
+
 static int64
 table_leak(const PyrateBucket *b, int64 before, int64 max_items)
 {
@@ -788,6 +840,8 @@ table_leak(const PyrateBucket *b, int64 before, int64 max_items)
 	prevent_writes("leak", b->name);
 	tb_open(&tb, b, RowExclusiveLock, false);
 	removed = delete_items(&tb, before, max_items);
+	if (tb.id >= 0)
+		update_due(&tb, before);
 	tb_close(&tb);
 	return removed;
 }
@@ -813,9 +867,12 @@ table_flush(const PyrateBucket *b)
 		bool		nulls[Natts_bucket];
 
 		slot_getallattrs(buckets.slot);
-		memcpy(values, buckets.slot->tts_values, sizeof(values));
-		memcpy(nulls, buckets.slot->tts_isnull, sizeof(nulls));
+		memcpy(values, buckets.slot->tts_values, sizeof(Datum) * buckets.ncolumns);
+		memcpy(nulls, buckets.slot->tts_isnull, sizeof(bool) * buckets.ncolumns);
 		values[Anum_bucket_id - 1] = Int64GetDatum(new_bucket_id(b->nsp));
+		/* nothing to leak: reclaim it if it stays idle */
+		values[Anum_bucket_due - 1] = Int64GetDatum(pyrate_now_ms() + largest_interval(b, 0));
+		nulls[Anum_bucket_due - 1] = false;
 		pyrate_rel_update(&buckets, &buckets.slot->tts_tid,
 						  pyrate_rel_form(&buckets, values, nulls));
 		forget_bucket_ids(RelationGetRelid(buckets.heap));
@@ -931,6 +988,53 @@ table_foreach(Oid nsp, PyrateBucketCallback cb, void *arg)
 	pyrate_rel_close(&buckets);
 }
 
+/*
+ * The buckets due by at: those whose oldest item may have left its largest
+ * window, or that may have been idle long enough to reclaim, from the index
+ * on due — a leak reads what it has to do, not every bucket.  Before the
+ * update to 1.1 (no due column), every bucket.
+ */
+static void
+table_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
+{
+	static const AttrNumber due_key[] = {Anum_bucket_due};
+	PyrateRel	buckets;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	Snapshot	snap;
+
+	pyrate_rel_open(&buckets, nsp, &buckets_table, AccessShareLock);
+	if (buckets.ncolumns < Anum_bucket_due)
+	{
+		pyrate_rel_close(&buckets);
+		table_foreach(nsp, cb, arg);
+		return;
+	}
+	pyrate_key_int8(&key, 1, BTLessEqualStrategyNumber, at);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = index_beginscan(buckets.heap, pyrate_rel_index(&buckets, 1, due_key), snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, buckets.slot))
+	{
+		PyrateBucket b;
+		TableBucket tb;
+		int64		count;
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(buckets.slot);
+		memset(&b, 0, sizeof(b));
+		b.nsp = nsp;
+		b.name = TextDatumGetCString(buckets.slot->tts_values[Anum_bucket_name - 1]);
+		tb_open(&tb, &b, AccessShareLock, false);
+		count = count_units(&tb);
+		tb_close(&tb);
+		cb(b.name, count, arg);
+	}
+	index_endscan(scan);
+	UnregisterSnapshot(snap);
+	pyrate_rel_close(&buckets);
+}
+
 const PyrateEngine pyrate_table_engine = {
 	"table",
 	true,
@@ -941,5 +1045,6 @@ const PyrateEngine pyrate_table_engine = {
 	table_flush,
 	table_dispose,
 	table_reclaim,
-	table_foreach
+	table_foreach,
+	table_each_due
 };

@@ -351,7 +351,7 @@ leak_every_bucket(Oid nsp, int64 at)
 		List	   *names = NIL;
 		ListCell   *lc;
 
-		engines[i]->each_bucket(nsp, collect_name, &names);
+		engines[i]->each_due(nsp, at, collect_name, &names);
 		foreach(lc, names)
 		{
 			Listed	   *l = lfirst(lc);

@@ -45,7 +45,7 @@ enum
 };
 
 static const PyrateTable definitions_table = {
-	DEFINITIONS_TABLE, Natts_def,
+	DEFINITIONS_TABLE, Natts_def, Natts_def,
 	{{"pattern", TEXTOID}, {"rates", InvalidOid}, {"storage", TEXTOID},
 	{"dry_run", BOOLOID}, {"created", TIMESTAMPTZOID}}
 };

@@ -41,42 +41,51 @@ type_is(Oid type, const PyrateColumn *c, Oid nsp)
 						ObjectIdGetDatum(nsp));
 }
 
-static void
+/*
+ * The columns of t the table has, in order from the first: every required
+ * one, then those of later versions it has been updated to; after them only
+ * dropped columns.  ERROR naming the table otherwise.
+ */
+static int
 check_columns(Relation heap, const PyrateTable *t, Oid nsp)
 {
 	TupleDesc	desc = RelationGetDescr(heap);
 	char		msg[2 * NAMEDATALEN + 64];
+	int			present = 0;
 	int			i;
 
-	for (i = 0; i < desc->natts; i++)
+	while (present < Min(desc->natts, t->ncolumns))
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, present);
+
+		if (att->attisdropped || strcmp(NameStr(att->attname), t->columns[present].name) != 0 ||
+			!type_is(att->atttypid, &t->columns[present], nsp))
+			break;
+		present++;
+	}
+	if (present < t->nrequired)
+	{
+		if (present < desc->natts)
+			snprintf(msg, sizeof(msg), "column %d is not \"%s\" of its original type", present + 1,
+					 t->columns[present].name);
+		else
+			snprintf(msg, sizeof(msg), "column \"%s\" is missing", t->columns[present].name);
+		bad_layout(heap, msg,
+				   "Restore the column as the extension created it, or save the definitions (pg_dump -t) and recreate the extension: DROP EXTENSION pyrate; CREATE EXTENSION pyrate.");
+	}
+	for (i = present; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
-		if (i >= t->ncolumns)
-		{
-			if (att->attisdropped)
-				continue;
-			snprintf(msg, sizeof(msg), "it has a column \"%s\" of its own", NameStr(att->attname));
-			bad_layout(heap, msg, psprintf("Drop the column: ALTER TABLE %s.%s DROP COLUMN %s;",
-										   quote_identifier(get_namespace_name(RelationGetNamespace(heap))),
-										   quote_identifier(RelationGetRelationName(heap)),
-										   quote_identifier(NameStr(att->attname))));
-		}
-		if (att->attisdropped || strcmp(NameStr(att->attname), t->columns[i].name) != 0 ||
-			!type_is(att->atttypid, &t->columns[i], nsp))
-		{
-			snprintf(msg, sizeof(msg), "column %d is not \"%s\" of its original type", i + 1,
-					 t->columns[i].name);
-			bad_layout(heap, msg,
-					   "Restore the column as the extension created it, or save the definitions (pg_dump -t) and recreate the extension: DROP EXTENSION pyrate; CREATE EXTENSION pyrate.");
-		}
+		if (att->attisdropped)
+			continue;
+		snprintf(msg, sizeof(msg), "it has a column \"%s\" of its own", NameStr(att->attname));
+		bad_layout(heap, msg, psprintf("Drop the column: ALTER TABLE %s.%s DROP COLUMN %s;",
+									   quote_identifier(get_namespace_name(RelationGetNamespace(heap))),
+									   quote_identifier(RelationGetRelationName(heap)),
+									   quote_identifier(NameStr(att->attname))));
 	}
-	if (desc->natts < t->ncolumns)
-	{
-		snprintf(msg, sizeof(msg), "column \"%s\" is missing", t->columns[desc->natts].name);
-		bad_layout(heap, msg,
-				   "Save the definitions (pg_dump -t) and recreate the extension: DROP EXTENSION pyrate; CREATE EXTENSION pyrate.");
-	}
+	return present;
 }
 
 /* Only plain btrees on columns: those are the indexes pyrate maintains. */
@@ -120,7 +129,7 @@ pyrate_rel_open(PyrateRel *r, Oid nsp, const PyrateTable *t, LOCKMODE mode)
 	r->heap = table_open(relid, mode);
 	r->lockmode = mode;
 	r->nindexes = 0;
-	check_columns(r->heap, t, nsp);
+	r->ncolumns = check_columns(r->heap, t, nsp);
 	indexes = RelationGetIndexList(r->heap);
 	foreach(lc, indexes)
 	{
@@ -143,7 +152,7 @@ HeapTuple
 pyrate_rel_form(PyrateRel *r, const Datum *values, const bool *nulls)
 {
 	TupleDesc	desc = RelationGetDescr(r->heap);
-	int			n = r->table->ncolumns;
+	int			n = r->ncolumns;
 	Datum	   *v;
 	bool	   *isnull;
 
@@ -164,7 +173,7 @@ pyrate_rel_deform(PyrateRel *r, HeapTuple tup, Datum *values, bool *nulls)
 	TupleDesc	desc = RelationGetDescr(r->heap);
 	int			i;
 
-	for (i = 0; i < r->table->ncolumns; i++)
+	for (i = 0; i < r->ncolumns; i++)
 		values[i] = heap_getattr(tup, i + 1, desc, &nulls[i]);
 }
 

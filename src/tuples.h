@@ -38,12 +38,18 @@ typedef struct PyrateTable
 {
 	const char *name;
 	int			ncolumns;
+	/*
+	 * Columns every version of the extension has; the others, at the end,
+	 * are new in a later version, absent until ALTER EXTENSION pyrate UPDATE
+	 */
+	int			nrequired;
 	PyrateColumn columns[PYRATE_MAX_COLUMNS];
 } PyrateTable;
 
 typedef struct PyrateRel
 {
 	const PyrateTable *table;
+	int			ncolumns;		/* the table's columns present, nrequired or more */
 	Relation	heap;
 	int			nindexes;
 	Relation	indexes[PYRATE_MAX_INDEXES];
@@ -62,9 +68,9 @@ void		pyrate_rel_close(PyrateRel *r);
 /* The index over exactly these heap columns, in this order. */
 Relation	pyrate_rel_index(PyrateRel *r, int natts, const AttrNumber *atts);
 
-/* A tuple of the table from its columns' values (t->ncolumns of them). */
+/* A tuple of the table from its columns' values (r->ncolumns of them). */
 HeapTuple	pyrate_rel_form(PyrateRel *r, const Datum *values, const bool *nulls);
-/* The table's columns of a tuple (t->ncolumns of them). */
+/* The table's columns of a tuple (r->ncolumns of them). */
 void		pyrate_rel_deform(PyrateRel *r, HeapTuple tup, Datum *values, bool *nulls);
 
 /* Insert, with index entries. */

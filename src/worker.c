@@ -332,7 +332,7 @@ leak_all(int64 at, LeakPass *pass)
 	c.at = at;
 	c.targets = NIL;
 	for (c.engine = 0; c.engine < nengines; c.engine++)
-		engines[c.engine]->each_bucket(c.nsp, collect, &c);
+		engines[c.engine]->each_due(c.nsp, at, collect, &c);
 	end();
 
 	/*

@@ -108,6 +108,8 @@ usql -c "CREATE EXTENSION pyrate VERSION '1.0'" \
 	-c "SELECT pyrate_put('up:t:a', 2), pyrate_put('up:m:a', 2)" \
 	-c "CREATE ROLE pyrate_definer" \
 	-c "GRANT EXECUTE ON FUNCTION pyrate_define(text, pyrate_rate[], text, boolean) TO pyrate_definer" >/dev/null
+check "the new library leaks a 1.0 database (no due column: every bucket read)" \
+	test "$(usql -c "SELECT pyrate_leak() >= 0")" = t
 check "before the update the database is at 1.0" \
 	test "$(usql -c "SELECT extversion FROM pg_extension WHERE extname = 'pyrate'")" = 1.0
 # a session in the middle of a transaction that took a table permit
@@ -115,10 +117,21 @@ coproc HOLDER { psql -X -At -q "$U"; }
 echo "BEGIN; SELECT pyrate_put('up:t:b', 1); SELECT 'held';" >&"${HOLDER[1]}"
 read -r -t 10 held <&"${HOLDER[0]}"; read -r -t 10 held <&"${HOLDER[0]}"
 check "a session holds a table permit in an open transaction ($held)" test "$held" = held
-usql -c "ALTER EXTENSION pyrate UPDATE" >/dev/null
+# the update adds a column to pyrate_bucket_data, which the holder wrote: it
+# waits for the holder's commit, as any ALTER TABLE would
+usql -c "SET application_name = 'pyrate-update'" -c "ALTER EXTENSION pyrate UPDATE" >/dev/null &
+updater=$!
+for i in $(seq 100); do
+	[ "$(usql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pyrate-update' AND wait_event_type = 'Lock'")" = 1 ] && break
+	sleep 0.1
+done
+check "the update waits for the transaction that holds a permit" \
+	test "$(usql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pyrate-update' AND wait_event_type = 'Lock'")" = 1
 echo "COMMIT;" >&"${HOLDER[1]}"
 exec {HOLDER[1]}>&-
 wait "$HOLDER_PID" 2>/dev/null
+wait "$updater"
+check "... and completes once it commits" test $? = 0
 check "ALTER EXTENSION pyrate UPDATE reaches the default version" \
 	test "$(usql -c "SELECT extversion FROM pg_extension WHERE extname = 'pyrate'")" = "$(sed -n "s/^default_version = '\(.*\)'/\1/p" pyrate.control)"
 check "the definitions come through the update" \
@@ -131,6 +144,8 @@ check "the role granted pyrate_define keeps it, for both forms" \
 	test "$(usql -c "SET ROLE pyrate_definer" -c "SELECT (pyrate_define('up:r', '{1/s}')).storage, (pyrate_define('up:s', '2/s')).rates" -c "RESET ROLE")" = "table|{2/1s}"
 check "PUBLIC still may not define" \
 	test "$(usql -c "SELECT has_function_privilege('public', 'pyrate_define(text, text, text, boolean)', 'EXECUTE')")" = f
+check "after the update a table bucket records when it is next due" \
+	test "$(usql -c "SELECT count(*) FROM pyrate_bucket_data WHERE due IS NULL")" = 0
 check "the updated database matches a fresh install, object by object" \
 	test "$(usql -c "SELECT count(*) FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pyrate') AND deptype = 'e'")" = \
 	"$(sql -c "SELECT count(*) FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pyrate') AND deptype = 'e'")"
