@@ -181,6 +181,22 @@ add_counts() {
 	SUITE_PASSED=$((SUITE_PASSED + $(echo "$line" | awk '{print $1}')))
 	SUITE_FAILED=$((SUITE_FAILED + $(echo "$line" | awk '{print $3}')))
 }
+# client_build LOG TEST... — libpyrate and the replay tool, then each
+# test/client/TEST.c built into $(pyrate_tmp)/bin/TEST with the suites'
+# flags (warnings are errors); compiler output goes to LOG
+client_build() {
+	local log=$1 t
+	shift
+	mkdir -p "$(pyrate_tmp)/bin"
+	make -s -C "$PYRATE_TOP/src/client" >"$log" 2>&1 &&
+		make -s -C "$PYRATE_TOP" test/conformance/replay >>"$log" 2>&1 || return 1
+	for t in "$@"; do
+		gcc -O1 -g -Wall -Wextra -Werror -std=gnu99 -I"$PYRATE_TOP/src/client" -I"$(pg_config --includedir)" \
+			-o "$(pyrate_tmp)/bin/$t" "$PYRATE_TOP/test/client/$t.c" "$PYRATE_TOP/src/client/libpyrate.a" \
+			-L"$(pg_config --libdir)" -lpq -lhiredis -lsqlite3 -lpthread -lm 2>>"$log" || return 1
+	done
+}
+
 # regress_results LOGFILE KIND TEST... — an ok/not_ok line per test of a
 # pg_regress or isolation run, from its log
 regress_results() {

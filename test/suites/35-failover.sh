@@ -13,6 +13,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 . test/lib.sh
+. test/client/valgrind.sh
 pyrate_trap
 pyrate_install_deps
 
@@ -23,10 +24,7 @@ STANDBY_PORT=56402
 mkdir -p "$BIN"
 
 echo "== building libpyrate and test_failover"
-CC_FLAGS=(-O1 -g -Wall -Wextra -Werror -std=gnu99 -Isrc/client -I"$(pg_config --includedir)")
-LIBS=(src/client/libpyrate.a -L"$(pg_config --libdir)" -lpq -lhiredis -lsqlite3 -lpthread -lm)
-if make -s -C src/client >"$TMP/build.log" 2>&1 &&
-	gcc "${CC_FLAGS[@]}" -o "$BIN/test_failover" test/client/test_failover.c "${LIBS[@]}" 2>>"$TMP/build.log"; then
+if client_build "$TMP/build.log" test_failover; then
 	ok "test_failover builds without warnings"
 else
 	cat "$TMP/build.log"
@@ -86,23 +84,8 @@ SH
 
 echo "== test_failover"
 MULTI="host=$PRIMARY/sock,$STANDBY/sock port=$PRIMARY_PORT,$STANDBY_PORT user=postgres dbname=postgres target_session_attrs=read-write"
-RUN=("$BIN/test_failover")
-if command -v valgrind >/dev/null; then
-	RUN=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
-		--child-silent-after-fork=yes "$BIN/test_failover")
-fi
-"${RUN[@]}" "$MULTI" "$STANDBY_DSN" "bash $TMP/stop-primary.sh" "bash $TMP/promote.sh" >"$TMP/test_failover.out" 2>&1
-rc=$?
-# its own totals, named: the suite's line below is the one that counts
-sed 's/^\([0-9]* passed, [0-9]* failed\)$/test_failover: \1/' "$TMP/test_failover.out"
-add_counts "$TMP/test_failover.out"
-if [ $rc = 99 ]; then
-	not_ok "test_failover: valgrind reported errors"
-elif [ $rc -gt 128 ]; then
-	not_ok "test_failover: died by signal $((rc - 128))"
-elif [ ${#RUN[@]} -gt 1 ]; then
-	ok "test_failover: valgrind clean"
-fi
+valgrind_test "$TMP/test_failover.out" test_failover \
+	"$BIN/test_failover" "$MULTI" "$STANDBY_DSN" "bash $TMP/stop-primary.sh" "bash $TMP/promote.sh"
 
 pg_stop failover_standby
 pg_stop failover_primary

@@ -20,13 +20,7 @@ REDIS_PORT=6361
 mkdir -p "$BIN"
 
 echo "== building libpyrate, the CLI, the tests and the replay tool"
-CC_FLAGS=(-O1 -g -Wall -Wextra -Werror -std=gnu99 -Isrc/client -I"$(pg_config --includedir)")
-LIBS=(src/client/libpyrate.a -L"$(pg_config --libdir)" -lpq -lhiredis -lsqlite3 -lpthread -lm)
-if make -s -C src/client >"$TMP/build.log" 2>&1 &&
-	make -s test/conformance/replay >>"$TMP/build.log" 2>&1 &&
-	gcc "${CC_FLAGS[@]}" -o "$BIN/test_local" test/client/test_local.c "${LIBS[@]}" 2>>"$TMP/build.log" &&
-	gcc "${CC_FLAGS[@]}" -o "$BIN/test_redis" test/client/test_redis.c "${LIBS[@]}" 2>>"$TMP/build.log" &&
-	gcc "${CC_FLAGS[@]}" -o "$BIN/test_pg" test/client/test_pg.c "${LIBS[@]}" 2>>"$TMP/build.log"; then
+if client_build "$TMP/build.log" test_local test_redis test_pg; then
 	ok "client builds without warnings"
 else
 	cat "$TMP/build.log"

@@ -22,11 +22,7 @@ NODE_TIMEOUT=5000
 mkdir -p "$BIN"
 
 echo "== building libpyrate, the replay tool and the test"
-if make -s -C src/client >"$TMP/build.log" 2>&1 &&
-	make -s test/conformance/replay >>"$TMP/build.log" 2>&1 &&
-	gcc -O1 -g -Wall -Wextra -Werror -std=gnu99 -Isrc/client -o "$BIN/test_redis_cluster" \
-		test/client/test_redis_cluster.c src/client/libpyrate.a -L"$(pg_config --libdir)" \
-		-lpq -lhiredis -lsqlite3 -lpthread -lm 2>>"$TMP/build.log"; then
+if client_build "$TMP/build.log" test_redis_cluster; then
 	ok "cluster test builds without warnings"
 else
 	cat "$TMP/build.log"
