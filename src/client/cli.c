@@ -6,11 +6,15 @@
  *   pyrate define PATTERN RATE... [--storage memory|table] [--dry-run] [--dsn DSN]
  *   pyrate status [NAME] [--dsn DSN]
  *   pyrate leak [NAME] [--dsn DSN]
+ *   pyrate shard NAME --shards 'DSN;DSN;...'
  *
  * Exit status: 0 done (admitted), 1 rejected, 2 error: on stderr one line,
  * "pyrate: MESSAGE (SQLSTATE xxxxx)", then the server's DETAIL and HINT
  * lines when it sent them.  Without --dsn, libpq's PG* environment
- * variables choose the database.
+ * variables choose the database.  --shards in place of --dsn names several
+ * primaries, each name living on its shard (pyrate_shard_of): acquire,
+ * status NAME and leak NAME go to the name's shard, define, status and leak
+ * to every shard.
  */
 #include "pyrate.h"
 
@@ -24,7 +28,7 @@
 #define EXIT_ERROR 2
 
 static const char *const usage_main =
-"usage: pyrate COMMAND [ARGS] [--dsn DSN]\n"
+"usage: pyrate COMMAND [ARGS] [--dsn DSN | --shards 'DSN;DSN;...']\n"
 "\n"
 "Rate limiting through the pyrate PostgreSQL extension.\n"
 "\n"
@@ -33,35 +37,49 @@ static const char *const usage_main =
 "  define PATTERN RATE...  define the rates of the buckets matching PATTERN\n"
 "  status [NAME]    list buckets and their counts\n"
 "  leak [NAME]      remove items outside every window\n"
+"  shard NAME       print the shard NAME lives on (with --shards)\n"
 "\n"
 "Exit status: 0 success, 1 rejected, 2 error.  The database comes from --dsn\n"
-"or the PG* environment variables.  'pyrate COMMAND --help' for more.\n";
+"or the PG* environment variables; --shards names several primaries, each\n"
+"bucket name living on one of them.  'pyrate COMMAND --help' for more.\n";
 
 static const char *const usage_acquire =
-"usage: pyrate acquire NAME [--weight N] [--wait [--timeout SECONDS]] [--fail-open] [--dsn DSN]\n"
+"usage: pyrate acquire NAME [--weight N] [--wait [--timeout SECONDS]] [--fail-open] [--dsn DSN | --shards LIST]\n"
 "\n"
 "Take N permits (default 1) from bucket NAME.  Exits 0 when admitted, 1 when\n"
 "rejected (printing the retry-after in ms), 2 on an error.  --wait sleeps\n"
 "until admitted or until --timeout passes.  --fail-open admits (exit 0, with\n"
-"a warning) when the database cannot be reached; by default that is an error.\n";
+"a warning) when the database cannot be reached; by default that is an error.\n"
+"With --shards 'DSN;DSN;...' the permit comes from NAME's shard.\n";
 
 static const char *const usage_define =
-"usage: pyrate define PATTERN RATE... [--storage memory|table] [--dry-run] [--dsn DSN]\n"
+"usage: pyrate define PATTERN RATE... [--storage memory|table] [--dry-run] [--dsn DSN | --shards LIST]\n"
 "\n"
 "Define the rates of every bucket whose name matches PATTERN ('*' matches any\n"
 "run of characters), e.g.  pyrate define 'api:*' 5/s 1000/h\n"
-"Rates: LIMIT/INTERVAL with INTERVAL like s, 1m, 1500ms, h, 2d, w.\n";
+"Rates: LIMIT/INTERVAL with INTERVAL like s, 1m, 1500ms, h, 2d, w.\n"
+"With --shards 'DSN;DSN;...' every shard gets the definition, in order.\n";
 
 static const char *const usage_status =
-"usage: pyrate status [NAME] [--dsn DSN]\n"
+"usage: pyrate status [NAME] [--dsn DSN | --shards LIST]\n"
 "\n"
-"List the buckets (all, or NAME) with their definition, storage and count.\n";
+"List the buckets (all, or NAME) with their definition, storage and count.\n"
+"With --shards 'DSN;DSN;...': NAME on its shard, or every shard in turn.\n";
 
 static const char *const usage_leak =
-"usage: pyrate leak [NAME] [--dsn DSN]\n"
+"usage: pyrate leak [NAME] [--dsn DSN | --shards LIST]\n"
 "\n"
 "Remove the items outside every window of bucket NAME, or of every bucket,\n"
-"and print how many units were removed.\n";
+"and print how many units were removed.  With --shards 'DSN;DSN;...': NAME\n"
+"on its shard, or every bucket of every shard.\n";
+
+static const char *const usage_shard =
+"usage: pyrate shard NAME --shards 'DSN;DSN;...'\n"
+"\n"
+"Print the shard bucket NAME lives on: its number (from 0, in the order of\n"
+"the list), a tab and its DSN.  The shard is the 64-bit FNV-1a hash of NAME\n"
+"(of its {hash tag} alone when it has one) modulo the number of shards.\n"
+"Connects to nothing.\n";
 
 static int
 die(const char *fmt, ...)
@@ -93,17 +111,23 @@ put_flat(const char *text)
 /*
  * An error as psql shows one: the message on the first line (with the
  * server's SQLSTATE), then its DETAIL and HINT.  A database that cannot be
- * reached gets a hint on how to point the command at one.
+ * reached gets a hint on how to point the command at one.  An error of one
+ * of several shards names it (shard -1: a single database).
  */
 static int
-fail(const pyrate_error *e)
+fail_on(int shard, const pyrate_error *e)
 {
 	const char *hint = e->hint;
 
 	if (!hint[0] && !e->sqlstate[0] && (e->code == PYRATE_EBACKEND || e->code == PYRATE_ETIMEOUT))
-		hint = "Point pyrate at the server with --dsn 'host=... dbname=...', or with the "
+		hint = shard >= 0 ?
+			"The shard is the one of that number in --shards 'DSN;DSN;...', counted from 0; "
+			"names on the other shards are not affected." :
+			"Point pyrate at the server with --dsn 'host=... dbname=...', or with the "
 			"environment variables PGHOST, PGPORT, PGDATABASE and PGUSER.";
 	fputs("pyrate: ", stderr);
+	if (shard >= 0)
+		fprintf(stderr, "shard %d: ", shard);
 	put_flat(e->message);
 	if (e->sqlstate[0])
 		fprintf(stderr, " (SQLSTATE %s)", e->sqlstate);
@@ -123,9 +147,16 @@ fail(const pyrate_error *e)
 	return EXIT_ERROR;
 }
 
+static int
+fail(const pyrate_error *e)
+{
+	return fail_on(-1, e);
+}
+
 typedef struct args
 {
 	const char *dsn;
+	const char *shards;
 	const char *pos[PYRATE_MAX_RATES + 2];
 	int			npos;
 	const char *weight;
@@ -158,6 +189,8 @@ parse_args(int argc, char **argv, args *a, const char **bad)
 			a->dry_run = true;
 		else if (strcmp(argv[i], "--dsn") == 0)
 			slot = &a->dsn;
+		else if (strcmp(argv[i], "--shards") == 0)
+			slot = &a->shards;
 		else if (strcmp(argv[i], "--weight") == 0)
 			slot = &a->weight;
 		else if (strcmp(argv[i], "--timeout") == 0)
@@ -189,15 +222,128 @@ parse_args(int argc, char **argv, args *a, const char **bad)
 	return true;
 }
 
-static pyrate_bucket *
-open_bucket(const args *a, pyrate_error *e)
+/*
+ * The databases a command talks to: the one of --dsn (NULL: the PG*
+ * variables), or the shards of --shards, the list split at ';' with the
+ * blanks around each DSN trimmed.
+ */
+typedef struct dbs
 {
-	pyrate_pg_options o = {a->dsn, NULL, NULL, 0, PYRATE_PG_FASTPATH};
+	char	   *buf;			/* --shards, split in place */
+	const char **dsn;
+	const char *one[1];
+	int			n;
+	bool		sharded;
+} dbs;
+
+static void
+dbs_free(dbs *d)
+{
+	free(d->buf);
+	if (d->dsn != d->one)
+		free(d->dsn);
+}
+
+static char *
+trim(char *s)
+{
+	size_t		len;
+
+	while (*s == ' ' || *s == '\t' || *s == '\n')
+		s++;
+	len = strlen(s);
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n'))
+		s[--len] = '\0';
+	return s;
+}
+
+/* 0, or the exit status of the error printed */
+static int
+dbs_init(const args *a, dbs *d)
+{
+	char	   *c;
+	char	   *next;
+	int			n = 1;
+
+	memset(d, 0, sizeof(*d));
+	d->dsn = d->one;
+	d->n = 1;
+	if (!a->shards)
+	{
+		d->one[0] = a->dsn;
+		return 0;
+	}
+	if (a->dsn)
+		return die("give --dsn or --shards, not both");
+	for (c = (char *) a->shards; *c; c++)
+		n += *c == ';';
+	if (!(d->buf = strdup(a->shards)) || !(d->dsn = calloc(n, sizeof(char *))))
+	{
+		free(d->buf);
+		d->buf = NULL;
+		d->dsn = d->one;
+		return die("out of memory");
+	}
+	d->sharded = true;
+	for (d->n = 0, c = d->buf; c; c = next, d->n++)
+	{
+		if ((next = strchr(c, ';')))
+			*next++ = '\0';
+		if (!*(d->dsn[d->n] = trim(c)))
+		{
+			dbs_free(d);
+			return die("--shards: DSN %d of the list is empty (the list is 'DSN;DSN;...')", d->n + 1);
+		}
+	}
+	return 0;
+}
+
+/* the shard of name, or -1 for a single database */
+static int
+shard_of(const dbs *d, const char *name)
+{
+	return d->sharded ? pyrate_shard_of(name, d->n) : -1;
+}
+
+/* what each call may take (PYRATE_TIMEOUT_MS; 0: the library's default) */
+static int
+timeout_ms(void)
+{
 	const char *t = getenv("PYRATE_TIMEOUT_MS");
 
-	if (t)
-		o.timeout_ms = atoi(t);
+	return t ? atoi(t) : 0;
+}
+
+static pyrate_bucket *
+open_bucket(const char *dsn, pyrate_error *e)
+{
+	pyrate_pg_options o = {dsn, NULL, NULL, timeout_ms(), PYRATE_PG_FASTPATH};
+
 	return pyrate_pg_bucket_new(&o, e);
+}
+
+/* a limiter over the one database's bucket, or over the shards' */
+static pyrate_limiter *
+open_limiter(const dbs *d, const pyrate_limiter_options *lo, pyrate_error *e)
+{
+	pyrate_pg_options o = {NULL, NULL, NULL, timeout_ms(), PYRATE_PG_FASTPATH};
+	pyrate_factory *f;
+	pyrate_bucket *b;
+	pyrate_limiter *l;
+
+	if (d->sharded)
+	{
+		if (!(f = pyrate_pg_sharded_factory_new(d->dsn, d->n, &o, e)))
+			return NULL;
+		if (!(l = pyrate_limiter_new(f, lo, e)))
+			pyrate_factory_free(f);
+		return l;
+	}
+	if (!(b = open_bucket(d->dsn[0], e)))
+		return NULL;
+	if (!(l = pyrate_limiter_new_bucket(b, lo, e)))
+		pyrate_close(b);
+	return l;
 }
 
 static int
@@ -206,13 +352,14 @@ cmd_acquire(const args *a)
 	pyrate_limiter_options lo = {-1, a->fail_open ? PYRATE_FAIL_OPEN : PYRATE_FAIL_CLOSED};
 	pyrate_acquire_info info;
 	pyrate_error e = {0};
-	pyrate_bucket *b;
 	pyrate_limiter *l;
+	dbs			d;
 	long long	weight = 1;
 	double		timeout = -1;
 	bool		acquired = false;
 	char		rate[64] = "";
 	char	   *end;
+	int			shard;
 	int			rc;
 
 	if (a->help)
@@ -237,17 +384,17 @@ cmd_acquire(const args *a)
 		if (errno || end == a->timeout || *end || timeout < 0)
 			return die("--timeout must be a number of seconds >= 0, not \"%s\"%s", a->timeout, "");
 	}
-	if (!(b = open_bucket(a, &e)))
+	if ((rc = dbs_init(a, &d)) != 0)
+		return rc;
+	l = open_limiter(&d, &lo, &e);
+	shard = shard_of(&d, a->pos[0]);
+	dbs_free(&d);
+	if (!l)
 		return fail(&e);
-	if (!(l = pyrate_limiter_new_bucket(b, &lo, &e)))
-	{
-		pyrate_close(b);
-		return fail(&e);
-	}
 	rc = pyrate_try_acquire(l, a->pos[0], weight, a->wait, timeout, &acquired, &info, &e);
 	pyrate_limiter_free(l);
 	if (rc != PYRATE_OK)
-		return fail(&e);
+		return fail_on(shard, &e);
 	if (info.decision.failing_rate.limit > 0)
 		pyrate_rate_format(&info.decision.failing_rate, rate, sizeof(rate));
 	switch (info.outcome)
@@ -255,11 +402,15 @@ cmd_acquire(const args *a)
 		case PYRATE_ACQUIRED:
 			return 0;
 		case PYRATE_FAILED_OPEN:
-			fprintf(stderr, "pyrate: warning: admitted without a check (--fail-open): %s\n",
-					info.backend_error.message);
+			if (shard >= 0)
+				fprintf(stderr, "pyrate: warning: admitted without a check (--fail-open): shard %d: %s\n",
+						shard, info.backend_error.message);
+			else
+				fprintf(stderr, "pyrate: warning: admitted without a check (--fail-open): %s\n",
+						info.backend_error.message);
 			return 0;
 		case PYRATE_FAILED_CLOSED:
-			return fail(&info.backend_error);
+			return fail_on(shard, &info.backend_error);
 		case PYRATE_NEVER:
 			printf("rejected: weight %lld can never fit rate %s\n", weight, rate);
 			return EXIT_REJECTED;
@@ -274,12 +425,62 @@ cmd_acquire(const args *a)
 	return EXIT_REJECTED;
 }
 
+/* what define, status and leak do on one database */
+typedef int (*shard_fn) (pyrate_bucket *b, const char *name, void *user, pyrate_error *e);
+
+/*
+ * fn on the database of name (its shard), or, without a name, on each in
+ * turn, stopping at the first that fails (*failed: its shard, or -1)
+ */
+static int
+each_shard(const dbs *d, const char *name, shard_fn fn, void *user, int *failed, pyrate_error *e)
+{
+	int			i = name && d->sharded ? shard_of(d, name) : 0;
+	int			last = name && d->sharded ? i : d->n - 1;
+	int			rc = PYRATE_OK;
+
+	for (; i <= last && rc == PYRATE_OK; i++)
+	{
+		pyrate_bucket *b = open_bucket(d->dsn[i], e);
+
+		if (!b)
+			rc = e->code;
+		else
+		{
+			rc = fn(b, name, user, e);
+			pyrate_close(b);
+		}
+		if (rc != PYRATE_OK && d->sharded)
+			*failed = i;
+	}
+	return rc;
+}
+
+/* a definition, made on each database */
+typedef struct definition
+{
+	const args *a;
+	const pyrate_rate *rates;
+} definition;
+
+static int
+define_one(pyrate_bucket *b, const char *name, void *user, pyrate_error *e)
+{
+	const definition *def = user;
+
+	(void) name;
+	return pyrate_pg_define(b, def->a->pos[0], def->rates, def->a->npos - 1, def->a->storage,
+							def->a->dry_run, e);
+}
+
 static int
 cmd_define(const args *a)
 {
 	pyrate_rate rates[PYRATE_MAX_RATES];
+	definition	def = {a, rates};
 	pyrate_error e = {0};
-	pyrate_bucket *b;
+	dbs			d;
+	int			shard = -1;
 	int			i;
 	int			rc;
 
@@ -298,31 +499,43 @@ cmd_define(const args *a)
 			return fail(&e);
 	if (pyrate_rates_validate(rates, a->npos - 1, &e) != PYRATE_OK)
 		return fail(&e);
-	if (!(b = open_bucket(a, &e)))
-		return fail(&e);
-	rc = pyrate_pg_define(b, a->pos[0], rates, a->npos - 1, a->storage, a->dry_run, &e);
-	pyrate_close(b);
-	return rc == PYRATE_OK ? 0 : fail(&e);
+	if ((rc = dbs_init(a, &d)) != 0)
+		return rc;
+	rc = each_shard(&d, NULL, define_one, &def, &shard, &e);
+	dbs_free(&d);
+	return rc == PYRATE_OK ? 0 : fail_on(shard, &e);
+}
+
+/* leak name (NULL: every bucket), adding up the units removed */
+static int
+leak_one(pyrate_bucket *b, const char *name, void *user, pyrate_error *e)
+{
+	int64_t		removed = 0;
+	int			rc = pyrate_pg_leak(b, name, PYRATE_NOW, &removed, e);
+
+	*(int64_t *) user += removed;
+	return rc;
 }
 
 static int
 cmd_leak(const args *a)
 {
 	pyrate_error e = {0};
-	pyrate_bucket *b;
 	int64_t		removed = 0;
+	dbs			d;
+	int			shard = -1;
 	int			rc;
 
 	if (a->help)
 		return fputs(usage_leak, stdout), 0;
 	if (a->npos > 1)
 		return die("leak takes at most one bucket NAME");
-	if (!(b = open_bucket(a, &e)))
-		return fail(&e);
-	rc = pyrate_pg_leak(b, a->npos ? a->pos[0] : NULL, PYRATE_NOW, &removed, &e);
-	pyrate_close(b);
+	if ((rc = dbs_init(a, &d)) != 0)
+		return rc;
+	rc = each_shard(&d, a->npos ? a->pos[0] : NULL, leak_one, &removed, &shard, &e);
+	dbs_free(&d);
 	if (rc != PYRATE_OK)
-		return fail(&e);
+		return fail_on(shard, &e);
 	printf("leaked %lld units\n", (long long) removed);
 	return 0;
 }
@@ -346,28 +559,57 @@ print_row(void *user, int ncols, const char *const *names, const char *const *va
 	return 0;
 }
 
+/* the rows of one database: the column names before the first row of all */
+static int
+status_one(pyrate_bucket *b, const char *name, void *user, pyrate_error *e)
+{
+	return pyrate_pg_buckets(b, name, print_row, user, e);
+}
+
 static int
 cmd_status(const args *a)
 {
 	pyrate_error e = {0};
-	pyrate_bucket *b;
 	int			rows = 0;
+	dbs			d;
+	int			shard = -1;
 	int			rc;
 
 	if (a->help)
 		return fputs(usage_status, stdout), 0;
 	if (a->npos > 1)
 		return die("status takes at most one bucket NAME");
-	if (!(b = open_bucket(a, &e)))
-		return fail(&e);
-	rc = pyrate_pg_buckets(b, a->npos ? a->pos[0] : NULL, print_row, &rows, &e);
-	pyrate_close(b);
+	if ((rc = dbs_init(a, &d)) != 0)
+		return rc;
+	rc = each_shard(&d, a->npos ? a->pos[0] : NULL, status_one, &rows, &shard, &e);
+	dbs_free(&d);
 	if (rc != PYRATE_OK)
-		return fail(&e);
+		return fail_on(shard, &e);
 	if (rows == 0 && a->npos)
 		printf("no bucket named \"%s\" holds items\n", a->pos[0]);
 	else if (rows == 0)
 		printf("no bucket holds items\n");
+	return 0;
+}
+
+static int
+cmd_shard(const args *a)
+{
+	dbs			d;
+	int			rc;
+	int			i;
+
+	if (a->help)
+		return fputs(usage_shard, stdout), 0;
+	if (a->npos != 1)
+		return die("shard takes one bucket NAME (see pyrate shard --help)");
+	if (!a->shards)
+		return die("shard needs the list of shards: --shards 'DSN;DSN;...'");
+	if ((rc = dbs_init(a, &d)) != 0)
+		return rc;
+	i = shard_of(&d, a->pos[0]);
+	printf("%d\t%s\n", i, d.dsn[i]);
+	dbs_free(&d);
 	return 0;
 }
 
@@ -398,5 +640,7 @@ main(int argc, char **argv)
 		return cmd_status(&a);
 	if (strcmp(cmd, "leak") == 0)
 		return cmd_leak(&a);
+	if (strcmp(cmd, "shard") == 0)
+		return cmd_shard(&a);
 	return die("unknown command \"%s\" (pyrate --help lists them)", cmd);
 }

@@ -409,3 +409,11 @@ pyrate_limiter_new_postgres(const char *conninfo, int64_t buffer_ms, pyrate_fail
 	/* the extension's worker (or the user's schedule) leaks the server's buckets */
 	return single_or_close(pyrate_pg_bucket_new(&o, err), false, buffer_ms, fail_mode, err);
 }
+
+pyrate_limiter *
+pyrate_limiter_new_postgres_sharded(const char *const *conninfos, int n, int64_t buffer_ms,
+									pyrate_fail_mode fail_mode, pyrate_error *err)
+{
+	/* as for one primary: each server's worker leaks its buckets */
+	return limiter_or_free(pyrate_pg_sharded_factory_new(conninfos, n, NULL, err), buffer_ms, fail_mode, err);
+}

@@ -12,13 +12,15 @@
  *   SQLiteBucket, SQLiteClock            pyrate_sqlite_bucket_new, pyrate_sqlite_clock_new
  *   RedisBucket                          pyrate_redis_bucket_new
  *   PostgresBucket, PostgresClock        pyrate_pg_bucket_new, pyrate_pg_clock_new
+ *   (names over several primaries)       pyrate_pg_sharded_factory_new, pyrate_shard_of
  *   BucketFactory, SingleBucketFactory   pyrate_factory_new, pyrate_single_bucket_factory_new
  *   Leaker                               the factory's leak thread
  *   Limiter                              pyrate_limiter_new, pyrate_try_acquire
  *   as_decorator                         pyrate_call
  *   try_acquire_async                    pyrate_pg_acquire_start / _poll / _finish
  *   MonotonicClock, TimeClock            pyrate_clock_monotonic, pyrate_clock_time
- *   limiter_factory helpers              pyrate_limiter_new_memory, ..._sqlite, ..._redis, ..._postgres
+ *   limiter_factory helpers              pyrate_limiter_new_memory, ..._sqlite, ..._redis, ..._postgres,
+ *                                        ..._postgres_sharded
  *
  * Conventions: functions returning int return a pyrate_code (0 = success)
  * and, on failure, fill *err when err is not NULL.  Nothing prints, nothing
@@ -456,6 +458,52 @@ int64_t		pyrate_factory_leak_interval(pyrate_factory *f);
 /* Stops the leaker (waits for it), closes every bucket, frees f. */
 void		pyrate_factory_free(pyrate_factory *f);
 
+/* ---- several primaries ---------------------------------------------- */
+
+/*
+ * Bucket names partitioned across several PostgreSQL primaries by the
+ * client.  The shard of a name among n is pyrate_shard_hash(name) mod n,
+ * both unsigned 64-bit, the shards numbered from 0 in the order given.
+ *
+ * pyrate_shard_hash is 64-bit FNV-1a: h = 0xcbf29ce484222325, then for each
+ * byte of the name (its UTF-8 bytes, without the NUL), h = (h xor byte) *
+ * 0x100000001b3 modulo 2^64.  A name with a hash tag hashes the tag alone,
+ * by Redis Cluster's rule: when the name holds a '{' and a '}' after it,
+ * with at least one byte between the first '{' and the first '}' after it,
+ * only those bytes are hashed, so "user:{42}:api" and "user:{42}:upload"
+ * hash as "42" and share a shard; "{}x", "a{b" and "x{}{y}" hash whole.
+ * NULL hashes as "".  Test vectors (the client's tests hold them):
+ *   pyrate_shard_hash("")            0xcbf29ce484222325
+ *   pyrate_shard_hash("a")           0xaf63dc4c8601ec8c
+ *   pyrate_shard_hash("foobar")      0x85944171f73967e8
+ *   pyrate_shard_hash("api:user:42") 0x282df042fe21a678, shard 1 of 3, 4 of 5
+ *   pyrate_shard_hash("user:{42}:api") = pyrate_shard_hash("42") = 0x07ee7e07b4b19223
+ */
+uint64_t	pyrate_shard_hash(const char *name);
+/* The shard of name among nshards (0 .. nshards - 1); -1 for NULL or nshards < 1. */
+int			pyrate_shard_of(const char *name, int nshards);
+
+/*
+ * A factory routing each name to the Postgres bucket of its shard:
+ * conninfos[i] is shard i's primary (a multi-host string with
+ * target_session_attrs=read-write follows that shard's failover).  Each
+ * shard is one unbound Postgres bucket, with opts' schema, timeout_ms and
+ * protocol (opts may be NULL; its conninfo and name must be NULL), shared
+ * by every name routed there: one connection per shard, a call at a time,
+ * as pyrate_limiter_new_postgres's bucket.  A shard connects on first use
+ * and reconnects on its own: one that cannot be reached fails the calls of
+ * its names only (PYRATE_EBACKEND or PYRATE_ETIMEOUT within timeout_ms, so
+ * a limiter's fail mode answers), and serves again once it is back.
+ * Items are stamped by the clock of their shard.  Rates live in each
+ * database: define the same ones on every shard.  Shard i's bucket is
+ * registered under the key "shard:I" (pyrate_factory_lookup(f, "shard:0")
+ * for pyrate_pg_define and the rest of the SQL surface there); one disposed
+ * is opened again by the next call routed to it.  No leaker thread: each
+ * server's pyrate worker leaks its buckets.
+ */
+pyrate_factory *pyrate_pg_sharded_factory_new(const char *const *conninfos, int n,
+											  const pyrate_pg_options *opts, pyrate_error *err);
+
 /* ---- the limiter --------------------------------------------------------- */
 
 typedef struct pyrate_limiter pyrate_limiter;
@@ -540,6 +588,9 @@ pyrate_limiter *pyrate_limiter_new_redis(const pyrate_rate *rates, int n, const 
 										 int64_t buffer_ms, pyrate_error *err);
 pyrate_limiter *pyrate_limiter_new_postgres(const char *conninfo, int64_t buffer_ms,
 											pyrate_fail_mode fail_mode, pyrate_error *err);
+/* Over pyrate_pg_sharded_factory_new(conninfos, n, NULL): names spread over n primaries. */
+pyrate_limiter *pyrate_limiter_new_postgres_sharded(const char *const *conninfos, int n, int64_t buffer_ms,
+													pyrate_fail_mode fail_mode, pyrate_error *err);
 
 #ifdef __cplusplus
 }
