@@ -7,6 +7,7 @@ set -u
 cd "$(dirname "$0")/../.."
 . test/lib.sh
 . test/client/valgrind.sh
+. test/client/cli.sh
 pyrate_trap
 pyrate_install_deps
 
@@ -104,18 +105,6 @@ run_test test_pg "$DSN" \
 	"$BOUNCER_DSN"
 
 echo "== the pyrate CLI"
-# cli EXPECTED-STATUS DESCRIPTION ARGS... — output in $TMP/cli.out and cli.err
-cli() {
-	local want=$1 desc=$2
-	shift 2
-	"$PYRATE_CLI" "$@" >"$TMP/cli.out" 2>"$TMP/cli.err"
-	local rc=$?
-	if [ "$rc" = "$want" ]; then ok "cli: $desc (exit $rc)"; else
-		not_ok "cli: $desc (exit $rc, wanted $want)"
-		cat "$TMP/cli.out" "$TMP/cli.err"
-	fi
-}
-out_has() { if grep -q -- "$2" "$TMP/$1"; then ok "cli: $1 says '$2'"; else not_ok "cli: $1 lacks '$2': $(cat "$TMP/$1")"; fi; }
 # the first line of an error: "pyrate: MESSAGE", with the SQLSTATE when the server sent one
 first_line() {
 	if head -1 "$TMP/cli.err" | grep -q -- "$1"; then ok "cli: the error's first line matches '$1'"; else
