@@ -106,7 +106,9 @@ clean-client:
 # scaling plots (test/bench/results).  Starts its own servers.
 bench: install
 	bash test/bench/run-all.sh
-.PHONY: bench
+bench-short: install
+	PYRATE_BENCH_SHORT=1 bash test/bench/run-all.sh
+.PHONY: bench bench-short
 
 # PGXN: `make dist` writes pyrate-<version>.zip, HEAD as git archives it, with
 # src/packaging/META.json at the root of the distribution, where PGXN reads it
