@@ -43,7 +43,7 @@ SELECT pyrate_try_acquire('api:admin'), pyrate_try_acquire('reports:daily');
 --  pyrate_try_acquire | pyrate_try_acquire
 --  t                  | t
 
--- One call with everything an HTTP server needs; it never waits. Here the
+-- One call with everything an HTTP server needs; it never sleeps. Here the
 -- clock is pinned (at => ms since the epoch) so that the answers are always
 -- these: 4 units at 1700000000000, then 2 more 266 ms later.
 SELECT * FROM pyrate_acquire('api:7', 4, at => 1700000000000);
