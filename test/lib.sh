@@ -197,6 +197,19 @@ client_build() {
 	done
 }
 
+# pg_waits DSN APPLICATION_NAME WAIT_EVENT_TYPE [TENTHS] — whether a session
+# of that application name comes to wait on that event type within TENTHS
+# tenths of a second (default 100)
+pg_waits() {
+	local q="SELECT count(*) FROM pg_stat_activity WHERE application_name = '$2' AND wait_event_type = '$3'"
+	local i
+	for i in $(seq "${4:-100}"); do
+		[ "$(psql -X -At "$1" -c "$q")" = 1 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # regress_results LOGFILE KIND TEST... — an ok/not_ok line per test of a
 # pg_regress or isolation run, from its log
 regress_results() {

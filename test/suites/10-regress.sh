@@ -55,12 +55,8 @@ start=$(date +%s%N)
 psql -X -At "$DSN" -c "SET application_name = 'pyrate-waiter'" -c "SELECT pyrate_try_acquire('wait:cancel')" \
 	>"$(pyrate_tmp)/waiter.out" 2>&1 &
 waiter=$!
-for i in $(seq 50); do
-	[ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pyrate-waiter' AND wait_event_type = 'Extension'")" = 1 ] && break
-	sleep 0.1
-done
 check "a blocking acquire waits with wait_event_type Extension" \
-	test "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pyrate-waiter' AND wait_event_type = 'Extension'")" = 1
+	pg_waits "$DSN" pyrate-waiter Extension 50
 sql -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'pyrate-waiter'" >/dev/null
 wait $waiter
 elapsed_ms=$((($(date +%s%N) - start) / 1000000))
@@ -121,12 +117,8 @@ check "a session holds a table permit in an open transaction ($held)" test "$hel
 # waits for the holder's commit, as any ALTER TABLE would
 usql -c "SET application_name = 'pyrate-update'" -c "ALTER EXTENSION pyrate UPDATE" >/dev/null &
 updater=$!
-for i in $(seq 100); do
-	[ "$(usql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pyrate-update' AND wait_event_type = 'Lock'")" = 1 ] && break
-	sleep 0.1
-done
 check "the update waits for the transaction that holds a permit" \
-	test "$(usql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pyrate-update' AND wait_event_type = 'Lock'")" = 1
+	pg_waits "$U" pyrate-update Lock
 echo "COMMIT;" >&"${HOLDER[1]}"
 exec {HOLDER[1]}>&-
 wait "$HOLDER_PID" 2>/dev/null
