@@ -110,7 +110,10 @@ check "before the update the database is at 1.0" \
 	test "$(usql -c "SELECT extversion FROM pg_extension WHERE extname = 'pyrate'")" = 1.0
 # a session in the middle of a transaction that took a table permit
 coproc HOLDER { psql -X -At -q "$U"; }
-echo "BEGIN; SELECT pyrate_put('up:t:b', 1); SELECT 'held';" >&"${HOLDER[1]}"
+# bash forgets a coprocess's pid and descriptors once it exits: keep them
+holder_pid=$HOLDER_PID
+holder_in=${HOLDER[1]}
+echo "BEGIN; SELECT pyrate_put('up:t:b', 1); SELECT 'held';" >&"$holder_in"
 read -r -t 10 held <&"${HOLDER[0]}"; read -r -t 10 held <&"${HOLDER[0]}"
 check "a session holds a table permit in an open transaction ($held)" test "$held" = held
 # the update adds a column to pyrate_bucket_data, which the holder wrote: it
@@ -119,9 +122,9 @@ usql -c "SET application_name = 'pyrate-update'" -c "ALTER EXTENSION pyrate UPDA
 updater=$!
 check "the update waits for the transaction that holds a permit" \
 	pg_waits "$U" pyrate-update Lock
-echo "COMMIT;" >&"${HOLDER[1]}"
-exec {HOLDER[1]}>&-
-wait "$HOLDER_PID" 2>/dev/null
+echo "COMMIT;" >&"$holder_in"
+exec {holder_in}>&-
+wait "$holder_pid" 2>/dev/null
 wait "$updater"
 check "... and completes once it commits" test $? = 0
 check "ALTER EXTENSION pyrate UPDATE reaches the default version" \
