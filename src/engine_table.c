@@ -881,13 +881,31 @@ table_flush(const PyrateBucket *b)
 	tb_close(&tb);
 }
 
+/*
+ * Forget the bucket of tb, opened with its lock: its items, its row, and
+ * every backend's cached id.  The lock is kept to commit.  false when the
+ * row was gone already.
+ */
+static bool
+drop_bucket(TableBucket *tb)
+{
+	PyrateRel	buckets;
+	bool		gone;
+
+	(void) delete_items(tb, PG_INT64_MAX, 0);
+	gone = lookup_bucket(tb->b->nsp, tb->b->name, RowExclusiveLock, &buckets) >= 0 &&
+		pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
+	if (gone)
+		forget_bucket_ids(RelationGetRelid(buckets.heap));
+	pyrate_rel_close(&buckets);
+	return gone;
+}
+
 static bool
 table_dispose(const PyrateBucket *b)
 {
 	TableBucket tb;
-	PyrateRel	buckets;
 	bool		existed;
-
 	BucketIdEntry *cached;
 
 	/*
@@ -899,12 +917,7 @@ table_dispose(const PyrateBucket *b)
 		return false;
 	prevent_writes("dispose of", b->name);
 	tb_open(&tb, b, RowExclusiveLock, true);
-	(void) delete_items(&tb, PG_INT64_MAX, 0);
-	existed = lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets) >= 0 &&
-		pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
-	if (existed)
-		forget_bucket_ids(RelationGetRelid(buckets.heap));
-	pyrate_rel_close(&buckets);
+	existed = drop_bucket(&tb);
 	tb_close(&tb);
 	return existed;
 }
@@ -913,7 +926,6 @@ static bool
 table_reclaim(const PyrateBucket *b, int64 before)
 {
 	TableBucket tb;
-	PyrateRel	buckets;
 	bool		gone;
 	BucketIdEntry *cached;
 
@@ -929,29 +941,35 @@ table_reclaim(const PyrateBucket *b, int64 before)
 	}
 	/* what changed before the lock was taken (the id is read after it) */
 	tb.id = bucket_id(b->nsp, b->name, &tb.cached);
-	if (tb.id < 0)
-	{
-		bucket_unlock(&tb);
-		tb_close(&tb);
-		return false;
-	}
 	load_newest(&tb);
-	if (!tb.empty && tb.newest_ts >= before)
+	if (tb.id < 0 || (!tb.empty && tb.newest_ts >= before))
 	{
-		/* a put came first: the bucket is in use, and nothing changed */
+		/* gone meanwhile, or a put came first: nothing to do, nothing changed */
 		bucket_unlock(&tb);
 		tb_close(&tb);
 		return false;
 	}
-	/* as dispose: the lock is kept to commit, the other backends forget the id */
-	(void) delete_items(&tb, PG_INT64_MAX, 0);
-	gone = lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets) >= 0 &&
-		pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
-	if (gone)
-		forget_bucket_ids(RelationGetRelid(buckets.heap));
-	pyrate_rel_close(&buckets);
+	gone = drop_bucket(&tb);
 	tb_close(&tb);
 	return gone;
+}
+
+/* Count a listed bucket's units and hand them to cb. */
+static void
+emit_count(Oid nsp, char *name, PyrateBucketCallback cb, void *arg)
+{
+	PyrateBucket b;
+	TableBucket tb;
+	int64		count;
+
+	CHECK_FOR_INTERRUPTS();
+	memset(&b, 0, sizeof(b));
+	b.nsp = nsp;
+	b.name = name;
+	tb_open(&tb, &b, AccessShareLock, false);
+	count = count_units(&tb);
+	tb_close(&tb);
+	cb(name, count, arg);
 }
 
 static void
@@ -969,19 +987,9 @@ table_foreach(Oid nsp, PyrateBucketCallback cb, void *arg)
 	{
 		Datum		values[Natts_bucket];
 		bool		nulls[Natts_bucket];
-		PyrateBucket b;
-		TableBucket tb;
-		int64		count;
 
-		CHECK_FOR_INTERRUPTS();
 		pyrate_rel_deform(&buckets, tup, values, nulls);
-		memset(&b, 0, sizeof(b));
-		b.nsp = nsp;
-		b.name = TextDatumGetCString(values[Anum_bucket_name - 1]);
-		tb_open(&tb, &b, AccessShareLock, false);
-		count = count_units(&tb);
-		tb_close(&tb);
-		cb(b.name, count, arg);
+		emit_count(nsp, TextDatumGetCString(values[Anum_bucket_name - 1]), cb, arg);
 	}
 	table_endscan(scan);
 	UnregisterSnapshot(snap);
@@ -1016,19 +1024,9 @@ table_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
 	index_rescan(scan, &key, 1, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, buckets.slot))
 	{
-		PyrateBucket b;
-		TableBucket tb;
-		int64		count;
-
-		CHECK_FOR_INTERRUPTS();
 		slot_getallattrs(buckets.slot);
-		memset(&b, 0, sizeof(b));
-		b.nsp = nsp;
-		b.name = TextDatumGetCString(buckets.slot->tts_values[Anum_bucket_name - 1]);
-		tb_open(&tb, &b, AccessShareLock, false);
-		count = count_units(&tb);
-		tb_close(&tb);
-		cb(b.name, count, arg);
+		emit_count(nsp, TextDatumGetCString(buckets.slot->tts_values[Anum_bucket_name - 1]),
+				   cb, arg);
 	}
 	index_endscan(scan);
 	UnregisterSnapshot(snap);
