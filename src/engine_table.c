@@ -13,10 +13,14 @@
  *
  * Concurrency: check-and-insert on a bucket is serialized by a heavyweight
  * lock on the bucket's name (an advisory-class lock tag, visible in pg_locks).
- * Once an item is inserted the lock is held to the end of the transaction, so
- * the next caller sees the item committed or rolled back; a rejected attempt
- * releases it at once.  Probes use SnapshotSelf: every committed item and the
- * transaction's own, whatever the isolation level, and no SSI read locks.
+ * Whoever takes it waits first for any other transaction whose item (or new
+ * bucket row) is still in progress, so the next caller sees every item
+ * committed or rolled back.  Once an item is inserted the lock is normally
+ * held to the end of the transaction; past max_locks_per_transaction buckets
+ * in one transaction, the uncommitted items alone hold the buckets (see
+ * lock_bucket).  A rejected attempt releases the lock at once.  Probes use
+ * SnapshotSelf: every committed item and the transaction's own, whatever the
+ * isolation level, and no SSI read locks.
  */
 #include "engine_table.h"
 
@@ -104,7 +108,11 @@ typedef struct TableBucket
 	int64		newest_ts;
 	LOCKTAG		tag;
 	bool		locked;
+	bool		lock_new;		/* taken now, not held from before */
 } TableBucket;
+
+/* Bucket locks this transaction keeps to its end (see keep_lock). */
+static int	locks_kept = 0;
 
 static uint64 name_hash(const char *name);
 
@@ -116,8 +124,17 @@ bucket_lock(TableBucket *tb, bool dont_wait)
 
 	SET_LOCKTAG_ADVISORY(tb->tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
 						 PYRATE_LOCK_CLASS);
-	if (LockAcquire(&tb->tag, ExclusiveLock, false, dont_wait) == LOCKACQUIRE_NOT_AVAIL)
-		return false;
+	switch (LockAcquire(&tb->tag, ExclusiveLock, false, dont_wait))
+	{
+		case LOCKACQUIRE_NOT_AVAIL:
+			return false;
+		case LOCKACQUIRE_OK:
+			tb->lock_new = true;
+			break;
+		default:
+			tb->lock_new = false;
+			break;
+	}
 	tb->locked = true;
 	return true;
 }
@@ -185,6 +202,9 @@ bucket_ids_xact_cb(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		bucket_ids_reset();
+	if (event != XACT_EVENT_PRE_COMMIT && event != XACT_EVENT_PARALLEL_PRE_COMMIT &&
+		event != XACT_EVENT_PRE_PREPARE)
+		locks_kept = 0;
 }
 
 static void
@@ -241,9 +261,9 @@ bucket_ids_find(const char *name, bool *found)
 	return hash_search(bucket_ids, &h, found ? HASH_ENTER : HASH_FIND, found);
 }
 
-/* The bucket's id from its row, -1 when it has none. */
+/* The bucket's id from its row as snap sees it, -1 when it has none. */
 static int64
-lookup_bucket(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep)
+lookup_bucket_in(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep, Snapshot snap)
 {
 	PyrateRel	rel;
 	ScanKeyData key;
@@ -253,13 +273,19 @@ lookup_bucket(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep)
 	bucket_table_relid = RelationGetRelid(rel.heap);
 	pyrate_key_text(&key, 1, name);
 	if (pyrate_probe(&rel, pyrate_rel_index(&rel, 1, bucket_name_key), &key, 1,
-					 ForwardScanDirection, SnapshotSelf))
+					 ForwardScanDirection, snap))
 		id = DatumGetInt64(rel.slot->tts_values[Anum_bucket_id - 1]);
 	if (keep)
 		*keep = rel;
 	else
 		pyrate_rel_close(&rel);
 	return id;
+}
+
+static int64
+lookup_bucket(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep)
+{
+	return lookup_bucket_in(nsp, name, mode, keep, SnapshotSelf);
 }
 
 /* The bucket's id, from the cache when it can be; *entry is its entry. */
@@ -296,6 +322,9 @@ bucket_id(Oid nsp, const char *name, BucketIdEntry **entry)
 	return id;
 }
 
+static bool lock_bucket(TableBucket *tb, bool dont_wait);
+
+/* With lock, the bucket's lock is taken (see lock_bucket). */
 static void
 tb_open(TableBucket *tb, const PyrateBucket *b, LOCKMODE mode, bool lock)
 {
@@ -305,8 +334,9 @@ tb_open(TableBucket *tb, const PyrateBucket *b, LOCKMODE mode, bool lock)
 	tb->by_cum = pyrate_rel_index(&tb->items, 2, item_cum_key);
 	tb->by_ts = pyrate_rel_index(&tb->items, 3, item_ts_key);
 	if (lock)
-		(void) bucket_lock(tb, false);
-	tb->id = bucket_id(b->nsp, b->name, &tb->cached);
+		(void) lock_bucket(tb, false);
+	else
+		tb->id = bucket_id(b->nsp, b->name, &tb->cached);
 }
 
 static void
@@ -317,13 +347,19 @@ tb_close(TableBucket *tb)
 
 /* First (dir forward) or last item of the bucket with cum op value. */
 static bool
-probe_cum(TableBucket *tb, ScanDirection dir, StrategyNumber op, int64 value)
+probe_cum_in(TableBucket *tb, ScanDirection dir, StrategyNumber op, int64 value, Snapshot snap)
 {
 	ScanKeyData keys[2];
 
 	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
 	pyrate_key_int8(&keys[1], 2, op, value);
-	return pyrate_probe(&tb->items, tb->by_cum, keys, 2, dir, SnapshotSelf);
+	return pyrate_probe(&tb->items, tb->by_cum, keys, 2, dir, snap);
+}
+
+static bool
+probe_cum(TableBucket *tb, ScanDirection dir, StrategyNumber op, int64 value)
+{
+	return probe_cum_in(tb, dir, op, value, SnapshotSelf);
 }
 
 #define ITEM_I64(tb, att) DatumGetInt64((tb)->items.slot->tts_values[(att) - 1])
@@ -336,19 +372,17 @@ probe_cum(TableBucket *tb, ScanDirection dir, StrategyNumber op, int64 value)
  * Nothing found above the hint means the bucket was emptied meanwhile.
  */
 static void
-load_newest(TableBucket *tb)
+load_newest_in(TableBucket *tb, Snapshot snap)
 {
 	int64		hint;
 
-	if (tb->have_newest)
-		return;
 	tb->have_newest = true;
 	tb->empty = true;
 	if (tb->id < 0)
 		return;
 	hint = tb->cached ? tb->cached->newest_hint : 0;
-	if ((hint > 0 && probe_cum(tb, BackwardScanDirection, BTGreaterEqualStrategyNumber, hint)) ||
-		probe_cum(tb, BackwardScanDirection, BTGreaterStrategyNumber, 0))
+	if ((hint > 0 && probe_cum_in(tb, BackwardScanDirection, BTGreaterEqualStrategyNumber, hint, snap)) ||
+		probe_cum_in(tb, BackwardScanDirection, BTGreaterStrategyNumber, 0, snap))
 	{
 		tb->empty = false;
 		tb->newest_cum = ITEM_I64(tb, Anum_item_cum);
@@ -356,6 +390,88 @@ load_newest(TableBucket *tb)
 		if (tb->cached)
 			tb->cached->newest_hint = tb->newest_cum;
 	}
+}
+
+static void
+load_newest(TableBucket *tb)
+{
+	if (!tb->have_newest)
+		load_newest_in(tb, SnapshotSelf);
+}
+
+/*
+ * Another transaction whose item in the bucket, or whose new bucket row, is
+ * still in progress; InvalidTransactionId when there is none.  An item's
+ * transaction put it (a leak's tombstone, an update, is not a put: it holds
+ * the same units as the version it replaces).  Loads the newest item.
+ */
+static TransactionId
+put_in_progress(TableBucket *tb)
+{
+	SnapshotData dirty;
+
+	InitDirtySnapshot(dirty);
+	dirty.xmin = dirty.xmax = InvalidTransactionId;
+	if (tb->id < 0)
+	{
+		tb->have_newest = true;
+		tb->empty = true;
+		if (lookup_bucket_in(tb->b->nsp, tb->b->name, AccessShareLock, NULL, &dirty) < 0)
+			return InvalidTransactionId;
+		return dirty.xmin;
+	}
+	load_newest_in(tb, &dirty);
+	if (tb->empty || !TransactionIdIsValid(dirty.xmin) ||
+		(ExecFetchSlotHeapTuple(tb->items.slot, false, NULL)->t_data->t_infomask & HEAP_UPDATED))
+		return InvalidTransactionId;
+	return dirty.xmin;
+}
+
+/*
+ * Take the bucket's lock once no other transaction's put in the bucket is in
+ * progress; false (without the lock) when dont_wait and either is taken.
+ *
+ * The lock serializes check-and-insert.  A transaction that stored an item
+ * keeps it to its end (keep_lock), up to max_locks_per_transaction buckets;
+ * past that its uncommitted items hold the buckets instead, so one
+ * transaction can take permits from any number of keys without a lock-table
+ * slot each.  Either way the next caller waits for that transaction, and
+ * waits for it without the bucket's lock: the transaction may come back to
+ * the bucket for more.
+ */
+static bool
+lock_bucket(TableBucket *tb, bool dont_wait)
+{
+	for (;;)
+	{
+		TransactionId xid;
+
+		if (!bucket_lock(tb, dont_wait))
+			return false;
+		/* ids and items as they are now that the lock is held */
+		tb->id = bucket_id(tb->b->nsp, tb->b->name, &tb->cached);
+		xid = put_in_progress(tb);
+		if (!TransactionIdIsValid(xid))
+			return true;
+		bucket_unlock(tb);
+		if (dont_wait)
+			return false;
+		XactLockTableWait(xid, NULL, NULL, XLTW_None);
+	}
+}
+
+/*
+ * After a put: keep the lock to the end of the transaction while this
+ * transaction keeps fewer than max_locks_per_transaction; past that the item
+ * just put holds the bucket (lock_bucket).
+ */
+static void
+keep_lock(TableBucket *tb)
+{
+	if (tb->lock_new && locks_kept < max_locks_per_xact)
+		locks_kept++;
+	else
+		bucket_unlock(tb);
 }
 
 /*
@@ -600,7 +716,10 @@ table_acquire(const PyrateBucket *b, int64 ts, int64 weight, bool store, pyr_dec
 	view.since_bound = b->exact ? NULL : view_since_bound;
 	pyr_decide(&view, b->def.rates, b->def.nrates, ts, weight, d);
 	if (store && d->admitted && weight > 0)
-		insert_item(&tb, ts, weight);	/* the lock stays to the end of the transaction */
+	{
+		insert_item(&tb, ts, weight);
+		keep_lock(&tb);
+	}
 	else
 		bucket_unlock(&tb);
 	tb_close(&tb);
@@ -933,15 +1052,12 @@ table_reclaim(const PyrateBucket *b, int64 before)
 		return false;
 	prevent_writes("reclaim", b->name);
 	tb_open(&tb, b, RowExclusiveLock, false);
-	/* a bucket whose lock is taken is in use: never wait for it */
-	if (!bucket_lock(&tb, true))
+	/* a bucket whose lock is taken, or with a put in progress, is in use: never wait */
+	if (!lock_bucket(&tb, true))
 	{
 		tb_close(&tb);
 		return false;
 	}
-	/* what changed before the lock was taken (the id is read after it) */
-	tb.id = bucket_id(b->nsp, b->name, &tb.cached);
-	load_newest(&tb);
 	if (tb.id < 0 || (!tb.empty && tb.newest_ts >= before))
 	{
 		/* gone meanwhile, or a put came first: nothing to do, nothing changed */

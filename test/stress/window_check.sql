@@ -2,9 +2,11 @@
 -- match :'like': for every item and every rate of its bucket, the units in
 -- the window ending at that item (ts - interval .. ts, inclusive) must not
 -- exceed the limit.  Prints one row per violation; none is a pass.
+WITH pb AS MATERIALIZED (SELECT name, rates FROM pyrate_buckets() WHERE name LIKE :'like')
 SELECT b.name, r AS rate, w.ts, w.units
 FROM pyrate_bucket_data b
-CROSS JOIN LATERAL unnest((SELECT rates FROM pyrate_buckets() pb WHERE pb.name = b.name)) r
+JOIN pb ON pb.name = b.name
+CROSS JOIN LATERAL unnest(pb.rates) r
 CROSS JOIN LATERAL (
 	SELECT i.ts, sum(i.weight) OVER (ORDER BY i.ts RANGE BETWEEN pyrate_rate_interval(r) PRECEDING AND CURRENT ROW) AS units
 	FROM pyrate_item_data i WHERE i.bucket = b.id
