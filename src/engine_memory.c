@@ -21,8 +21,12 @@
  *
  * When the area is full, an acquire evicts every bucket that has leaked
  * empty (one partition at a time, holding no other lock) and tries once
- * more; then it fails with SQLSTATE 53200.  A failed allocation changes
- * nothing: a log grows by copying into a new block before the old is freed.
+ * more; a bucket that exists may then grow into the reserve (see
+ * pyrate_reserve_whole), and otherwise the acquire fails with SQLSTATE 53200.
+ * A new bucket is refused while any of the reserve is out, and a database's
+ * buckets stop growing at its share (pyrate.memory_database_share).  A
+ * failed allocation changes nothing: a log grows by copying into a new block
+ * before the old is freed.
  *
  * Non-transactional: a stored item stays whatever becomes of the caller's
  * transaction, as in pyrate-limiter's own buckets.
@@ -35,6 +39,7 @@
 #include "catalog/objectaccess.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "common/hashfn.h"
 #include "funcapi.h"
@@ -129,6 +134,20 @@ static inline PyratePartition *
 partition(int p)
 {
 	return &pyrate_shared->parts[p];
+}
+
+static inline pg_atomic_uint64 *
+db_bytes(Oid dbid)
+{
+	return &pyrate_shared->db_bytes[dbid % PYRATE_DB_SLOTS];
+}
+
+/* Bytes allocated (delta > 0) or freed for a bucket of dbid, in partition part. */
+static inline void
+account(PyratePartition *part, Oid dbid, int64 delta)
+{
+	part->bytes += delta;
+	(void) pg_atomic_fetch_add_u64(db_bytes(dbid), delta);
 }
 
 /* Find the bucket; the partition lock is held.  false when absent. */
@@ -232,7 +251,7 @@ free_log(dsa_area *a, MemBucket *b, PyratePartition *part)
 		return;
 	log = dsa_get_address(a, b->log);
 	part->items -= log->len;
-	part->bytes -= pyr_log_size(log->cap);
+	account(part, b->dbid, -(int64) pyr_log_size(log->cap));
 	dsa_free(a, b->log);
 	b->log = InvalidDsaPointer;
 }
@@ -243,7 +262,7 @@ unlink_bucket(dsa_area *a, Slot *s, PyratePartition *part)
 	free_log(a, s->b, part);
 	*s->link = s->b->next;
 	part->buckets--;
-	part->bytes -= BUCKET_SIZE(s->b->namelen);
+	account(part, s->b->dbid, -(int64) BUCKET_SIZE(s->b->namelen));
 	dsa_free(a, s->dp);
 }
 
@@ -266,7 +285,7 @@ link_bucket(dsa_area *a, const Key *k, Slot *s, dsa_pointer bdp, PyratePartition
 	s->dp = bdp;
 	s->b = b;
 	part->buckets++;
-	part->bytes += BUCKET_SIZE(k->namelen);
+	account(part, k->dbid, BUCKET_SIZE(k->namelen));
 }
 
 /*
@@ -293,12 +312,12 @@ make_room(dsa_area *a, Slot *s, const pyr_log *log, bool one, PyratePartition *p
 		return false;
 	if (!one)
 	{
-		part->bytes -= pyr_log_size(log->cap);
+		account(part, s->b->dbid, -(int64) pyr_log_size(log->cap));
 		dsa_free(a, s->b->log);
 	}
 	s->b->log = ldp;
 	s->b->one_weight = 0;
-	part->bytes += pyr_log_size(cap);
+	account(part, s->b->dbid, pyr_log_size(cap));
 	return true;
 }
 
@@ -400,20 +419,80 @@ memory_totals(MemoryTotals *t)
 	}
 }
 
+/* What an acquire found short of memory. */
+typedef enum Shortage
+{
+	SHORT_NONE,
+	SHORT_ARENA,				/* the arena (the allocator failed) */
+	SHORT_RESERVE,				/* a new bucket, and the reserve is out */
+	SHORT_SHARE					/* the database's share */
+} Shortage;
+
+/* pyrate.memory_database_share: percent of the arena one database may use */
+static int	memory_database_share = 100;
+
+/* Whether dbid's buckets may take size more bytes. */
+static bool
+within_share(Oid dbid, Size size)
+{
+	if (memory_database_share >= 100)
+		return true;
+	return pg_atomic_read_u64(db_bytes(dbid)) + size <=
+		pyrate_shared->arena_size / 100 * (Size) memory_database_share;
+}
+
+static Size
+reserve_held_kb(void)
+{
+	int			held;
+
+	SpinLockAcquire(&pyrate_shared->reserve_lock);
+	held = pyrate_shared->reserve_held;
+	SpinLockRelease(&pyrate_shared->reserve_lock);
+	return held * PYRATE_RESERVE_CHUNK / 1024;
+}
+
 static void
-report_full(const char *name, Size needed)
+report_full(const char *name, Size needed, Shortage why)
 {
 	MemoryTotals t;
 
 	pg_atomic_fetch_add_u64(&pyrate_shared->full_errors, 1);
 	memory_totals(&t);
+	if (why == SHORT_SHARE)
+	{
+		char	   *db = get_database_name(MyDatabaseId);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("database \"%s\" has used its share of pyrate's shared memory", db ? db : "?"),
+				 errdetail("Bucket \"%s\" needs %zu more bytes; the database's buckets hold %llu kB, "
+						   "and pyrate.memory_database_share allows it %d%% of %zu kB.",
+						   name, needed,
+						   (unsigned long long) (pg_atomic_read_u64(db_bytes(MyDatabaseId)) / 1024),
+						   memory_database_share, pyrate_shared->arena_size / 1024),
+				 errhint("Leak or dispose of this database's memory buckets, or have a superuser raise "
+						 "pyrate.memory_database_share for it (ALTER DATABASE ... SET).")));
+	}
+	if (why == SHORT_RESERVE)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("pyrate's shared memory is full for new buckets"),
+				 errdetail("Bucket \"%s\" is new, and the reserve kept for buckets that exist "
+						   "(pyrate.memory_reserve) is in use; %lld buckets hold %lld items in %lld kB of %zu kB.",
+						   name, (long long) t.buckets, (long long) t.items, (long long) (t.bytes / 1024),
+						   pyrate_shared->arena_size / 1024),
+				 errhint("New buckets are admitted again once leaks or disposals free enough memory; "
+						 "leak more often (pyrate.leak_interval), or raise pyrate.memory_size and restart the server.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_OUT_OF_MEMORY),
 			 errmsg("pyrate's shared memory is full"),
 			 errdetail("Bucket \"%s\" needs %zu more bytes; pyrate.memory_size is %zu kB, "
-					   "and %lld buckets hold %lld items in %lld kB of it, besides what the allocator keeps for itself.",
+					   "and %lld buckets hold %lld items in %lld kB of it, besides what the allocator keeps for itself "
+					   "and %zu kB kept in reserve for buckets that exist.",
 					   name, needed, pyrate_shared->arena_size / 1024,
-					   (long long) t.buckets, (long long) t.items, (long long) (t.bytes / 1024)),
+					   (long long) t.buckets, (long long) t.items, (long long) (t.bytes / 1024),
+					   reserve_held_kb()),
 			 errhint("Leak buckets more often (pyrate.leak_interval), dispose of buckets no longer needed, "
 					 "or raise pyrate.memory_size and restart the server.")));
 }
@@ -447,7 +526,8 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 		OneLog		one;
 		pyr_log    *log;
 		Size		needed = 0;
-		bool		full = false;
+		Shortage	why = SHORT_NONE;
+		bool		growing = false;
 
 		LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
 		(void) find(a, &k, &s);
@@ -460,32 +540,53 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 				/* weight > 0: stored in the ring, or as the bucket's one item */
 				if (is_one(log, &one))
 				{
-					if (s.b == NULL && !create_bucket(a, &k, &s, partition(p), &needed))
+					if (s.b == NULL)
 					{
-						full = true;
-						break;
+						needed = BUCKET_SIZE(k.namelen);
+						/* new buckets leave the reserve to those that exist */
+						if (!within_share(k.dbid, needed))
+							why = SHORT_SHARE;
+						else if (!pyrate_reserve_whole(a))
+							why = SHORT_RESERVE;
+						else if (!create_bucket(a, &k, &s, partition(p), &needed))
+							why = SHORT_ARENA;
+						if (why != SHORT_NONE)
+							break;
 					}
 					store_one(s.b, log);
 				}
 				partition(p)->items++;
 				break;
 			case PYR_PUT_FULL:
-				if (make_room(a, &s, log, is_one(log, &one), partition(p), &needed))
+				growing = true;
+				if (!within_share(k.dbid, pyr_log_size(is_one(log, &one) ? 2 : log->cap * 2)))
+				{
+					needed = pyr_log_size(is_one(log, &one) ? 2 : log->cap * 2);
+					why = SHORT_SHARE;
+				}
+				else if (make_room(a, &s, log, is_one(log, &one), partition(p), &needed))
 				{
 					(void) pyr_log_push(dsa_get_address(a, s.b->log), ts, weight);
 					partition(p)->items++;
 				}
 				else
-					full = true;
+					why = SHORT_ARENA;
 				break;
 		}
 		LWLockRelease(partition_lock(p));
-		if (!full)
+		if (why == SHORT_NONE)
 			return;
-		if (evicted)
-			report_full(pb->name, needed);
-		(void) evict_empty(a);
-		evicted = true;
+		if (!evicted)
+		{
+			/* buckets that have leaked empty go first */
+			(void) evict_empty(a);
+			evicted = true;
+			continue;
+		}
+		/* a bucket that exists grows into the reserve */
+		if (why == SHORT_ARENA && growing && pyrate_reserve_release(a))
+			continue;
+		report_full(pb->name, needed, why);
 	}
 }
 
@@ -559,7 +660,7 @@ memory_leak(const PyrateBucket *pb, int64 before, int64 max_items)
 		{
 			/* back to the bucket's entry: the ring goes */
 			store_one(s.b, log);
-			partition(p)->bytes -= pyr_log_size(log->cap);
+			account(partition(p), s.b->dbid, -(int64) pyr_log_size(log->cap));
 			dsa_free(a, s.b->log);
 			s.b->log = InvalidDsaPointer;
 		}
@@ -570,7 +671,8 @@ memory_leak(const PyrateBucket *pb, int64 before, int64 max_items)
 
 			if (DsaPointerIsValid(ldp))
 			{
-				partition(p)->bytes += pyr_log_size(log->cap / 2) - pyr_log_size(log->cap);
+				account(partition(p), s.b->dbid,
+						(int64) pyr_log_size(log->cap / 2) - (int64) pyr_log_size(log->cap));
 				dsa_free(a, s.b->log);
 				s.b->log = ldp;
 			}
@@ -808,7 +910,7 @@ insert_restored(Oid dbid, const char *name, const int64 *pairs, uint32 n, void *
 			for (i = 0; i < n; i++)
 				(void) pyr_log_push(log, pairs[2 * i], pairs[2 * i + 1]);
 			s.b->log = ldp;
-			partition(p)->bytes += pyr_log_size(cap);
+			account(partition(p), dbid, pyr_log_size(cap));
 		}
 		partition(p)->items += n;
 	}
@@ -914,6 +1016,26 @@ pyrate_memory_init(void)
 								PGC_POSTMASTER,
 								GUC_UNIT_KB,
 								NULL, NULL, NULL);
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("pyrate.memory_reserve",
+								"Shared memory of the memory engine kept for buckets that exist.",
+								"Set aside at startup (at most a quarter of pyrate.memory_size, in 64 kB chunks); "
+								"only a bucket that exists may grow into it, and while any of it is in use new "
+								"buckets are refused.",
+								&pyrate_memory_reserve,
+								1024, 0, MAX_KILOBYTES,
+								PGC_POSTMASTER,
+								GUC_UNIT_KB,
+								NULL, NULL, NULL);
+	DefineCustomIntVariable("pyrate.memory_database_share",
+							"Percent of the memory engine's shared memory one database's buckets may use.",
+							"Set per database by a superuser (ALTER DATABASE ... SET), so that no database "
+							"crowds out the others; 100 puts no limit.",
+							&memory_database_share,
+							100, 1, 100,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
 	RegisterXactCallback(memory_xact_callback, NULL);
 	RegisterSubXactCallback(memory_subxact_callback, NULL);
 }

@@ -23,6 +23,7 @@
 #define BYTES_PER_HEAD 256
 
 int			pyrate_memory_size = 32 * 1024;	/* kB */
+int			pyrate_memory_reserve = 1024;	/* kB */
 
 PyrateShared *pyrate_shared = NULL;
 LWLockPadded *pyrate_locks = NULL;
@@ -83,6 +84,13 @@ pyrate_arena_startup(void)
 		pyrate_shared->nheads = head_count();
 		pg_atomic_init_u64(&pyrate_shared->evicted, 0);
 		pg_atomic_init_u64(&pyrate_shared->full_errors, 0);
+		for (i = 0; i < PYRATE_DB_SLOTS; i++)
+			pg_atomic_init_u64(&pyrate_shared->db_bytes[i], 0);
+		SpinLockInit(&pyrate_shared->reserve_lock);
+		/* at most a quarter of the arena */
+		pyrate_shared->reserve_target =
+			Min(Min((Size) pyrate_memory_reserve * 1024, arena_size() / 4) / PYRATE_RESERVE_CHUNK,
+				PYRATE_RESERVE_MAX);
 		for (i = 0; i < pyrate_shared->nheads; i++)
 			pyrate_heads[i] = InvalidDsaPointer;
 		pyrate_shared->area_tranche = LWLockNewTrancheId();
@@ -93,6 +101,8 @@ pyrate_arena_startup(void)
 		MemoryContextSwitchTo(old);
 		dsa_pin(area);
 		dsa_set_size_limit(area, arena_size());
+		/* set aside before anything is restored into the arena */
+		(void) pyrate_reserve_whole(area);
 		if (!IsUnderPostmaster)
 		{
 			/* a crash-and-restart cycle makes it anew; drop the old mapping */
@@ -124,4 +134,52 @@ pyrate_area(void)
 	dsa_pin_mapping(backend_area);
 	on_shmem_exit(dsa_on_shmem_exit_release_in_place, PointerGetDatum(arena_place));
 	return backend_area;
+}
+
+bool
+pyrate_reserve_whole(dsa_area *area)
+{
+	for (;;)
+	{
+		dsa_pointer dp;
+		bool		kept = false;
+
+		bool		whole;
+
+		SpinLockAcquire(&pyrate_shared->reserve_lock);
+		whole = pyrate_shared->reserve_held >= pyrate_shared->reserve_target;
+		SpinLockRelease(&pyrate_shared->reserve_lock);
+		if (whole)
+			return true;
+		dp = dsa_allocate_extended(area, PYRATE_RESERVE_CHUNK, DSA_ALLOC_NO_OOM);
+		if (!DsaPointerIsValid(dp))
+			return false;
+		SpinLockAcquire(&pyrate_shared->reserve_lock);
+		if (pyrate_shared->reserve_held < pyrate_shared->reserve_target)
+		{
+			pyrate_shared->reserve[pyrate_shared->reserve_held++] = dp;
+			kept = true;
+		}
+		SpinLockRelease(&pyrate_shared->reserve_lock);
+		if (!kept)
+		{
+			dsa_free(area, dp);
+			return true;
+		}
+	}
+}
+
+bool
+pyrate_reserve_release(dsa_area *area)
+{
+	dsa_pointer dp = InvalidDsaPointer;
+
+	SpinLockAcquire(&pyrate_shared->reserve_lock);
+	if (pyrate_shared->reserve_held > 0)
+		dp = pyrate_shared->reserve[--pyrate_shared->reserve_held];
+	SpinLockRelease(&pyrate_shared->reserve_lock);
+	if (!DsaPointerIsValid(dp))
+		return false;
+	dsa_free(area, dp);
+	return true;
 }

@@ -25,6 +25,13 @@ typedef struct PyratePartition
 	char		pad[PG_CACHE_LINE_SIZE - 3 * sizeof(int64)];
 } PyratePartition;
 
+/* Per-database byte counters: a database counts in slot oid % this. */
+#define PYRATE_DB_SLOTS 1021
+
+/* The reserve for buckets that exist: chunks of this size, at most this many. */
+#define PYRATE_RESERVE_CHUNK ((Size) 64 * 1024)
+#define PYRATE_RESERVE_MAX 1024
+
 /*
  * The fixed part of pyrate's shared memory.
  *
@@ -36,7 +43,11 @@ typedef struct PyratePartition
  *     update; never while sleeping, never two at a time.
  *   The DSA area's own locks (tranche "pyrate_memory_area") guard the
  *     allocator; taken inside a partition lock, never the other way round.
- *   evicted and full_errors are atomics.
+ *   evicted, full_errors and db_bytes are atomics.
+ *   reserve_lock (a spinlock) guards reserve[] and reserve_held.
+ *   db_bytes[d] sums the bytes of the databases whose oid % PYRATE_DB_SLOTS
+ *     is d (as partition bytes do: blocks as requested).  It changes with
+ *     the partition bytes, under the partition lock of the bucket concerned.
  * The postmaster reads all of it without locks when it saves the buckets at
  * shutdown: by then every other process has exited.
  */
@@ -48,14 +59,20 @@ typedef struct PyrateShared
 	pg_atomic_uint64 evicted;
 	pg_atomic_uint64 full_errors;
 	PyratePartition parts[PYRATE_PARTITIONS];
+	pg_atomic_uint64 db_bytes[PYRATE_DB_SLOTS];
+	slock_t		reserve_lock;
+	int			reserve_target;	/* chunks */
+	int			reserve_held;
+	dsa_pointer reserve[PYRATE_RESERVE_MAX];
 } PyrateShared;
 
 extern PyrateShared *pyrate_shared;		/* NULL unless preloaded */
 extern LWLockPadded *pyrate_locks;
 extern dsa_pointer *pyrate_heads;
 
-/* pyrate.memory_size, in kB (the memory engine defines the setting) */
+/* pyrate.memory_size and pyrate.memory_reserve, in kB (the memory engine defines the settings) */
 extern int	pyrate_memory_size;
+extern int	pyrate_memory_reserve;
 
 /* From the memory engine's shmem_request_hook: ask for the arena's memory. */
 void		pyrate_arena_request(void);
@@ -68,5 +85,18 @@ dsa_area   *pyrate_arena_startup(void);
 
 /* The DSA area holding buckets, attached on first use in this process. */
 dsa_area   *pyrate_area(void);
+
+/*
+ * The reserve: memory set aside at startup that only buckets which exist
+ * may grow into, so that strangers filling the arena with new buckets cannot
+ * make an existing bucket's next item fail.  While any of it is out, new
+ * buckets are refused.
+ *   pyrate_reserve_whole: whether all of it is set aside, setting aside
+ *     again what the arena has room for first.
+ *   pyrate_reserve_release: give one chunk back to the allocator for a
+ *     bucket that must grow; false when none is left.
+ */
+bool		pyrate_reserve_whole(dsa_area *area);
+bool		pyrate_reserve_release(dsa_area *area);
 
 #endif							/* PYRATE_MEMORY_ARENA_H */
