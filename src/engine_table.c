@@ -3,13 +3,16 @@
  *
  * pyrate_bucket_data(id, name, created) names each bucket;
  * pyrate_item_data(bucket, cum, ts, weight) holds its items, cum being the
- * units put into the bucket up to and including the item.  Timestamps never
- * decrease along cum, so
+ * units put into the bucket up to and including the item; its one index is
+ * the primary key (bucket, cum).  Timestamps never decrease along cum, so
  *   units in a window since s = newest.cum - (first item with ts >= s).cum
  *                                + that item's weight
- * and the item holding a unit is the first with cum >= that unit: an index
- * probe each, on (bucket, ts, cum) and on (bucket, cum).  No window is
- * scanned, and per-backend hints (see view_since) spare most probes.
+ * and the item holding a unit is the first with cum >= that unit.  The
+ * first item at or after a time is found by a search on cum (find_since),
+ * from where this backend last found the window to start (per-backend
+ * hints, see view_since): usually one short read of the index.  Until 1.2
+ * a second index on (bucket, ts, cum) answered it in one probe, at the cost
+ * of an index entry per item.
  *
  * Concurrency: check-and-insert on a bucket is serialized by a heavyweight
  * lock on the bucket's name (an advisory-class lock tag, visible in pg_locks).
@@ -88,7 +91,6 @@ static const PyrateTable items_table = {
 
 static const AttrNumber bucket_name_key[] = {Anum_bucket_name};
 static const AttrNumber item_cum_key[] = {Anum_item_bucket, Anum_item_cum};
-static const AttrNumber item_ts_key[] = {Anum_item_bucket, Anum_item_ts, Anum_item_cum};
 
 #define WINDOW_HINTS 4
 
@@ -100,7 +102,6 @@ typedef struct TableBucket
 	BucketIdEntry *cached;		/* the cache entry, when the id came from it */
 	PyrateRel	items;
 	Relation	by_cum;
-	Relation	by_ts;
 	int64		id;				/* -1: the bucket has no row yet */
 	bool		have_newest;
 	bool		empty;
@@ -332,7 +333,6 @@ tb_open(TableBucket *tb, const PyrateBucket *b, LOCKMODE mode, bool lock)
 	tb->b = b;
 	pyrate_rel_open(&tb->items, b->nsp, &items_table, mode);
 	tb->by_cum = pyrate_rel_index(&tb->items, 2, item_cum_key);
-	tb->by_ts = pyrate_rel_index(&tb->items, 3, item_ts_key);
 	if (lock)
 		(void) lock_bucket(tb, false);
 	else
@@ -555,6 +555,32 @@ walk_from_hint(TableBucket *tb, int64 since, int64 base)
 	return found;
 }
 
+/*
+ * The first item at or after since (in the slot), the newest item being at
+ * or after it; lo is a cum whose item, if any, is before since.  "The first
+ * item with cum >= c is at or after since" only turns from false to true as
+ * c grows, so a binary search on cum narrows (lo, hi] to 64 units, keeping
+ * every item before the answer and after lo in that range; the walk then
+ * reads at most 64 items.
+ */
+static bool
+find_since(TableBucket *tb, int64 since, int64 lo)
+{
+	int64		hi = tb->newest_cum;
+
+	while (hi - lo > 64)
+	{
+		int64		mid = lo + (hi - lo) / 2;
+
+		if (probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, mid) &&
+			ITEM_I64(tb, Anum_item_ts) < since)
+			lo = ITEM_I64(tb, Anum_item_cum);
+		else
+			hi = mid - 1;		/* the answer, or no item, from mid on */
+	}
+	return walk_from_hint(tb, since, lo);
+}
+
 /* Units of the items with ts >= since. */
 static int64
 view_since(void *ctx, int64 since)
@@ -568,17 +594,14 @@ view_since(void *ctx, int64 since)
 	load_newest(tb);
 	if (tb->empty || since > tb->newest_ts)
 		return 0;
-	/* a short window is read as cheaply by the open-ended probe */
-	if (best >= 0 && tb->newest_cum - e->base_hint[best] > 64)
-		found = walk_from_hint(tb, since, e->base_hint[best]);
+	if (best >= 0)
+		found = find_since(tb, since, e->base_hint[best]);
+	else if (!probe_cum(tb, ForwardScanDirection, BTGreaterStrategyNumber, 0))
+		found = false;
+	else if (ITEM_I64(tb, Anum_item_ts) >= since)
+		found = true;			/* the oldest item */
 	else
-	{
-		ScanKeyData keys[2];
-
-		pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
-		pyrate_key_int8(&keys[1], 2, BTGreaterEqualStrategyNumber, since);
-		found = pyrate_probe(&tb->items, tb->by_ts, keys, 2, ForwardScanDirection, SnapshotSelf);
-	}
+		found = find_since(tb, since, ITEM_I64(tb, Anum_item_cum));
 	if (!found)
 		return 0;
 	base = ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb);
@@ -844,7 +867,7 @@ make_tombstone(TableBucket *tb, HeapTuple tup)
 static int64
 delete_items(TableBucket *tb, int64 before, int64 max_items)
 {
-	ScanKeyData keys[2];
+	ScanKeyData keys[1];
 	IndexScanDesc scan;
 	Snapshot	snap;
 	int64		removed = 0;
@@ -857,10 +880,9 @@ delete_items(TableBucket *tb, int64 before, int64 max_items)
 	if (keep_newest)
 		load_newest(tb);
 	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
-	pyrate_key_int8(&keys[1], 2, BTLessStrategyNumber, before);
 	snap = RegisterSnapshot(GetLatestSnapshot());
-	scan = index_beginscan(tb->items.heap, tb->by_ts, snap, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
+	scan = index_beginscan(tb->items.heap, tb->by_cum, snap, 1, 0);
+	index_rescan(scan, keys, 1, NULL, 0);
 	while ((max_items <= 0 || n < max_items) &&
 		   index_getnext_slot(scan, ForwardScanDirection, tb->items.slot))
 	{
@@ -868,6 +890,9 @@ delete_items(TableBucket *tb, int64 before, int64 max_items)
 
 		CHECK_FOR_INTERRUPTS();
 		slot_getallattrs(tb->items.slot);
+		/* in cum order, hence in time order: the rest are newer */
+		if (ITEM_I64(tb, Anum_item_ts) >= before)
+			break;
 		w = ITEM_WEIGHT(tb);
 		if (keep_newest && !tb->empty && ITEM_I64(tb, Anum_item_cum) >= tb->newest_cum)
 		{
@@ -925,7 +950,7 @@ update_due(TableBucket *tb, int64 before)
 	int64		due;
 
 	pyrate_key_int8(&key, 1, BTEqualStrategyNumber, tb->id);
-	if (pyrate_probe(&tb->items, tb->by_ts, &key, 1, ForwardScanDirection, SnapshotSelf))
+	if (pyrate_probe(&tb->items, tb->by_cum, &key, 1, ForwardScanDirection, SnapshotSelf))
 		due = ITEM_I64(tb, Anum_item_ts) + interval;
 	else
 		due = pyrate_now_ms() + interval;

@@ -139,6 +139,8 @@ check "the role granted pyrate_define keeps it, for both forms" \
 	test "$(usql -c "SET ROLE pyrate_definer" -c "SELECT (pyrate_define('up:r', '{1/s}')).storage, (pyrate_define('up:s', '2/s')).rates" -c "RESET ROLE")" = "table|{2/1s}"
 check "PUBLIC still may not define" \
 	test "$(usql -c "SELECT has_function_privilege('public', 'pyrate_define(text, text, text, boolean)', 'EXECUTE')")" = f
+check "after the update table items keep one index, their primary key (1.2)" \
+	test "$(usql -c "SELECT string_agg(indexrelid::regclass::text, ',') FROM pg_index WHERE indrelid = 'pyrate_item_data'::regclass")" = pyrate_item_data_pkey
 check "after the update a table bucket records when it is next due" \
 	test "$(usql -c "SELECT count(*) FROM pyrate_bucket_data WHERE due IS NULL")" = 0
 check "the updated database matches a fresh install, object by object" \

@@ -416,7 +416,6 @@ run_disk() {
 	q fault -c "CREATE TABLESPACE small LOCATION '$TBLSPC'" \
 		-c "ALTER TABLE pyrate_item_data SET TABLESPACE small" \
 		-c "ALTER INDEX pyrate_item_data_pkey SET TABLESPACE small" \
-		-c "ALTER INDEX pyrate_item_data_ts SET TABLESPACE small" \
 		-c "SELECT pyrate_define('disk:*', '{1000000000/1h}', 'table')" >/dev/null ||
 		{ not_ok "the items move to the small tablespace"; return; }
 	# the items table has its visibility map and free space map before it
@@ -471,7 +470,6 @@ run_disk() {
 	# a full page
 	q fault -c "SELECT pyrate_flush('disk:a')" -c "VACUUM FULL pyrate_item_data" \
 		-c "ALTER INDEX pyrate_item_data_pkey SET TABLESPACE pg_default" \
-		-c "ALTER INDEX pyrate_item_data_ts SET TABLESPACE pg_default" \
 		-c "SELECT count(pyrate_put('disk:seed')) FROM generate_series(1, 100)" -c "VACUUM pyrate_item_data" >/dev/null
 	at=5000000
 	for batch in $(seq 200); do
@@ -489,7 +487,6 @@ run_disk() {
 	check "disk full (heap): flushing the full bucket works on the full disk (${err//$'\n'/ })" test -z "$err"
 	q fault -c "ALTER TABLE pyrate_item_data SET TABLESPACE pg_default" \
 		-c "ALTER INDEX pyrate_item_data_pkey SET TABLESPACE pg_default" \
-		-c "ALTER INDEX pyrate_item_data_ts SET TABLESPACE pg_default" \
 		-c "DROP TABLESPACE small" >/dev/null
 	check "disk full: the items move back and the tablespace is dropped" test $? = 0
 	umount "$TBLSPC"
