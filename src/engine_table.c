@@ -559,22 +559,27 @@ walk_from_hint(TableBucket *tb, int64 since, int64 base)
  * The first item at or after since (in the slot), the newest item being at
  * or after it; lo is a cum whose item, if any, is before since.  "The first
  * item with cum >= c is at or after since" only turns from false to true as
- * c grows, so a binary search on cum narrows (lo, hi] to 64 units, keeping
- * every item before the answer and after lo in that range; the walk then
- * reads at most 64 items.
+ * c grows, so a search on cum narrows (lo, hi] to 64 units, keeping every
+ * item before the answer and after lo in that range; the walk then reads at
+ * most 64 items.  The search gallops from lo (a hint is usually just below
+ * the answer) before it bisects: O(log d) probes for an answer d units on.
  */
 static bool
 find_since(TableBucket *tb, int64 since, int64 lo)
 {
 	int64		hi = tb->newest_cum;
+	int64		step = 64;
 
 	while (hi - lo > 64)
 	{
-		int64		mid = lo + (hi - lo) / 2;
+		int64		mid = lo + Min(step, (hi - lo) / 2);
 
 		if (probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, mid) &&
 			ITEM_I64(tb, Anum_item_ts) < since)
+		{
 			lo = ITEM_I64(tb, Anum_item_cum);
+			step *= 2;
+		}
 		else
 			hi = mid - 1;		/* the answer, or no item, from mid on */
 	}
