@@ -283,10 +283,30 @@ lookup_bucket_in(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep, Snap
 	return id;
 }
 
+/*
+ * The bucket's id from its row: committed, or this transaction's own.  A
+ * scan with SnapshotSelf can miss a row that another transaction updates
+ * meanwhile (a leak moving its due time): it may check the new version
+ * before that commits and the old one after.  A miss is looked up again
+ * with a fresh MVCC snapshot, which sees every committed row consistently
+ * (and the transaction's own from earlier commands; SnapshotSelf saw those
+ * of this one).
+ */
 static int64
 lookup_bucket(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep)
 {
-	return lookup_bucket_in(nsp, name, mode, keep, SnapshotSelf);
+	int64		id = lookup_bucket_in(nsp, name, mode, keep, SnapshotSelf);
+
+	if (id < 0)
+	{
+		Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+
+		if (keep)
+			pyrate_rel_close(keep);
+		id = lookup_bucket_in(nsp, name, mode, keep, snap);
+		UnregisterSnapshot(snap);
+	}
+	return id;
 }
 
 /* The bucket's id, from the cache when it can be; *entry is its entry. */
@@ -989,7 +1009,16 @@ table_leak(const PyrateBucket *b, int64 before, int64 max_items)
 	prevent_writes("leak", b->name);
 	tb_open(&tb, b, RowExclusiveLock, false);
 	removed = delete_items(&tb, before, max_items);
-	if (tb.id >= 0)
+
+	/*
+	 * A leak that removed items and left the newest holds units still: the
+	 * bucket is in use, and its due time stays where it was (past), so the
+	 * next pass comes back to it.  Moving due costs a new version of the
+	 * bucket's row and an entry in each of its indexes; it is written only
+	 * when a leak finds nothing to remove (the next thing to remove is then
+	 * some time off) or leaves nothing but the tombstone.
+	 */
+	if (tb.id >= 0 && !(removed > 0 && !tb.empty && tb.newest_ts >= before))
 		update_due(&tb, before);
 	tb_close(&tb);
 	return removed;
