@@ -118,11 +118,16 @@ SELECT pyrate_count('same:a') AS a, pyrate_count('same:b') AS b,
 SELECT pyrate_dispose('same:a'), pyrate_dispose('same:b'), pyrate_undefine('same:*');
 
 -- A table bucket records when it is next due for a leak (its oldest item's
--- time plus its largest interval): a leak pass reads only the buckets due
+-- time plus its largest interval): a leak pass reads only the buckets due.
+-- A leak that removes items and leaves units does not move it (the bucket
+-- stays due: the next pass comes back); one that finds nothing to remove,
+-- or leaves only the tombstone, does
 SELECT FROM pyrate_define('due:*', '{3/1s,5/1h}', 'table');
 SELECT pyrate_put('due:a', 1, 1000), pyrate_put('due:a', 1, 2000);
 SELECT due FROM pyrate_bucket_data WHERE name = 'due:a';
 SELECT pyrate_leak('due:a', 3601500), pyrate_count('due:a');
+SELECT due FROM pyrate_bucket_data WHERE name = 'due:a';
+SELECT pyrate_leak('due:a', 3601600), pyrate_count('due:a');
 SELECT due FROM pyrate_bucket_data WHERE name = 'due:a';
 SELECT pyrate_leak('due:a', 3602500), pyrate_count('due:a');
 SELECT due FROM pyrate_bucket_data WHERE name = 'due:a';

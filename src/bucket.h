@@ -58,7 +58,9 @@ typedef struct PyrateEngine
 	void		(*each_bucket) (Oid nsp, PyrateBucketCallback cb, void *arg);
 	/*
 	 * at least every bucket that may have something to leak, or be idle
-	 * long enough to reclaim, at time at (a leak pass reads only these)
+	 * long enough to reclaim, at time at (a leak pass reads only these);
+	 * cb's count may be any number from 1 up for a bucket holding units,
+	 * and is 0 for one that holds none
 	 */
 	void		(*each_due) (Oid nsp, int64 at, PyrateBucketCallback cb, void *arg);
 } PyrateEngine;

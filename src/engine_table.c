@@ -300,11 +300,20 @@ lookup_bucket(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep)
 	if (id < 0)
 	{
 		Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+		PyrateRel	rel;
 
-		if (keep)
-			pyrate_rel_close(keep);
-		id = lookup_bucket_in(nsp, name, mode, keep, snap);
+		id = lookup_bucket_in(nsp, name, mode, &rel, snap);
 		UnregisterSnapshot(snap);
+		/* ... but a row this command deleted (dispose) is gone all the same */
+		if (id >= 0 && !table_tuple_satisfies_snapshot(rel.heap, rel.slot, SnapshotSelf))
+			id = -1;
+		if (keep)
+		{
+			pyrate_rel_close(keep);
+			*keep = rel;
+		}
+		else
+			pyrate_rel_close(&rel);
 	}
 	return id;
 }
@@ -1193,18 +1202,40 @@ table_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
 		table_foreach(nsp, cb, arg);
 		return;
 	}
-	pyrate_key_int8(&key, 1, BTLessEqualStrategyNumber, at);
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	scan = index_beginscan(buckets.heap, pyrate_rel_index(&buckets, 1, due_key), snap, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, buckets.slot))
+	/*
+	 * Whether a listed bucket holds units is its newest item's weight, read
+	 * by the id in its row: a leak that takes the newest item makes it a
+	 * weight-0 tombstone, and only after every older one is gone.  One probe,
+	 * the items table opened once, no lookup by name: a pass lists every
+	 * bucket due, and this was most of its cost.
+	 */
 	{
-		slot_getallattrs(buckets.slot);
-		emit_count(nsp, TextDatumGetCString(buckets.slot->tts_values[Anum_bucket_name - 1]),
-				   cb, arg);
+		PyrateBucket b;
+		TableBucket tb;
+
+		memset(&b, 0, sizeof(b));
+		b.nsp = nsp;
+		memset(&tb, 0, sizeof(tb));
+		tb.b = &b;
+		pyrate_rel_open(&tb.items, nsp, &items_table, AccessShareLock);
+		tb.by_cum = pyrate_rel_index(&tb.items, 2, item_cum_key);
+		pyrate_key_int8(&key, 1, BTLessEqualStrategyNumber, at);
+		snap = RegisterSnapshot(GetLatestSnapshot());
+		scan = index_beginscan(buckets.heap, pyrate_rel_index(&buckets, 1, due_key), snap, 1, 0);
+		index_rescan(scan, &key, 1, NULL, 0);
+		while (index_getnext_slot(scan, ForwardScanDirection, buckets.slot))
+		{
+			CHECK_FOR_INTERRUPTS();
+			slot_getallattrs(buckets.slot);
+			tb.id = DatumGetInt64(buckets.slot->tts_values[Anum_bucket_id - 1]);
+			cb(TextDatumGetCString(buckets.slot->tts_values[Anum_bucket_name - 1]),
+			   probe_cum(&tb, BackwardScanDirection, BTGreaterStrategyNumber, 0) &&
+			   ITEM_WEIGHT(&tb) > 0 ? 1 : 0, arg);
+		}
+		index_endscan(scan);
+		UnregisterSnapshot(snap);
+		tb_close(&tb);
 	}
-	index_endscan(scan);
-	UnregisterSnapshot(snap);
 	pyrate_rel_close(&buckets);
 }
 
