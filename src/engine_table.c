@@ -615,6 +615,40 @@ find_since(TableBucket *tb, int64 since, int64 lo)
 	return walk_from_hint(tb, since, lo);
 }
 
+/*
+ * From the newest item down, the first probe that lands on an item before
+ * since (*before), else the oldest item; false when the bucket has none.
+ * The probes go 64, 128, 256 ... units below the newest: items a leak
+ * removed stay in the index as dead entries until VACUUM, all below the
+ * oldest item, and a probe from the bottom would read every one of them.
+ * A probe that lands below the oldest item reads only those between it and
+ * the oldest, fewer than the units stored.  (Units are held contiguously
+ * from the oldest item up, so the first item at or after c not holding unit
+ * c means nothing holds any unit below it: it is the oldest.)
+ */
+static bool
+down_from_newest(TableBucket *tb, int64 since, bool *before)
+{
+	int64		step = 64;
+
+	*before = false;
+	for (;;)
+	{
+		int64		c = Max(tb->newest_cum - step, 1);
+
+		if (!probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, c))
+			return false;
+		if (ITEM_I64(tb, Anum_item_ts) < since)
+		{
+			*before = true;
+			return true;
+		}
+		if (c == 1 || ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb) >= c)
+			return true;
+		step *= 2;
+	}
+}
+
 /* Units of the items with ts >= since. */
 static int64
 view_since(void *ctx, int64 since)
@@ -630,12 +664,15 @@ view_since(void *ctx, int64 since)
 		return 0;
 	if (best >= 0)
 		found = find_since(tb, since, e->base_hint[best]);
-	else if (!probe_cum(tb, ForwardScanDirection, BTGreaterStrategyNumber, 0))
-		found = false;
-	else if (ITEM_I64(tb, Anum_item_ts) >= since)
-		found = true;			/* the oldest item */
 	else
-		found = find_since(tb, since, ITEM_I64(tb, Anum_item_cum));
+	{
+		bool		before;
+
+		/* else the oldest item, at or after since */
+		found = down_from_newest(tb, since, &before);
+		if (found && before)
+			found = find_since(tb, since, ITEM_I64(tb, Anum_item_cum));
+	}
 	if (!found)
 		return 0;
 	base = ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb);
@@ -788,8 +825,11 @@ count_units(TableBucket *tb)
 {
 	int64		oldest_base;
 
+	bool		before;
+
 	load_newest(tb);
-	if (tb->empty || !probe_cum(tb, ForwardScanDirection, BTGreaterStrategyNumber, 0))
+	/* since PG_INT64_MIN: nothing is before it, the oldest item is found */
+	if (tb->empty || !down_from_newest(tb, PG_INT64_MIN, &before))
 		return 0;
 	oldest_base = ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb);
 	return tb->newest_cum - oldest_base;
