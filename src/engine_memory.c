@@ -559,11 +559,10 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 				break;
 			case PYR_PUT_FULL:
 				growing = true;
-				if (!within_share(k.dbid, pyr_log_size(is_one(log, &one) ? 2 : log->cap * 2)))
-				{
-					needed = pyr_log_size(is_one(log, &one) ? 2 : log->cap * 2);
+				/* the ring make_room would make: twice the room */
+				needed = pyr_log_size(is_one(log, &one) ? 2 : log->cap * 2);
+				if (!within_share(k.dbid, needed))
 					why = SHORT_SHARE;
-				}
 				else if (make_room(a, &s, log, is_one(log, &one), partition(p), &needed))
 				{
 					(void) pyr_log_push(dsa_get_address(a, s.b->log), ts, weight);

@@ -1178,22 +1178,29 @@ table_reclaim(const PyrateBucket *b, int64 before)
 	return gone;
 }
 
-/* Count a listed bucket's units and hand them to cb. */
+/*
+ * Listing buckets: the items table is opened once for all of them, and each
+ * bucket's items are read by the id in its row (at_listed), never looked up
+ * again by name.
+ */
 static void
-emit_count(Oid nsp, char *name, PyrateBucketCallback cb, void *arg)
+open_listed(TableBucket *tb, PyrateBucket *b, Oid nsp)
 {
-	PyrateBucket b;
-	TableBucket tb;
-	int64		count;
+	memset(b, 0, sizeof(*b));
+	b->nsp = nsp;
+	memset(tb, 0, sizeof(*tb));
+	tb->b = b;
+	pyrate_rel_open(&tb->items, nsp, &items_table, AccessShareLock);
+	tb->by_cum = pyrate_rel_index(&tb->items, 2, item_cum_key);
+}
 
+static void
+at_listed(TableBucket *tb, PyrateRel *buckets)
+{
 	CHECK_FOR_INTERRUPTS();
-	memset(&b, 0, sizeof(b));
-	b.nsp = nsp;
-	b.name = name;
-	tb_open(&tb, &b, AccessShareLock, false);
-	count = count_units(&tb);
-	tb_close(&tb);
-	cb(name, count, arg);
+	slot_getallattrs(buckets->slot);
+	tb->id = DatumGetInt64(buckets->slot->tts_values[Anum_bucket_id - 1]);
+	tb->have_newest = false;
 }
 
 static void
@@ -1202,21 +1209,22 @@ table_foreach(Oid nsp, PyrateBucketCallback cb, void *arg)
 	PyrateRel	buckets;
 	Snapshot	snap;
 	TableScanDesc scan;
-	HeapTuple	tup;
+	PyrateBucket b;
+	TableBucket tb;
 
 	pyrate_rel_open(&buckets, nsp, &buckets_table, AccessShareLock);
+	open_listed(&tb, &b, nsp);
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	scan = table_beginscan(buckets.heap, snap, 0, NULL);
-	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	while (table_scan_getnextslot(scan, ForwardScanDirection, buckets.slot))
 	{
-		Datum		values[Natts_bucket];
-		bool		nulls[Natts_bucket];
-
-		pyrate_rel_deform(&buckets, tup, values, nulls);
-		emit_count(nsp, TextDatumGetCString(values[Anum_bucket_name - 1]), cb, arg);
+		at_listed(&tb, &buckets);
+		cb(TextDatumGetCString(buckets.slot->tts_values[Anum_bucket_name - 1]),
+		   count_units(&tb), arg);
 	}
 	table_endscan(scan);
 	UnregisterSnapshot(snap);
+	tb_close(&tb);
 	pyrate_rel_close(&buckets);
 }
 
@@ -1234,6 +1242,8 @@ table_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
 	ScanKeyData key;
 	IndexScanDesc scan;
 	Snapshot	snap;
+	PyrateBucket b;
+	TableBucket tb;
 
 	pyrate_rel_open(&buckets, nsp, &buckets_table, AccessShareLock);
 	if (buckets.ncolumns < Anum_bucket_due)
@@ -1243,39 +1253,26 @@ table_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
 		return;
 	}
 	/*
-	 * Whether a listed bucket holds units is its newest item's weight, read
-	 * by the id in its row: a leak that takes the newest item makes it a
-	 * weight-0 tombstone, and only after every older one is gone.  One probe,
-	 * the items table opened once, no lookup by name: a pass lists every
-	 * bucket due, and this was most of its cost.
+	 * Whether a listed bucket holds units is its newest item's weight: a leak
+	 * that takes the newest item makes it a weight-0 tombstone, and only
+	 * after every older one is gone.  One probe a bucket: a pass lists every
+	 * bucket due.
 	 */
+	open_listed(&tb, &b, nsp);
+	pyrate_key_int8(&key, 1, BTLessEqualStrategyNumber, at);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = index_beginscan(buckets.heap, pyrate_rel_index(&buckets, 1, due_key), snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, buckets.slot))
 	{
-		PyrateBucket b;
-		TableBucket tb;
-
-		memset(&b, 0, sizeof(b));
-		b.nsp = nsp;
-		memset(&tb, 0, sizeof(tb));
-		tb.b = &b;
-		pyrate_rel_open(&tb.items, nsp, &items_table, AccessShareLock);
-		tb.by_cum = pyrate_rel_index(&tb.items, 2, item_cum_key);
-		pyrate_key_int8(&key, 1, BTLessEqualStrategyNumber, at);
-		snap = RegisterSnapshot(GetLatestSnapshot());
-		scan = index_beginscan(buckets.heap, pyrate_rel_index(&buckets, 1, due_key), snap, 1, 0);
-		index_rescan(scan, &key, 1, NULL, 0);
-		while (index_getnext_slot(scan, ForwardScanDirection, buckets.slot))
-		{
-			CHECK_FOR_INTERRUPTS();
-			slot_getallattrs(buckets.slot);
-			tb.id = DatumGetInt64(buckets.slot->tts_values[Anum_bucket_id - 1]);
-			cb(TextDatumGetCString(buckets.slot->tts_values[Anum_bucket_name - 1]),
-			   probe_cum(&tb, BackwardScanDirection, BTGreaterStrategyNumber, 0) &&
-			   ITEM_WEIGHT(&tb) > 0 ? 1 : 0, arg);
-		}
-		index_endscan(scan);
-		UnregisterSnapshot(snap);
-		tb_close(&tb);
+		at_listed(&tb, &buckets);
+		cb(TextDatumGetCString(buckets.slot->tts_values[Anum_bucket_name - 1]),
+		   probe_cum(&tb, BackwardScanDirection, BTGreaterStrategyNumber, 0) &&
+		   ITEM_WEIGHT(&tb) > 0 ? 1 : 0, arg);
 	}
+	index_endscan(scan);
+	UnregisterSnapshot(snap);
+	tb_close(&tb);
 	pyrate_rel_close(&buckets);
 }
 

@@ -13,16 +13,17 @@ PORT=55451
 pg_start contain $PORT "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" \
 	"pyrate.memory_size = '2MB'" "pyrate.memory_reserve = '128kB'" ||
 	{ echo "0 passed, 1 failed"; exit 1; }
-as() { local role=$1 db=$2; shift 2; psql -X -At "$(pg_conninfo contain $PORT "$db") user=$role" "$@" 2>&1; }
-su() { as postgres "$@"; }
-su postgres -q -c "CREATE DATABASE victim" -c "CREATE DATABASE filler" -c "CREATE ROLE stranger LOGIN" >/dev/null
+# sql_as ROLE DB psql-args...: psql as that role, errors included in the output
+sql_as() { local role=$1 db=$2; shift 2; psql -X -At "$(pg_conninfo contain $PORT "$db") user=$role" "$@" 2>&1; }
+super() { sql_as postgres "$@"; }
+super postgres -q -c "CREATE DATABASE victim" -c "CREATE DATABASE filler" -c "CREATE ROLE stranger LOGIN" >/dev/null
 for db in victim filler; do
-	su $db -q -c "CREATE EXTENSION pyrate" -c "SELECT FROM pyrate_define('v:*', '100/1h', 'memory')" \
+	super $db -q -c "CREATE EXTENSION pyrate" -c "SELECT FROM pyrate_define('v:*', '100/1h', 'memory')" \
 		-c "SELECT FROM pyrate_define('f:*', '100/1h', 'memory')" >/dev/null
 done
 # a loop of new buckets until the first error; prints "count|SQLSTATE|message"
 fill() {
-	as stranger "$1" -c "DO \$\$ DECLARE i int := 0; BEGIN
+	sql_as stranger "$1" -c "DO \$\$ DECLARE i int := 0; BEGIN
 		LOOP i := i + 1; PERFORM pyrate_put('f:$2:' || i); END LOOP;
 	EXCEPTION WHEN others THEN RAISE NOTICE 'fill|%|%|%', i - 1, SQLSTATE, SQLERRM; END \$\$" |
 		sed -n 's/.*NOTICE:  fill|//p'
@@ -30,47 +31,47 @@ fill() {
 
 # 1. The reserve.
 check "the victim's 50 buckets take their first item" \
-	test "$(su victim -c "SELECT count(*) FILTER (WHERE pyrate_put('v:' || i)) FROM generate_series(1, 50) i")" = 50
+	test "$(super victim -c "SELECT count(*) FILTER (WHERE pyrate_put('v:' || i)) FROM generate_series(1, 50) i")" = 50
 out=$(fill filler a)
 echo "a stranger's new buckets in another database: $out"
 check "a stranger fills the arena with new buckets until 53200" grep -q '^[0-9]*|53200|' <<<"$out"
 check "... told that the arena is full" grep -q "|pyrate's shared memory is full\$" <<<"$out"
 check "... less what is kept in reserve for buckets that exist" \
-	grep -qE 'DETAIL:.* 128 kB kept in reserve for buckets that exist' <<<"$(as stranger filler -c "SELECT pyrate_put('f:more')")"
+	grep -qE 'DETAIL:.* 128 kB kept in reserve for buckets that exist' <<<"$(sql_as stranger filler -c "SELECT pyrate_put('f:more')")"
 for round in 2 3 4; do
 	check "each of the victim's buckets that exist takes item $round (it grows into the reserve)" \
-		test "$(su victim -c "SELECT count(*) FILTER (WHERE pyrate_put('v:' || i)) FROM generate_series(1, 50) i")" = 50
+		test "$(super victim -c "SELECT count(*) FILTER (WHERE pyrate_put('v:' || i)) FROM generate_series(1, 50) i")" = 50
 done
 check "the victim's buckets hold every item" \
-	test "$(su victim -c "SELECT sum(pyrate_count('v:' || i)) FROM generate_series(1, 50) i")" = 200
-err=$(su victim -c "SELECT pyrate_put('v:new')")
+	test "$(super victim -c "SELECT sum(pyrate_count('v:' || i)) FROM generate_series(1, 50) i")" = 200
+err=$(super victim -c "SELECT pyrate_put('v:new')")
 check "while the reserve is in use, a new bucket is refused, in every database" \
 	grep -q "ERROR:  pyrate's shared memory is full for new buckets" <<<"$err"
 check "... the error says the reserve kept for buckets that exist is in use" \
 	grep -q 'DETAIL:.*reserve kept for buckets that exist (pyrate.memory_reserve) is in use' <<<"$err"
 check "... and when new buckets come back, and what to change" grep -q 'HINT:.*pyrate.memory_size' <<<"$err"
 n=${out%%|*}
-su filler -c "SELECT count(pyrate_dispose('f:a:' || i)) FROM generate_series(1, $n) i" >/dev/null
+super filler -c "SELECT count(pyrate_dispose('f:a:' || i)) FROM generate_series(1, $n) i" >/dev/null
 check "once the stranger's buckets go, new buckets are admitted again (the reserve is set aside anew)" \
-	test "$(su victim -c "SELECT count(*) FILTER (WHERE pyrate_put('v:new:' || i)) FROM generate_series(1, 100) i")" = 100
+	test "$(super victim -c "SELECT count(*) FILTER (WHERE pyrate_put('v:new:' || i)) FROM generate_series(1, 100) i")" = 100
 
 # 2. A database's share.
 check "a login role cannot raise its database's share" \
 	grep -q 'permission denied to set parameter "pyrate.memory_database_share"' \
-	<<<"$(as stranger filler -c "SET pyrate.memory_database_share = 100")"
-su postgres -q -c "ALTER DATABASE filler SET pyrate.memory_database_share = 25" >/dev/null
+	<<<"$(sql_as stranger filler -c "SET pyrate.memory_database_share = 100")"
+super postgres -q -c "ALTER DATABASE filler SET pyrate.memory_database_share = 25" >/dev/null
 out=$(fill filler b)
 echo "the stranger again, its database held to 25%: $out"
 check "the stranger's database stops at its share" \
 	grep -q 'database "filler" has used its share of pyrate.s shared memory' <<<"$out"
 check "... which the error tells, with the setting to raise" \
-	grep -q 'HINT:.*pyrate.memory_database_share' <<<"$(su filler -c "SET pyrate.memory_database_share = 25" -c "SELECT pyrate_put('f:more2')")"
+	grep -q 'HINT:.*pyrate.memory_database_share' <<<"$(super filler -c "SET pyrate.memory_database_share = 25" -c "SELECT pyrate_put('f:more2')")"
 n=${out%%|*}
-bytes=$(su victim -c "SELECT used_bytes FROM pyrate_memory_status()")
+bytes=$(super victim -c "SELECT used_bytes FROM pyrate_memory_status()")
 echo "the stranger's database made $n buckets; the arena holds $bytes bytes of buckets in all"
 check "... within 25% of the 2 MB arena as accounted" test "$bytes" -le $((2 * 1024 * 1024 / 4 + 64 * 1024))
 check "the victim still creates new buckets" \
-	test "$(su victim -c "SELECT count(*) FILTER (WHERE pyrate_put('v:more:' || i)) FROM generate_series(1, 1000) i")" = 1000
+	test "$(super victim -c "SELECT count(*) FILTER (WHERE pyrate_put('v:more:' || i)) FROM generate_series(1, 1000) i")" = 1000
 check "and its buckets that exist still grow" \
-	test "$(su victim -c "SELECT count(*) FILTER (WHERE pyrate_put('v:' || i)) FROM generate_series(1, 50) i")" = 50
+	test "$(super victim -c "SELECT count(*) FILTER (WHERE pyrate_put('v:' || i)) FROM generate_series(1, 50) i")" = 50
 suite_end
