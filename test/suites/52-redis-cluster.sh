@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # 52-redis-cluster — libpyrate's Redis bucket on a Redis Cluster of three
 # masters with a replica each (six redis-server processes, as the postgres
-# user, on loopback ports 26701-26706): the conformance replay with its key on
+# user, on six free loopback ports, 26701-26706 if free, each with its bus
+# port 10 above): the conformance replay with its key on
 # each master; routing, ASK, MOVED and NOSCRIPT per node; then, 16 clients
 # hammering a hot key and 32 others under valgrind, a reshard of 2000 slots,
 # a clean failover and two unclean ones (what they lost is measured and
@@ -17,7 +18,20 @@ pyrate_install_deps
 TMP=$(pyrate_tmp)
 BIN=$TMP/bin
 TRACE=${PYRATE_TRACE:-$PWD/test/conformance/traces/sliding_window_log.tsv}
-PORTS=(26701 26702 26703 26704 26705 26706)
+# Six client ports and six cluster-bus ports, all free and all below the
+# kernel's ephemeral range: Redis's default bus port (port + 10000) would be
+# 36701-36706, inside that range, where any outgoing connection of the run
+# may hold it and the node fails to bind (seen once in CI).
+port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
+PORTS=()
+for base in 26701 26721 26741 26761 26781 25701 25721 25741; do
+	PORTS=()
+	for i in 0 1 2 3 4 5; do
+		port_free $((base + i)) && port_free $((base + 10 + i)) || continue 2
+		PORTS+=($((base + i)))
+	done
+	break
+done
 NODE_TIMEOUT=5000
 mkdir -p "$BIN"
 
@@ -40,7 +54,7 @@ node_start() {
 	chown -R postgres: "$dir"
 	as_postgres redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
 		--pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save '' --appendonly no \
-		--cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
+		--cluster-enabled yes --cluster-config-file "$dir/nodes.conf" --cluster-port $((port + 10)) \
 		--cluster-node-timeout "$NODE_TIMEOUT" --enable-debug-command local >/dev/null
 	# pyrate_cleanup stops it by its pid file
 	PYRATE_REDIS_DIRS+=("$dir:$port")
@@ -48,6 +62,8 @@ node_start() {
 		timeout 30 redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
+	echo "# redis-server on port $port did not answer; its log:"
+	tail -n 20 "$dir/redis.log" 2>/dev/null | sed 's/^/# /'
 	return 1
 }
 # stop.sh PORT [SIGNAL] — a node by its pid file, waiting (10 s at most) for it to go
@@ -101,7 +117,7 @@ cluster_ok() {
 
 started=1
 for p in "${PORTS[@]}"; do node_start "$p" || started=0; done
-check "six cluster-enabled redis-server processes start" test $started = 1
+check "six cluster-enabled redis-server processes start (ports ${PORTS[*]}, bus +10)" test $started = 1
 hosts=()
 for p in "${PORTS[@]}"; do hosts+=("127.0.0.1:$p"); done
 timeout 120 redis-cli --cluster create "${hosts[@]}" --cluster-replicas 1 --cluster-yes >"$TMP/create.log" 2>&1 ||
