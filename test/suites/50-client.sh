@@ -14,9 +14,11 @@ pyrate_install_deps
 TMP=$(pyrate_tmp)
 BIN=$TMP/bin
 TRACE=${PYRATE_TRACE:-$PWD/test/conformance/traces/sliding_window_log.tsv}
-PGPORT_C=56301
-BOUNCER_PORT=56302
-PGPORT_PLAIN=56303
+# TCP ports below the kernel's ephemeral range (32768-60999), where an outgoing
+# connection of the run could hold them
+PGPORT_C=26301
+BOUNCER_PORT=26302
+PGPORT_PLAIN=26303
 REDIS_PORT=6361
 mkdir -p "$BIN"
 
