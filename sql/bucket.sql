@@ -144,4 +144,14 @@ SELECT pyrate_leak('due:a', 3601600), pyrate_count('due:a');
 SELECT due FROM pyrate_bucket_data WHERE name = 'due:a';
 SELECT pyrate_leak('due:a', 3602500), pyrate_count('due:a');
 SELECT due FROM pyrate_bucket_data WHERE name = 'due:a';
+-- A leak pass (pyrate_leak() or the worker's) that empties a bucket leaves
+-- its row alone: its tombstone has left the largest window already, so it
+-- stays due, and the next pass reclaims it
+SELECT pyrate_put('due:b', 1, pyrate_now() - 7300000), pyrate_put('due:b', 1, pyrate_now() - 7200000);
+SELECT ctid AS due_ctid, due AS due_was FROM pyrate_bucket_data WHERE name = 'due:b' \gset
+SELECT pyrate_leak() >= 2 AS leaked, pyrate_count('due:b');
+SELECT ctid = :'due_ctid' AS same_row_version, due = :due_was AS same_due
+	FROM pyrate_bucket_data WHERE name = 'due:b';
+SELECT pyrate_leak() >= 0 AS leaked;
+SELECT count(*) AS reclaimed FROM pyrate_bucket_data WHERE name = 'due:b';
 SELECT pyrate_dispose('due:a'), pyrate_undefine('due:*');

@@ -11,15 +11,30 @@
 
 #include "routing.h"
 
+#include "storage/itemptr.h"
+
+/*
+ * Where a listing found a bucket, for the engine that listed it to find it
+ * again without its name: the table engine's row id and row version.  A
+ * hint only: the bucket may have changed since (id 0: nothing known).
+ */
+typedef struct PyrateListed
+{
+	int64		id;
+	ItemPointerData tid;
+} PyrateListed;
+
 typedef struct PyrateBucket
 {
 	Oid			nsp;			/* the extension's schema */
 	const char *name;
 	PyrateDefinition def;		/* a copy: the routing cache may be rebuilt */
 	bool		exact;			/* the decision's remaining must be exact */
+	PyrateListed listed;		/* a leak of a listed bucket: where it was */
 } PyrateBucket;
 
-typedef void (*PyrateBucketCallback) (const char *name, int64 count, void *arg);
+typedef void (*PyrateBucketCallback) (const char *name, int64 count,
+									  const PyrateListed *listed, void *arg);
 
 typedef struct PyrateEngine
 {

@@ -28,7 +28,7 @@ typedef struct Holding
 } Holding;
 
 static void
-count_holding(const char *name, int64 count, void *arg)
+count_holding(const char *name, int64 count, const PyrateListed *listed, void *arg)
 {
 	Holding    *h = arg;
 	const PyrateDefinition *d;

@@ -68,6 +68,7 @@ pyrate_bucket_init(PyrateBucket *b, Oid nsp, const char *name)
 	b->nsp = nsp;
 	b->name = name;
 	b->exact = false;
+	memset(&b->listed, 0, sizeof(b->listed));
 	b->def = *d;
 	b->def.pattern = pstrdup(d->pattern);
 }

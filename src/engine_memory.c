@@ -813,7 +813,7 @@ memory_each_bucket(Oid nsp, PyrateBucketCallback cb, void *arg)
 
 			memcpy(&count, buf + off, sizeof(int64));
 			off += sizeof(int64) + strlen(name) + 1;
-			cb(name, count, arg);
+			cb(name, count, NULL, arg);
 		}
 	}
 	pfree(buf);

@@ -364,6 +364,8 @@ tb_open(TableBucket *tb, const PyrateBucket *b, LOCKMODE mode, bool lock)
 	tb->by_cum = pyrate_rel_index(&tb->items, 2, item_cum_key);
 	if (lock)
 		(void) lock_bucket(tb, false);
+	else if (b->listed.id > 0)
+		tb->id = b->listed.id;	/* a listed bucket: its id as listed */
 	else
 		tb->id = bucket_id(b->nsp, b->name, &tb->cached);
 }
@@ -867,18 +869,18 @@ typedef enum TombstoneResult
 } TombstoneResult;
 
 /*
- * Replace the item in tb->items.slot by tup, in a subtransaction: on a full
- * disk the new row version cannot be written, and the leak must still free
- * what it can.
+ * Replace the item at tid by tup, in a subtransaction: on a full disk the
+ * new row version cannot be written, and the leak must still free what it
+ * can.
  */
 static TombstoneResult
-make_tombstone(TableBucket *tb, HeapTuple tup)
+make_tombstone(TableBucket *tb, ItemPointer tid, HeapTuple tup)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile TombstoneResult result = TOMBSTONE_FAILED;
-	Buffer		buf = ((BufferHeapTupleTableSlot *) tb->items.slot)->buffer;
-	bool		room = false;
+	Buffer		buf;
+	bool		room;
 
 	/*
 	 * The usual case needs no subtransaction (a leak pass over many buckets
@@ -890,21 +892,19 @@ make_tombstone(TableBucket *tb, HeapTuple tup)
 	 * full disk does this leak fail with an error (the next pass retries);
 	 * a page seen without room takes the careful path below.
 	 */
-	if (BufferIsValid(buf))
-	{
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		room = PageGetHeapFreeSpace(BufferGetPage(buf)) >= MAXALIGN(tup->t_len) + sizeof(ItemIdData);
-		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
-	}
+	buf = ReadBuffer(tb->items.heap, ItemPointerGetBlockNumber(tid));
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	room = PageGetHeapFreeSpace(BufferGetPage(buf)) >= MAXALIGN(tup->t_len) + sizeof(ItemIdData);
+	UnlockReleaseBuffer(buf);
 	if (room)
-		return pyrate_rel_update_if_unchanged(&tb->items, &tb->items.slot->tts_tid, tup)
+		return pyrate_rel_update_if_unchanged(&tb->items, tid, tup)
 			? TOMBSTONE_MADE : TOMBSTONE_RACED;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		result = pyrate_rel_update_if_unchanged(&tb->items, &tb->items.slot->tts_tid, tup)
+		result = pyrate_rel_update_if_unchanged(&tb->items, tid, tup)
 			? TOMBSTONE_MADE : TOMBSTONE_RACED;
 		ReleaseCurrentSubTransaction();
 	}
@@ -937,9 +937,14 @@ make_tombstone(TableBucket *tb, HeapTuple tup)
  * tombstone, which holds no unit, so cum never starts over in a bucket: the
  * window hints of view_since rely on it.  (Where the disk has no room for
  * the tombstone, the item is deleted and every backend drops its hints.)
+ *
+ * The scan runs one item behind: an item is deleted once the scan has read
+ * another after it, and the last one it reads, with nothing after it, is
+ * the newest.  *emptied says the leak reached the newest item (made it the
+ * tombstone, or found it one already): the bucket holds no unit.
  */
 static int64
-delete_items(TableBucket *tb, int64 before, int64 max_items)
+delete_items(TableBucket *tb, int64 before, int64 max_items, bool *emptied)
 {
 	ScanKeyData keys[1];
 	IndexScanDesc scan;
@@ -947,55 +952,83 @@ delete_items(TableBucket *tb, int64 before, int64 max_items)
 	int64		removed = 0;
 	int64		n = 0;
 	bool		keep_newest = before != PG_INT64_MAX;
-	bool		emptied = false;
+	bool		forget = false;
+	bool		pending = false;	/* an item read and not yet removed */
+	bool		more;
+	ItemPointerData pending_tid;
+	Datum		values[Natts_item];
+	bool		nulls[Natts_item];
 
+	*emptied = false;
 	if (tb->id < 0)
 		return 0;
-	if (keep_newest)
-		load_newest(tb);
 	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	scan = index_beginscan(tb->items.heap, tb->by_cum, snap, 1, 0);
 	index_rescan(scan, keys, 1, NULL, 0);
-	while ((max_items <= 0 || n < max_items) &&
-		   index_getnext_slot(scan, ForwardScanDirection, tb->items.slot))
+	for (;;)
 	{
-		int32		w;
-
 		CHECK_FOR_INTERRUPTS();
-		slot_getallattrs(tb->items.slot);
+		more = index_getnext_slot(scan, ForwardScanDirection, tb->items.slot);
 		/* in cum order, hence in time order: the rest are newer */
-		if (ITEM_I64(tb, Anum_item_ts) >= before)
-			break;
-		w = ITEM_WEIGHT(tb);
-		if (keep_newest && !tb->empty && ITEM_I64(tb, Anum_item_cum) >= tb->newest_cum)
+		if (more)
 		{
-			Datum		values[Natts_item];
-			bool		nulls[Natts_item];
+			slot_getallattrs(tb->items.slot);
+			if (ITEM_I64(tb, Anum_item_ts) >= before)
+				break;
+		}
+		/* the item read before: newer ones follow it, or none does */
+		if (pending && (more || !keep_newest))
+		{
+			if (pyrate_rel_delete(&tb->items, &pending_tid))
+			{
+				removed += DatumGetInt32(values[Anum_item_weight - 1]);
+				n++;
+			}
+			pending = false;
+		}
+		if (!more || (max_items > 0 && n >= max_items))
+			break;
+		pending = true;
+		pending_tid = tb->items.slot->tts_tid;
+		memcpy(values, tb->items.slot->tts_values, sizeof(values));
+		memcpy(nulls, tb->items.slot->tts_isnull, sizeof(nulls));
+	}
+	if (pending && more)
+	{
+		/* the next item is newer: this one is not the newest */
+		if (pyrate_rel_delete(&tb->items, &pending_tid))
+		{
+			removed += DatumGetInt32(values[Anum_item_weight - 1]);
+			n++;
+		}
+	}
+	else if (pending && !more)
+	{
+		/* the newest, expired: it becomes the tombstone */
+		int32		w = DatumGetInt32(values[Anum_item_weight - 1]);
 
-			if (w == 0)
-				continue;		/* a tombstone already */
-			memcpy(values, tb->items.slot->tts_values, sizeof(values));
-			memcpy(nulls, tb->items.slot->tts_isnull, sizeof(nulls));
+		*emptied = true;
+		if (w > 0)
+		{
 			values[Anum_item_weight - 1] = Int32GetDatum(0);
-			switch (make_tombstone(tb, pyrate_rel_form(&tb->items, values, nulls)))
+			switch (make_tombstone(tb, &pending_tid, pyrate_rel_form(&tb->items, values, nulls)))
 			{
 				case TOMBSTONE_MADE:
+					removed += w;
 					break;
 				case TOMBSTONE_RACED:
-					continue;
+					break;
 				case TOMBSTONE_FAILED:
 					/* no room for the new row version: delete it after all */
-					if (!pyrate_rel_delete(&tb->items, &tb->items.slot->tts_tid))
-						continue;
-					emptied = true;
+					if (pyrate_rel_delete(&tb->items, &pending_tid))
+					{
+						removed += w;
+						forget = true;
+					}
 					break;
 			}
 		}
-		else if (!pyrate_rel_delete(&tb->items, &tb->items.slot->tts_tid))
-			continue;
-		removed += w;
-		n++;
 	}
 	index_endscan(scan);
 	UnregisterSnapshot(snap);
@@ -1004,9 +1037,38 @@ delete_items(TableBucket *tb, int64 before, int64 max_items)
 	 * The bucket's cum starts over from its next item: make every backend
 	 * forget its hints for it (they forget all buckets' ids and hints).
 	 */
-	if (emptied)
+	if (forget)
 		forget_bucket_ids(get_relname_relid(BUCKETS_TABLE, tb->b->nsp));
 	return removed;
+}
+
+/*
+ * A listed bucket's row, read by the row version the listing saw when that
+ * is still the latest (a leak moving the due time, a flush or a dispose
+ * makes a newer one): its id, with the buckets table opened in *buckets;
+ * -1, and nothing opened, when the name must be looked up instead.
+ */
+static int64
+listed_row(TableBucket *tb, PyrateRel *buckets)
+{
+	Snapshot	snap;
+	int64		id = -1;
+
+	if (tb->b->listed.id <= 0 || tb->b->listed.id != tb->id ||
+		!ItemPointerIsValid(&tb->b->listed.tid))
+		return -1;
+	pyrate_rel_open(buckets, tb->b->nsp, &buckets_table, RowExclusiveLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	if (table_tuple_fetch_row_version(buckets->heap, (ItemPointer) &tb->b->listed.tid, snap,
+									  buckets->slot))
+	{
+		slot_getallattrs(buckets->slot);
+		id = DatumGetInt64(buckets->slot->tts_values[Anum_bucket_id - 1]);
+	}
+	UnregisterSnapshot(snap);
+	if (id < 0)
+		pyrate_rel_close(buckets);
+	return id;
 }
 
 /*
@@ -1021,19 +1083,37 @@ update_due(TableBucket *tb, int64 before)
 	PyrateRel	buckets;
 	ScanKeyData key;
 	int64		interval = largest_interval(tb->b, before);
+	int64		at = before + interval; /* the leak's time */
 	int64		due;
+	int64		id;
 
 	pyrate_key_int8(&key, 1, BTEqualStrategyNumber, tb->id);
 	if (pyrate_probe(&tb->items, tb->by_cum, &key, 1, ForwardScanDirection, SnapshotSelf))
 		due = ITEM_I64(tb, Anum_item_ts) + interval;
 	else
 		due = pyrate_now_ms() + interval;
-	if (lookup_bucket(tb->b->nsp, tb->b->name, RowExclusiveLock, &buckets) >= 0 &&
-		buckets.ncolumns >= Anum_bucket_due)
+	id = listed_row(tb, &buckets);
+	if (id < 0)
+		id = lookup_bucket(tb->b->nsp, tb->b->name, RowExclusiveLock, &buckets);
+	/* the id the items were read by: a flush or dispose meanwhile left it alone */
+	if (id == tb->id && buckets.ncolumns >= Anum_bucket_due)
 	{
+		bool		was_null;
+		int64		was;
+
 		slot_getallattrs(buckets.slot);
-		if (buckets.slot->tts_isnull[Anum_bucket_due - 1] ||
-			DatumGetInt64(buckets.slot->tts_values[Anum_bucket_due - 1]) != due)
+		was_null = buckets.slot->tts_isnull[Anum_bucket_due - 1];
+		was = was_null ? 0 : DatumGetInt64(buckets.slot->tts_values[Anum_bucket_due - 1]);
+
+		/*
+		 * Due then and due now: every pass lists it either way, and the new
+		 * version of the row (an entry in each of its indexes) buys nothing.
+		 * That is the case after every leak that empties a bucket: its
+		 * tombstone left the largest window already.
+		 */
+		if (!was_null && was <= at && due <= at)
+			;
+		else if (was_null || was != due)
 		{
 			Datum		values[Natts_bucket];
 			bool		nulls[Natts_bucket];
@@ -1054,10 +1134,11 @@ table_leak(const PyrateBucket *b, int64 before, int64 max_items)
 {
 	TableBucket tb;
 	int64		removed;
+	bool		emptied;
 
 	prevent_writes("leak", b->name);
 	tb_open(&tb, b, RowExclusiveLock, false);
-	removed = delete_items(&tb, before, max_items);
+	removed = delete_items(&tb, before, max_items, &emptied);
 
 	/*
 	 * A leak that removed items and left the newest holds units still: the
@@ -1065,9 +1146,11 @@ table_leak(const PyrateBucket *b, int64 before, int64 max_items)
 	 * next pass comes back to it.  Moving due costs a new version of the
 	 * bucket's row and an entry in each of its indexes; it is written only
 	 * when a leak finds nothing to remove (the next thing to remove is then
-	 * some time off) or leaves nothing but the tombstone.
+	 * some time off), or when it leaves nothing but the tombstone of a bucket
+	 * no pass listed (a pass lists what is due; a bucket emptied just now is
+	 * due to be reclaimed, and stays listed).
 	 */
-	if (tb.id >= 0 && !(removed > 0 && !tb.empty && tb.newest_ts >= before))
+	if (tb.id >= 0 && (emptied ? b->listed.id != tb.id : removed == 0))
 		update_due(&tb, before);
 	tb_close(&tb);
 	return removed;
@@ -1077,12 +1160,13 @@ static void
 table_flush(const PyrateBucket *b)
 {
 	TableBucket tb;
+	bool		emptied;
 
 	PyrateRel	buckets;
 
 	prevent_writes("flush", b->name);
 	tb_open(&tb, b, RowExclusiveLock, true);
-	(void) delete_items(&tb, PG_INT64_MAX, 0);
+	(void) delete_items(&tb, PG_INT64_MAX, 0, &emptied);
 
 	/*
 	 * Give the bucket a new id: its items start in a fresh range of the
@@ -1118,8 +1202,9 @@ drop_bucket(TableBucket *tb)
 {
 	PyrateRel	buckets;
 	bool		gone;
+	bool		emptied;
 
-	(void) delete_items(tb, PG_INT64_MAX, 0);
+	(void) delete_items(tb, PG_INT64_MAX, 0, &emptied);
 	gone = lookup_bucket(tb->b->nsp, tb->b->name, RowExclusiveLock, &buckets) >= 0 &&
 		pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
 	if (gone)
@@ -1195,12 +1280,14 @@ open_listed(TableBucket *tb, PyrateBucket *b, Oid nsp)
 }
 
 static void
-at_listed(TableBucket *tb, PyrateRel *buckets)
+at_listed(TableBucket *tb, PyrateRel *buckets, PyrateListed *listed)
 {
 	CHECK_FOR_INTERRUPTS();
 	slot_getallattrs(buckets->slot);
 	tb->id = DatumGetInt64(buckets->slot->tts_values[Anum_bucket_id - 1]);
 	tb->have_newest = false;
+	listed->id = tb->id;
+	listed->tid = buckets->slot->tts_tid;
 }
 
 static void
@@ -1211,6 +1298,7 @@ table_foreach(Oid nsp, PyrateBucketCallback cb, void *arg)
 	TableScanDesc scan;
 	PyrateBucket b;
 	TableBucket tb;
+	PyrateListed listed;
 
 	pyrate_rel_open(&buckets, nsp, &buckets_table, AccessShareLock);
 	open_listed(&tb, &b, nsp);
@@ -1218,9 +1306,9 @@ table_foreach(Oid nsp, PyrateBucketCallback cb, void *arg)
 	scan = table_beginscan(buckets.heap, snap, 0, NULL);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, buckets.slot))
 	{
-		at_listed(&tb, &buckets);
+		at_listed(&tb, &buckets, &listed);
 		cb(TextDatumGetCString(buckets.slot->tts_values[Anum_bucket_name - 1]),
-		   count_units(&tb), arg);
+		   count_units(&tb), &listed, arg);
 	}
 	table_endscan(scan);
 	UnregisterSnapshot(snap);
@@ -1244,6 +1332,7 @@ table_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
 	Snapshot	snap;
 	PyrateBucket b;
 	TableBucket tb;
+	PyrateListed listed;
 
 	pyrate_rel_open(&buckets, nsp, &buckets_table, AccessShareLock);
 	if (buckets.ncolumns < Anum_bucket_due)
@@ -1265,10 +1354,10 @@ table_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
 	index_rescan(scan, &key, 1, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, buckets.slot))
 	{
-		at_listed(&tb, &buckets);
+		at_listed(&tb, &buckets, &listed);
 		cb(TextDatumGetCString(buckets.slot->tts_values[Anum_bucket_name - 1]),
 		   probe_cum(&tb, BackwardScanDirection, BTGreaterStrategyNumber, 0) &&
-		   ITEM_WEIGHT(&tb) > 0 ? 1 : 0, arg);
+		   ITEM_WEIGHT(&tb) > 0 ? 1 : 0, &listed, arg);
 	}
 	index_endscan(scan);
 	UnregisterSnapshot(snap);

@@ -311,16 +311,19 @@ typedef struct Listed
 {
 	char	   *name;
 	bool		idle;
+	PyrateListed listed;		/* where the listing found it */
 } Listed;
 
 static void
-collect_name(const char *name, int64 count, void *arg)
+collect_name(const char *name, int64 count, const PyrateListed *listed, void *arg)
 {
 	List	  **names = arg;
-	Listed	   *l = palloc(sizeof(Listed));
+	Listed	   *l = palloc0(sizeof(Listed));
 
 	l->name = pstrdup(name);
 	l->idle = count == 0;
+	if (listed)
+		l->listed = *listed;
 	*names = lappend(*names, l);
 }
 
@@ -364,6 +367,7 @@ leak_every_bucket(Oid nsp, int64 at)
 			b.nsp = nsp;
 			b.name = l->name;
 			b.def = *d;
+			b.listed = l->listed;
 			if (!l->idle)
 				removed += leak_bucket(engines[i], &b, at);
 			else if (!engines[i]->in_tables || reclaimed < RECLAIM_PER_CALL)
@@ -424,7 +428,7 @@ typedef struct ListBuckets
 
 
 static void
-emit_bucket(const char *name, int64 count, void *arg)
+emit_bucket(const char *name, int64 count, const PyrateListed *listed, void *arg)
 {
 	ListBuckets *lb = arg;
 	const PyrateDefinition *d = pyrate_route_or_null(lb->nsp, name);

@@ -7,9 +7,11 @@
  * and arrive by replication); after a promotion, table buckets as well.  Every
  * pyrate.leak_interval ms (0: never) it removes, from every bucket of both
  * engines whose name still routes to a definition, the items older than the
- * definition's largest interval.  Table items go in batches of LEAK_BATCH,
- * each in its own transaction, so a big leak never holds locks or a snapshot
- * for long; memory buckets all go in one pass outside any transaction.
+ * definition's largest interval.  Table buckets go many to a transaction,
+ * which ends after about LEAK_BATCH units or LEAK_BUCKETS buckets, so a big
+ * leak never holds locks or a snapshot for long; its commits do not wait for
+ * a WAL flush (a leak lost in a crash is done again by the next pass).
+ * Memory buckets all go in one pass outside any transaction.
  *
  * Its settings (pyrate.leak_interval, pyrate.database) and its status in
  * shared memory (WorkerShared: its spinlock guards every field) are its own.
@@ -54,8 +56,10 @@
 
 #include "engine.h"
 
-/* table items deleted per transaction */
+/* table units removed per transaction (one bucket's leak may pass it) */
 #define LEAK_BATCH 1000
+/* table buckets leaked in one transaction at most */
+#define LEAK_BUCKETS 500
 /* seconds before the postmaster restarts a worker that exited with an error */
 #define RESTART_SECONDS 5
 
@@ -101,6 +105,7 @@ typedef struct LeakTarget
 	char	   *name;
 	int64		before;
 	bool		idle;			/* held no unit: reclaim it if still idle */
+	PyrateListed listed;		/* where the listing found it */
 } LeakTarget;
 
 /* table buckets reclaimed per transaction (each keeps its lock to commit) */
@@ -231,7 +236,7 @@ clear_pid(int code, Datum arg)
 /* ---- leaking -------------------------------------------------------- */
 
 static void
-collect(const char *name, int64 count, void *arg)
+collect(const char *name, int64 count, const PyrateListed *listed, void *arg)
 {
 	Collect    *c = arg;
 	const PyrateDefinition *d;
@@ -247,6 +252,10 @@ collect(const char *name, int64 count, void *arg)
 	t->name = pstrdup(name);
 	t->before = c->at - d->rates[d->nrates - 1].interval;
 	t->idle = count == 0;
+	if (listed)
+		t->listed = *listed;
+	else
+		memset(&t->listed, 0, sizeof(t->listed));
 	c->targets = lappend(c->targets, t);
 	MemoryContextSwitchTo(old);
 }
@@ -294,6 +303,7 @@ typedef struct LeakPass
 	int64		table_units;
 	int			buckets;		/* buckets that held units */
 	int64		reclaimed;		/* idle empty buckets forgotten */
+	int			xacts;			/* transactions its table leaks took */
 } LeakPass;
 
 /* Whether the extension is still the one listed (not dropped, re-created). */
@@ -301,6 +311,20 @@ static bool
 same_extension(Oid nsp)
 {
 	return extension_schema() == nsp;
+}
+
+/* From lc on, the first target that is a table bucket to leak (not idle). */
+static ListCell *
+next_table_leak(const PyrateEngine **engines, List *targets, ListCell *lc)
+{
+	for (; lc != NULL; lc = lnext(targets, lc))
+	{
+		LeakTarget *t = lfirst(lc);
+
+		if (engines[t->engine]->in_tables && !t->idle)
+			break;
+	}
+	return lc;
 }
 
 /*
@@ -359,38 +383,58 @@ leak_all(int64 at, LeakPass *pass)
 		}
 	}
 
-	/* table buckets: bounded batches, each its own transaction */
-	foreach(lc, c.targets)
+	/*
+	 * table buckets: many to a transaction, which ends once it removed
+	 * LEAK_BATCH units or leaked LEAK_BUCKETS buckets; a bucket holding more
+	 * than LEAK_BATCH expired items is leaked in several.  A transaction per
+	 * bucket cost a commit (and a WAL flush, where commits wait for one) per
+	 * bucket.
+	 */
+	lc = next_table_leak(engines, c.targets, list_head(c.targets));
+	while (lc != NULL)
 	{
-		LeakTarget *t = lfirst(lc);
-		PyrateBucket b;
+		int64		units = 0;
+		int			nbuckets = 0;
 
-		if (!engines[t->engine]->in_tables || t->idle)
-			continue;
-		pass->buckets++;
-		memset(&b, 0, sizeof(b));
-		b.nsp = c.nsp;
-		b.name = t->name;
-		for (;;)
+		CHECK_FOR_INTERRUPTS();
+		begin();
+		/* dropped (or dropped and re-created) since the listing: stop */
+		if (!same_extension(c.nsp))
 		{
+			end();
+			return true;
+		}
+		while (lc != NULL && units < LEAK_BATCH && nbuckets < LEAK_BUCKETS)
+		{
+			LeakTarget *t = lfirst(lc);
+			PyrateBucket b;
 			int64		removed;
 
 			CHECK_FOR_INTERRUPTS();
-			begin();
-			/* dropped (or dropped and re-created) since the listing: stop */
-			if (!same_extension(c.nsp))
-			{
-				end();
-				return true;
-			}
+			memset(&b, 0, sizeof(b));
+			b.nsp = c.nsp;
+			b.name = t->name;
+			b.listed = t->listed;
 			removed = engines[t->engine]->leak(&b, t->before, LEAK_BATCH);
-			end();
-			/* let autovacuum see the deletes while the pass goes on */
-			pgstat_report_stat(false);
-			pass->table_units += removed;
-			if (removed == 0)
-				break;
+			units += removed;
+			nbuckets++;
+
+			/*
+			 * Fewer units than LEAK_BATCH: fewer items too (each removed one
+			 * holds a unit at least), so the leak reached its end.  Otherwise
+			 * the same bucket again.
+			 */
+			if (removed < LEAK_BATCH)
+			{
+				pass->buckets++;
+				lc = next_table_leak(engines, c.targets, lnext(c.targets, lc));
+			}
 		}
+		end();
+		pass->xacts++;
+		/* let autovacuum see the deletes while the pass goes on */
+		pgstat_report_stat(false);
+		pass->table_units += units;
 	}
 
 	/* idle table buckets: reclaimed RECLAIM_BATCH to a transaction */
@@ -486,9 +530,9 @@ run_leak(MemoryContext cxt)
 	worker_shared->status.runs++;
 	SpinLockRelease(&worker_shared->mutex);
 	ereport(DEBUG1,
-			(errmsg_internal("pyrate leaker: leaked %lld unit(s) from memory buckets and %lld from table buckets (%d bucket(s) with items), reclaimed %lld idle empty bucket(s), in %.3f ms",
+			(errmsg_internal("pyrate leaker: leaked %lld unit(s) from memory buckets and %lld from table buckets (%d bucket(s) with items; %d transaction(s) for the table buckets), reclaimed %lld idle empty bucket(s), in %.3f ms",
 							 (long long) pass.memory_units, (long long) pass.table_units, pass.buckets,
-							 (long long) pass.reclaimed,
+							 pass.xacts, (long long) pass.reclaimed,
 							 (double) (GetCurrentTimestamp() - start) / 1000.0)));
 	set_state(RecoveryInProgress() ? "idle (a standby: memory buckets only)" : "idle");
 	return start;
@@ -508,6 +552,13 @@ pyrate_worker_main(Datum arg)
 
 	database = MemoryContextStrdup(TopMemoryContext, pyrate_database);
 	BackgroundWorkerInitializeConnection(database, NULL, 0);
+
+	/*
+	 * Its transactions only remove what has expired and forget idle buckets:
+	 * one lost in a crash is done again by the next pass, so none waits for
+	 * its commit to reach the disk (or a synchronous standby).
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("pyrate leaker");
 
 	SpinLockAcquire(&worker_shared->mutex);

@@ -67,6 +67,18 @@ ok($node->poll_query_until('postgres', "SELECT pyrate_count('mem:a') = 0"), 'the
 ok($node->poll_query_until('postgres', "SELECT pyrate_count('tab:a') = 0"), 'the worker leaks table buckets on its own');
 ok($node->poll_query_until('postgres', "SELECT pyrate_count('big') = 0"),
 	'the worker leaks 2500 table items (in batches of 1000)');
+# many buckets go many to a transaction: 1200 buckets of 2 expired items
+# each are 2400 units, 500 buckets (1000 units) to a transaction
+$node->safe_psql('postgres', q{
+SELECT pyrate_define('many:*', '{3/300}', 'table');
+SELECT count(*) FROM generate_series(0, 2399) i
+	WHERE pyrate_put('many:' || i % 1200, 1, pyrate_now() - 60000);
+});
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pyrate_buckets() WHERE name LIKE 'many:%' AND count > 0"),
+	'the worker leaks 1200 table buckets ...');
+ok($node->log_contains(qr/pyrate leaker: leaked \d+ unit\(s\) from memory buckets and 2400 from table buckets \(1200 bucket\(s\) with items; 3 transaction\(s\)/),
+	'... in one pass of 3 transactions (at most 500 buckets or about 1000 units each)');
 ok($node->poll_query_until('postgres',
 	"SELECT n_tup_del >= 2500 FROM pg_stat_user_tables WHERE relname = 'pyrate_item_data'"),
 	'the worker reports its deletes to the statistics system while it runs (autovacuum sees them)');
