@@ -29,12 +29,15 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_extension.h"
+#include "commands/vacuum.h"
+#include "nodes/makefuncs.h"
 #include "utils/fmgroids.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -50,7 +53,9 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -91,6 +96,17 @@ typedef struct WorkerShared
 
 int			pyrate_leak_interval = 10000;
 char	   *pyrate_database = NULL;
+bool		pyrate_leak_vacuum = true;
+
+/*
+ * Units the worker's leaks removed from table buckets since it last
+ * vacuumed pyrate's items table.
+ */
+static int64 units_since_vacuum = 0;
+
+/* it vacuums once its leaks removed VACUUM_MIN + VACUUM_SCALE x the items */
+#define VACUUM_MIN 10000
+#define VACUUM_SCALE 0.2
 
 static WorkerShared *worker_shared = NULL;	/* NULL unless preloaded */
 static bool created_here = false;	/* this transaction created the extension */
@@ -188,6 +204,14 @@ pyrate_worker_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("pyrate.leak_vacuum",
+							 "Whether the background worker vacuums pyrate's items table after its leaks removed a fifth of it.",
+							 "Autovacuum looks at each database once a minute (autovacuum_naptime); under churn the worker's leaks delete faster than that, and the table would grow.",
+							 &pyrate_leak_vacuum,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 	DefineCustomStringVariable("pyrate.database",
 							   "Database the background worker connects to.",
 							   "On a change the worker restarts to connect there.",
@@ -304,6 +328,7 @@ typedef struct LeakPass
 	int			buckets;		/* buckets that held units */
 	int64		reclaimed;		/* idle empty buckets forgotten */
 	int			xacts;			/* transactions its table leaks took */
+	Oid			nsp;			/* the extension's schema */
 } LeakPass;
 
 /* Whether the extension is still the one listed (not dropped, re-created). */
@@ -345,7 +370,7 @@ leak_all(int64 at, LeakPass *pass)
 	c.cxt = CurrentMemoryContext;
 
 	begin();
-	c.nsp = extension_schema();
+	c.nsp = pass->nsp = extension_schema();
 	if (!OidIsValid(c.nsp))
 	{
 		end();
@@ -471,6 +496,73 @@ leak_all(int64 at, LeakPass *pass)
 	return true;
 }
 
+/*
+ * After a pass: vacuum pyrate's items table once the worker's leaks removed
+ * VACUUM_MIN units plus VACUUM_SCALE of the items it holds since the last
+ * time.  Autovacuum visits a database once per autovacuum_naptime (a
+ * minute); a busy limiter's leaks delete faster than that, and until a
+ * vacuum frees their space (and records it in the free space map) new items
+ * go to new pages.  Units stand for items here (an item holds one unit at
+ * least), so it may vacuum a little early, never late.
+ */
+static void
+maybe_vacuum(const LeakPass *pass, MemoryContext cxt)
+{
+	Relation	rel;
+	Oid			relid;
+	double		items;
+	VacuumParams params;
+	MemoryContext old_portal = PortalContext;
+	TimestampTz start;
+
+	units_since_vacuum += pass->table_units;
+	if (!pyrate_leak_vacuum || units_since_vacuum < VACUUM_MIN || RecoveryInProgress())
+		return;
+	begin();
+	relid = same_extension(pass->nsp) ? get_relname_relid("pyrate_item_data", pass->nsp) : InvalidOid;
+	rel = OidIsValid(relid) ? try_relation_open(relid, AccessShareLock) : NULL;
+	if (rel == NULL)
+	{
+		end();
+		return;
+	}
+	items = Max(rel->rd_rel->reltuples, 0);
+	relation_close(rel, AccessShareLock);
+	if (units_since_vacuum < VACUUM_MIN + VACUUM_SCALE * items)
+	{
+		end();
+		return;
+	}
+
+	set_state("vacuuming pyrate_item_data");
+	pgstat_report_activity(STATE_RUNNING, "VACUUM pyrate_item_data");
+	start = GetCurrentTimestamp();
+	memset(&params, 0, sizeof(params));
+	params.options = VACOPT_VACUUM | VACOPT_SKIP_LOCKED;
+	params.freeze_min_age = -1;
+	params.freeze_table_age = -1;
+	params.multixact_freeze_min_age = -1;
+	params.multixact_freeze_table_age = -1;
+	params.log_min_duration = -1;
+	params.index_cleanup = VACOPTVALUE_UNSPECIFIED;
+	params.truncate = VACOPTVALUE_UNSPECIFIED;
+	params.nworkers = -1;
+	/* vacuum() keeps its memory under PortalContext, as in a statement */
+	PortalContext = cxt;
+
+	/*
+	 * vacuum() commits the transaction it is called in, runs its own, and
+	 * starts one more for the caller to commit (with no snapshot set).
+	 */
+	vacuum(list_make1(makeVacuumRelation(NULL, relid, NIL)), &params, NULL, true);
+	CommitTransactionCommand();
+	PortalContext = old_portal;
+	units_since_vacuum = 0;
+	ereport(DEBUG1,
+			(errmsg_internal("pyrate leaker: vacuumed pyrate_item_data (%.0f items before) in %.3f ms",
+							 items, (double) (GetCurrentTimestamp() - start) / 1000.0)));
+}
+
 /* Leak once; returns when it started (0 when nothing was leaked). */
 static TimestampTz
 run_leak(MemoryContext cxt)
@@ -478,12 +570,16 @@ run_leak(MemoryContext cxt)
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	TimestampTz start = GetCurrentTimestamp();
 	LeakPass	pass;
-	bool		installed = false;
+	volatile bool installed = false;
+	volatile double leak_ms = 0;
 
 	pgstat_report_activity(STATE_RUNNING, "leaking every bucket");
 	PG_TRY();
 	{
 		installed = leak_all(pyrate_now_ms(), &pass);
+		leak_ms = (double) (GetCurrentTimestamp() - start) / 1000.0;
+		if (installed)
+			maybe_vacuum(&pass, cxt);
 	}
 	PG_CATCH();
 	{
@@ -493,6 +589,7 @@ run_leak(MemoryContext cxt)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
+		PortalContext = NULL;	/* maybe_vacuum's, reset below */
 		/* an error outside a transaction (a memory leak) releases its lock here */
 		LWLockReleaseAll();
 		ereport(WARNING,
@@ -522,8 +619,7 @@ run_leak(MemoryContext cxt)
 	}
 	SpinLockAcquire(&worker_shared->mutex);
 	worker_shared->status.last_leak = start;
-	worker_shared->status.last_leak_ms =
-		(double) (GetCurrentTimestamp() - start) / 1000.0;
+	worker_shared->status.last_leak_ms = leak_ms;
 	worker_shared->status.last_memory_units = pass.memory_units;
 	worker_shared->status.last_table_units = pass.table_units;
 	worker_shared->status.total_units += pass.memory_units + pass.table_units;
@@ -532,8 +628,7 @@ run_leak(MemoryContext cxt)
 	ereport(DEBUG1,
 			(errmsg_internal("pyrate leaker: leaked %lld unit(s) from memory buckets and %lld from table buckets (%d bucket(s) with items; %d transaction(s) for the table buckets), reclaimed %lld idle empty bucket(s), in %.3f ms",
 							 (long long) pass.memory_units, (long long) pass.table_units, pass.buckets,
-							 pass.xacts, (long long) pass.reclaimed,
-							 (double) (GetCurrentTimestamp() - start) / 1000.0)));
+							 pass.xacts, (long long) pass.reclaimed, leak_ms)));
 	set_state(RecoveryInProgress() ? "idle (a standby: memory buckets only)" : "idle");
 	return start;
 }

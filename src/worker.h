@@ -10,6 +10,7 @@
 
 /* The GUCs pyrate.leak_interval (ms) and pyrate.database. */
 extern int	pyrate_leak_interval;
+extern bool pyrate_leak_vacuum;
 extern char *pyrate_database;
 
 /*

@@ -79,6 +79,28 @@ ok($node->poll_query_until('postgres',
 	'the worker leaks 1200 table buckets ...');
 ok($node->log_contains(qr/pyrate leaker: leaked \d+ unit\(s\) from memory buckets and 2400 from table buckets \(1200 bucket\(s\) with items; 3 transaction\(s\)/),
 	'... in one pass of 3 transactions (at most 500 buckets or about 1000 units each)');
+# once its leaks removed 10,000 units and a fifth of the items, the worker
+# vacuums the items table itself (autovacuum comes once a minute at most)
+my $vacuums = "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'pyrate_item_data'";
+is($node->safe_psql('postgres', $vacuums), '0', 'no vacuum of the items table yet');
+$node->safe_psql('postgres', q{
+SELECT pyrate_define('vac', '{20000/1s}', 'table');
+SELECT count(*) FROM generate_series(1, 12000) WHERE pyrate_put('vac', 1, pyrate_now() - 60000);
+});
+ok($node->poll_query_until('postgres', "SELECT ($vacuums) >= 1"),
+	'after leaking 12000 items the worker vacuums pyrate_item_data');
+ok($node->log_contains(qr/pyrate leaker: vacuumed pyrate_item_data/), '... and says so at DEBUG1');
+$node->safe_psql('postgres', 'ALTER SYSTEM SET pyrate.leak_vacuum = off; SELECT pg_reload_conf()');
+my $before_off = $node->safe_psql('postgres', $vacuums);
+ok($node->poll_query_until('postgres', "SELECT setting = 'off' FROM pg_settings WHERE name = 'pyrate.leak_vacuum'"),
+	'pyrate.leak_vacuum = off');
+$node->safe_psql('postgres',
+	"SELECT count(*) FROM generate_series(1, 12000) WHERE pyrate_put('vac', 1, pyrate_now() - 60000)");
+ok($node->poll_query_until('postgres', "SELECT pyrate_count('vac') = 0"), '... the worker leaks 12000 more');
+my $runs_now = $node->safe_psql('postgres', 'SELECT leak_runs FROM pyrate_worker_status()');
+$node->poll_query_until('postgres', "SELECT leak_runs > $runs_now + 2 FROM pyrate_worker_status()");
+is($node->safe_psql('postgres', $vacuums), $before_off, '... and does not vacuum');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET pyrate.leak_vacuum; SELECT pg_reload_conf()');
 ok($node->poll_query_until('postgres',
 	"SELECT n_tup_del >= 2500 FROM pg_stat_user_tables WHERE relname = 'pyrate_item_data'"),
 	'the worker reports its deletes to the statistics system while it runs (autovacuum sees them)');
