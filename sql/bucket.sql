@@ -154,4 +154,24 @@ SELECT ctid = :'due_ctid' AS same_row_version, due = :due_was AS same_due
 	FROM pyrate_bucket_data WHERE name = 'due:b';
 SELECT pyrate_leak() >= 0 AS leaked;
 SELECT count(*) AS reclaimed FROM pyrate_bucket_data WHERE name = 'due:b';
+-- A definition whose largest interval shrinks makes the buckets it routes
+-- due now, and so does one removed (its buckets route elsewhere): the next
+-- pass leaks what left the new window
+SELECT pyrate_put('due:c', 1, pyrate_now() - 600000);
+SELECT due > pyrate_now() AS due_later FROM pyrate_bucket_data WHERE name = 'due:c';
+SELECT FROM pyrate_define('due:*', '{3/1s,5/1m}', 'table');
+SELECT due <= pyrate_now() AS due_now FROM pyrate_bucket_data WHERE name = 'due:c';
+SELECT pyrate_leak() >= 1 AS leaked, pyrate_count('due:c');
+SELECT FROM pyrate_define('due:d', '{5/1h}', 'table');
+SELECT pyrate_put('due:d', 1, pyrate_now() - 600000);
+SELECT pyrate_undefine('due:d');
+SELECT due <= pyrate_now() AS due_now FROM pyrate_bucket_data WHERE name = 'due:d';
+SELECT pyrate_leak() >= 1 AS leaked, pyrate_count('due:d');
+-- a pattern that starts with '*' finds its buckets too
+SELECT FROM pyrate_define('*:e', '{5/1h}', 'table');
+SELECT pyrate_put('due:e', 1, pyrate_now() - 600000);
+SELECT FROM pyrate_define('*:e', '{5/1m}', 'table');
+SELECT pyrate_leak() >= 1 AS leaked, pyrate_count('due:e');
+SELECT pyrate_undefine('*:e');
+SELECT pyrate_dispose(name) FROM pyrate_buckets() WHERE name LIKE 'due:%' ORDER BY name;
 SELECT pyrate_dispose('due:a'), pyrate_undefine('due:*');

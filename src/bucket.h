@@ -78,6 +78,11 @@ typedef struct PyrateEngine
 	 * and is 0 for one that holds none
 	 */
 	void		(*each_due) (Oid nsp, int64 at, PyrateBucketCallback cb, void *arg);
+	/*
+	 * the definition of pattern was stored anew: its buckets may have
+	 * something to leak sooner than each_due knew (NULL: nothing to do)
+	 */
+	void		(*redefined) (Oid nsp, const char *pattern);
 } PyrateEngine;
 
 #endif							/* PYRATE_BUCKET_H */

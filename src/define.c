@@ -70,6 +70,21 @@ refuse_storage_move(Oid nsp, const char *pattern, PyrateStorage from, PyrateStor
 }
 
 /*
+ * The definition of pattern changed (stored anew, or removed): tell every
+ * engine that keeps track of when its buckets are next due.
+ */
+static void
+redefined(Oid nsp, const char *pattern)
+{
+	const PyrateEngine *engines[PYRATE_MAX_ENGINES];
+	int			n = pyrate_engines(engines);
+
+	for (int i = 0; i < n; i++)
+		if (engines[i]->redefined)
+			engines[i]->redefined(nsp, pattern);
+}
+
+/*
  * Both forms of pyrate_define: rates as pyrate_rate[] or as text ('5/s',
  * '5/s, 1000/h', '{5/s,1000/h}').  Returns the definition as stored, a
  * pyrate_definition.
@@ -113,6 +128,7 @@ define(FunctionCallInfo fcinfo, bool rates_as_text)
 	if (pyrate_definition_stored(nsp, pattern, &stored) && stored != storage)
 		refuse_storage_move(nsp, pattern, stored, storage);
 	pyrate_definition_store(nsp, pattern, rates, nrates, storage, dry_run);
+	redefined(nsp, pattern);
 
 	/* 1.0's pyrate_define returned void: an old install script's function */
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
@@ -149,5 +165,9 @@ pyrate_undefine(PG_FUNCTION_ARGS)
 	pattern = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	PreventCommandIfReadOnly("pyrate_undefine()");
 	pyrate_definitions_lock(nsp);
-	PG_RETURN_BOOL(pyrate_definition_remove(nsp, pattern));
+	if (!pyrate_definition_remove(nsp, pattern))
+		PG_RETURN_BOOL(false);
+	/* its buckets route to another definition now, or to none */
+	redefined(nsp, pattern);
+	PG_RETURN_BOOL(true);
 }

@@ -837,7 +837,8 @@ const PyrateEngine pyrate_memory_engine = {
 	memory_dispose,
 	memory_reclaim,
 	memory_each_bucket,
-	memory_each_due
+	memory_each_due,
+	NULL						/* every pass reads every bucket */
 };
 
 /* ---- saving and restoring (memory_file.c), postmaster only ----------- */

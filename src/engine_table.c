@@ -1365,6 +1365,76 @@ table_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
 	pyrate_rel_close(&buckets);
 }
 
+/*
+ * The definition of pattern changed: the buckets it routes may leak sooner
+ * than their due time says (a smaller largest interval), and a pass reads
+ * only the buckets due.  Those with a due time still to come are made due
+ * now; the next leak of each sets its due time by the new definition.  The
+ * buckets whose name starts as the pattern does are read by the name index
+ * (its collation is "C": they are one range of it), or, for a pattern that
+ * starts with '*', those due later than now by the due index.
+ */
+static void
+table_redefined(Oid nsp, const char *pattern)
+{
+	static const AttrNumber due_key[] = {Anum_bucket_due};
+	PyrateRel	buckets;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	Snapshot	snap;
+	int64		now = pyrate_now_ms();
+	size_t		prefix_len = strcspn(pattern, "*");
+	char	   *prefix = pnstrdup(pattern, prefix_len);
+
+	pyrate_rel_open(&buckets, nsp, &buckets_table, RowExclusiveLock);
+	if (buckets.ncolumns < Anum_bucket_due)
+	{
+		pyrate_rel_close(&buckets);
+		return;
+	}
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	if (prefix_len > 0)
+	{
+		pyrate_key_text_op(&key, 1, BTGreaterEqualStrategyNumber, prefix);
+		scan = index_beginscan(buckets.heap, pyrate_rel_index(&buckets, 1, bucket_name_key), snap, 1, 0);
+	}
+	else
+	{
+		pyrate_key_int8(&key, 1, BTGreaterStrategyNumber, now);
+		scan = index_beginscan(buckets.heap, pyrate_rel_index(&buckets, 1, due_key), snap, 1, 0);
+	}
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, buckets.slot))
+	{
+		char	   *name;
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(buckets.slot);
+		name = TextDatumGetCString(buckets.slot->tts_values[Anum_bucket_name - 1]);
+		/* past the names that start with the prefix */
+		if (prefix_len > 0 && strncmp(name, prefix, prefix_len) != 0)
+			break;
+		if (!buckets.slot->tts_isnull[Anum_bucket_due - 1] &&
+			DatumGetInt64(buckets.slot->tts_values[Anum_bucket_due - 1]) > now &&
+			pyrate_pattern_match(pattern, name))
+		{
+			Datum		values[Natts_bucket];
+			bool		nulls[Natts_bucket];
+
+			memcpy(values, buckets.slot->tts_values, sizeof(Datum) * buckets.ncolumns);
+			memcpy(nulls, buckets.slot->tts_isnull, sizeof(bool) * buckets.ncolumns);
+			values[Anum_bucket_due - 1] = Int64GetDatum(now);
+			/* a leak that moved it meanwhile read the new definition, or will */
+			(void) pyrate_rel_update_if_unchanged(&buckets, &buckets.slot->tts_tid,
+												  pyrate_rel_form(&buckets, values, nulls));
+		}
+		pfree(name);
+	}
+	index_endscan(scan);
+	UnregisterSnapshot(snap);
+	pyrate_rel_close(&buckets);
+}
+
 const PyrateEngine pyrate_table_engine = {
 	"table",
 	true,
@@ -1376,5 +1446,6 @@ const PyrateEngine pyrate_table_engine = {
 	table_dispose,
 	table_reclaim,
 	table_foreach,
-	table_each_due
+	table_each_due,
+	table_redefined
 };

@@ -360,7 +360,26 @@ pyrate_key_int8(ScanKey key, AttrNumber att, StrategyNumber strategy, int64 valu
 void
 pyrate_key_text(ScanKey key, AttrNumber att, const char *value)
 {
-	ScanKeyEntryInitialize(key, 0, att, BTEqualStrategyNumber, InvalidOid,
-						   C_COLLATION_OID, F_TEXTEQ,
+	pyrate_key_text_op(key, att, BTEqualStrategyNumber, value);
+}
+
+void
+pyrate_key_text_op(ScanKey key, AttrNumber att, StrategyNumber strategy, const char *value)
+{
+	RegProcedure proc;
+
+	switch (strategy)
+	{
+		case BTEqualStrategyNumber:
+			proc = F_TEXTEQ;
+			break;
+		case BTGreaterEqualStrategyNumber:
+			proc = F_TEXT_GE;
+			break;
+		default:
+			elog(ERROR, "unexpected strategy %d for a text key", (int) strategy);
+			proc = InvalidOid;	/* keep compiler quiet */
+	}
+	ScanKeyEntryInitialize(key, 0, att, strategy, InvalidOid, C_COLLATION_OID, proc,
 						   PointerGetDatum(cstring_to_text(value)));
 }

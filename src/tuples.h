@@ -92,5 +92,8 @@ bool		pyrate_probe(PyrateRel *r, Relation index, ScanKey keys, int nkeys,
 /* Scan keys on int8 and text (collation "C") index columns. */
 void		pyrate_key_int8(ScanKey key, AttrNumber att, StrategyNumber strategy, int64 value);
 void		pyrate_key_text(ScanKey key, AttrNumber att, const char *value);
+/* a text key compared in the "C" collation: equal, or greater or equal */
+void		pyrate_key_text_op(ScanKey key, AttrNumber att, StrategyNumber strategy,
+							   const char *value);
 
 #endif							/* PYRATE_TUPLES_H */
