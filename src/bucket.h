@@ -14,15 +14,25 @@
 #include "storage/itemptr.h"
 
 /*
- * Where a listing found a bucket, for the engine that listed it to find it
- * again without its name: the table engine's row id and row version.  A
- * hint only: the bucket may have changed since (id 0: nothing known).
+ * What a listing knew of a bucket: for the table engine, its row id and row
+ * version, to find it again without its name (id 0: not known); for the
+ * memory engine, its oldest item's time, so a leak pass skips a bucket with
+ * nothing old enough to leak (PG_INT64_MIN: not known).  Hints only: the
+ * bucket may have changed since (a newer item never makes the oldest older).
  */
 typedef struct PyrateListed
 {
 	int64		id;
 	ItemPointerData tid;
+	int64		oldest_ts;
 } PyrateListed;
+
+/* Whether a listed bucket holding units may have any older than before. */
+static inline bool
+pyrate_listed_may_leak(const PyrateListed *listed, int64 before)
+{
+	return listed == NULL || listed->oldest_ts < before;
+}
 
 typedef struct PyrateBucket
 {

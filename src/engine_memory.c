@@ -745,8 +745,8 @@ memory_reclaim(const PyrateBucket *pb, int64 before)
 }
 
 /*
- * One partition's buckets of this database, copied into buf as (count, then
- * the name and its NUL) records.  Nothing is allocated under the lock: when
+ * One partition's buckets of this database, copied into buf as (count, the
+ * oldest item's time or PG_INT64_MAX, then the name and its NUL) records.  Nothing is allocated under the lock: when
  * buf is too small the lock is released, buf grown, and the partition read
  * again.  Returns the records' length.
  */
@@ -770,14 +770,19 @@ copy_partition(dsa_area *a, int p, char **buf, Size *bufsize)
 				if (b->dbid == MyDatabaseId)
 				{
 					OneLog		one;
-					int64		count = pyr_log_count(log_of(a, b, &one));
+					const pyr_log *log = log_of(a, b, &one);
+					int64		count = pyr_log_count(log);
+					int64_t		oldest;
 
-					if (need + sizeof(int64) + b->namelen + 1 <= *bufsize)
+					if (!pyr_log_oldest(log, &oldest))
+						oldest = PG_INT64_MAX;
+					if (need + 2 * sizeof(int64) + b->namelen + 1 <= *bufsize)
 					{
 						memcpy(*buf + need, &count, sizeof(int64));
-						memcpy(*buf + need + sizeof(int64), b->name, b->namelen + 1);
+						memcpy(*buf + need + sizeof(int64), &oldest, sizeof(int64));
+						memcpy(*buf + need + 2 * sizeof(int64), b->name, b->namelen + 1);
 					}
-					need += sizeof(int64) + b->namelen + 1;
+					need += 2 * sizeof(int64) + b->namelen + 1;
 				}
 				dp = b->next;
 			}
@@ -809,11 +814,14 @@ memory_each_bucket(Oid nsp, PyrateBucketCallback cb, void *arg)
 		for (off = 0; off < len;)
 		{
 			int64		count;
-			const char *name = buf + off + sizeof(int64);
+			PyrateListed listed;
+			const char *name = buf + off + 2 * sizeof(int64);
 
+			memset(&listed, 0, sizeof(listed));
 			memcpy(&count, buf + off, sizeof(int64));
-			off += sizeof(int64) + strlen(name) + 1;
-			cb(name, count, NULL, arg);
+			memcpy(&listed.oldest_ts, buf + off + sizeof(int64), sizeof(int64));
+			off += 2 * sizeof(int64) + strlen(name) + 1;
+			cb(name, count, &listed, arg);
 		}
 	}
 	pfree(buf);

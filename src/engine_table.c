@@ -1288,6 +1288,7 @@ at_listed(TableBucket *tb, PyrateRel *buckets, PyrateListed *listed)
 	tb->have_newest = false;
 	listed->id = tb->id;
 	listed->tid = buckets->slot->tts_tid;
+	listed->oldest_ts = PG_INT64_MIN;
 }
 
 static void

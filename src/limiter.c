@@ -322,6 +322,7 @@ collect_name(const char *name, int64 count, const PyrateListed *listed, void *ar
 
 	l->name = pstrdup(name);
 	l->idle = count == 0;
+	l->listed.oldest_ts = PG_INT64_MIN;
 	if (listed)
 		l->listed = *listed;
 	*names = lappend(*names, l);
@@ -369,7 +370,10 @@ leak_every_bucket(Oid nsp, int64 at)
 			b.def = *d;
 			b.listed = l->listed;
 			if (!l->idle)
-				removed += leak_bucket(engines[i], &b, at);
+			{
+				if (pyrate_listed_may_leak(&l->listed, at - d->rates[d->nrates - 1].interval))
+					removed += leak_bucket(engines[i], &b, at);
+			}
 			else if (!engines[i]->in_tables || reclaimed < RECLAIM_PER_CALL)
 				reclaimed += engines[i]->reclaim(&b, at - d->rates[d->nrates - 1].interval) &&
 					engines[i]->in_tables;

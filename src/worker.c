@@ -270,6 +270,9 @@ collect(const char *name, int64 count, const PyrateListed *listed, void *arg)
 	d = pyrate_route_or_null(c->nsp, name);
 	if (d == NULL)
 		return;
+	/* holding units, none old enough to leak */
+	if (count != 0 && !pyrate_listed_may_leak(listed, c->at - d->rates[d->nrates - 1].interval))
+		return;
 	old = MemoryContextSwitchTo(c->cxt);
 	t = palloc(sizeof(LeakTarget));
 	t->engine = c->engine;

@@ -123,6 +123,8 @@ void		pyr_log_move(pyr_log *dst, const pyr_log *src);
 
 /* Units stored. */
 int64_t		pyr_log_count(const pyr_log *log);
+/* The oldest item's timestamp; false when the log is empty. */
+bool		pyr_log_oldest(const pyr_log *log, int64_t *ts);
 /* Units whose timestamp is >= since. */
 int64_t		pyr_log_since(const pyr_log *log, int64_t since);
 /* Item holding unit index (0 = newest unit); false past the end. */

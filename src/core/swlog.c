@@ -107,6 +107,15 @@ pyr_log_count(const pyr_log *log)
 	return total(log) - log->base;
 }
 
+bool
+pyr_log_oldest(const pyr_log *log, int64_t *ts)
+{
+	if (log->len == 0)
+		return false;
+	*ts = ENTRY(log, 0).ts;
+	return true;
+}
+
 static inline int64_t
 log_since(const pyr_log *log, int64_t since)
 {

@@ -177,6 +177,16 @@ test_random(unsigned seed)
 		if (pyr_log_count(log) != naive_count(m))
 			bad = printf("op %d: count %" PRId64 " vs %" PRId64 "\n", op,
 						 pyr_log_count(log), naive_count(m));
+		else
+		{
+			/* the oldest item: the one holding the oldest unit */
+			int64_t		o_ts, m_ts, m_w;
+			bool		has = pyr_log_oldest(log, &o_ts);
+			bool		m_has = naive_count(m) > 0 && naive_peek(m, naive_count(m) - 1, &m_ts, &m_w);
+
+			if (has != m_has || (has && o_ts != m_ts))
+				bad = printf("op %d: oldest differs\n", op);
+		}
 	}
 	CHECK(!bad, "random run with seed %u agrees with the naive model", seed);
 	free(log);
