@@ -42,6 +42,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "postmaster/autovacuum.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
@@ -552,6 +553,11 @@ maybe_vacuum(const LeakPass *pass, MemoryContext cxt)
 	params.nworkers = -1;
 	/* vacuum() keeps its memory under PortalContext, as in a statement */
 	PortalContext = cxt;
+	/* paced as autovacuum paces itself, not at a manual VACUUM's full speed */
+	if (autovacuum_vac_cost_delay >= 0)
+		VacuumCostDelay = autovacuum_vac_cost_delay;
+	if (autovacuum_vac_cost_limit > 0)
+		VacuumCostLimit = autovacuum_vac_cost_limit;
 
 	/*
 	 * vacuum() commits the transaction it is called in, runs its own, and
