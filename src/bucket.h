@@ -66,9 +66,11 @@ typedef struct PyrateEngine
 	 * Remove items with ts < before, at most max_items of them when max_items
 	 * > 0 (the worker leaks table buckets in bounded batches); returns the
 	 * units removed.  An engine whose leak is one O(log n) step whatever it
-	 * removes (memory) may ignore max_items.
+	 * removes (memory) may ignore max_items.  *emptied says the bucket holds
+	 * no unit now, and so nothing stamped at or after before: reclaim may
+	 * forget it.
 	 */
-	int64		(*leak) (const PyrateBucket *b, int64 before, int64 max_items);
+	int64		(*leak) (const PyrateBucket *b, int64 before, int64 max_items, bool *emptied);
 	void		(*flush) (const PyrateBucket *b);
 	/* forget the bucket; false when it did not exist */
 	bool		(*dispose) (const PyrateBucket *b);
@@ -84,8 +86,9 @@ typedef struct PyrateEngine
 	/*
 	 * at least every bucket that may have something to leak, or be idle
 	 * long enough to reclaim, at time at (a leak pass reads only these);
-	 * cb's count may be any number from 1 up for a bucket holding units,
-	 * and is 0 for one that holds none
+	 * cb's count is 0 for a bucket known to hold no unit, and any number
+	 * from 1 up for one that may hold some (its leak says whether it was
+	 * emptied)
 	 */
 	void		(*each_due) (Oid nsp, int64 at, PyrateBucketCallback cb, void *arg);
 	/*

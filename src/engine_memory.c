@@ -634,7 +634,7 @@ memory_peek(const PyrateBucket *pb, int64 index, int64 *ts, int64 *weight)
  * max_items (the table engine's batch bound) does not apply here.
  */
 static int64
-memory_leak(const PyrateBucket *pb, int64 before, int64 max_items)
+memory_leak(const PyrateBucket *pb, int64 before, int64 max_items, bool *emptied)
 {
 	dsa_area   *a = pyrate_area();
 	Key			k;
@@ -642,6 +642,7 @@ memory_leak(const PyrateBucket *pb, int64 before, int64 max_items)
 	int64		removed = 0;
 	int			p;
 
+	*emptied = false;
 	key_init(&k, MyDatabaseId, pb->name);
 	p = partition_of(k.hash);
 	LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
@@ -652,6 +653,7 @@ memory_leak(const PyrateBucket *pb, int64 before, int64 max_items)
 		uint32		len = log->len;
 
 		removed = pyr_log_leak(log, before);
+		*emptied = log->len == 0;
 		partition(p)->items -= len - log->len;
 		if (is_one(log, &one))
 			store_one(s.b, log);

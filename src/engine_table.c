@@ -954,6 +954,7 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool *emptied)
 	bool		keep_newest = before != PG_INT64_MAX;
 	bool		forget = false;
 	bool		pending = false;	/* an item read and not yet removed */
+	bool		first = true;	/* nothing read yet */
 	bool		more;
 	ItemPointerData pending_tid;
 	Datum		values[Natts_item];
@@ -988,7 +989,13 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool *emptied)
 			pending = false;
 		}
 		if (!more || (max_items > 0 && n >= max_items))
+		{
+			/* a bucket without a single item holds nothing either */
+			if (!more && keep_newest && first)
+				*emptied = true;
 			break;
+		}
+		first = false;
 		pending = true;
 		pending_tid = tb->items.slot->tts_tid;
 		memcpy(values, tb->items.slot->tts_values, sizeof(values));
@@ -1130,7 +1137,7 @@ update_due(TableBucket *tb, int64 before)
 }
 
 static int64
-table_leak(const PyrateBucket *b, int64 before, int64 max_items)
+table_leak(const PyrateBucket *b, int64 before, int64 max_items, bool *emptied_out)
 {
 	TableBucket tb;
 	int64		removed;
@@ -1152,6 +1159,7 @@ table_leak(const PyrateBucket *b, int64 before, int64 max_items)
 	 */
 	if (tb.id >= 0 && (emptied ? b->listed.id != tb.id : removed == 0))
 		update_due(&tb, before);
+	*emptied_out = tb.id >= 0 && emptied;
 	tb_close(&tb);
 	return removed;
 }
@@ -1343,10 +1351,9 @@ table_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
 		return;
 	}
 	/*
-	 * Whether a listed bucket holds units is its newest item's weight: a leak
-	 * that takes the newest item makes it a weight-0 tombstone, and only
-	 * after every older one is gone.  One probe a bucket: a pass lists every
-	 * bucket due.
+	 * Every bucket due is listed as one that may hold units, without reading
+	 * its items: its leak reads them anyway, and says whether it emptied the
+	 * bucket (then it may be reclaimed).
 	 */
 	open_listed(&tb, &b, nsp);
 	pyrate_key_int8(&key, 1, BTLessEqualStrategyNumber, at);
@@ -1357,8 +1364,7 @@ table_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
 	{
 		at_listed(&tb, &buckets, &listed);
 		cb(TextDatumGetCString(buckets.slot->tts_values[Anum_bucket_name - 1]),
-		   probe_cum(&tb, BackwardScanDirection, BTGreaterStrategyNumber, 0) &&
-		   ITEM_WEIGHT(&tb) > 0 ? 1 : 0, &listed, arg);
+		   1, &listed, arg);
 	}
 	index_endscan(scan);
 	UnregisterSnapshot(snap);

@@ -12,6 +12,7 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -287,11 +288,11 @@ pyrate_peek(PG_FUNCTION_ARGS)
 }
 
 static int64
-leak_bucket(const PyrateEngine *e, PyrateBucket *b, int64 at)
+leak_bucket(const PyrateEngine *e, PyrateBucket *b, int64 at, bool *emptied)
 {
 	int64		before = at - b->def.rates[b->def.nrates - 1].interval;
 
-	return e->leak(b, before, 0);
+	return e->leak(b, before, 0, emptied);
 }
 
 Datum
@@ -302,8 +303,10 @@ pyrate_leak(PG_FUNCTION_ARGS)
 	int64		at = arg_at(fcinfo, 1, nsp);
 	PyrateBucket b;
 
+	bool		emptied;
+
 	pyrate_bucket_init(&b, nsp, name);
-	PG_RETURN_INT64(leak_bucket(pyrate_engine(b.def.storage), &b, at));
+	PG_RETURN_INT64(leak_bucket(pyrate_engine(b.def.storage), &b, at, &emptied));
 }
 
 /* a bucket as listed: its name, and whether it held no unit */
@@ -371,8 +374,20 @@ leak_every_bucket(Oid nsp, int64 at)
 			b.listed = l->listed;
 			if (!l->idle)
 			{
+				bool		emptied = false;
+
 				if (pyrate_listed_may_leak(&l->listed, at - d->rates[d->nrates - 1].interval))
-					removed += leak_bucket(engines[i], &b, at);
+					removed += leak_bucket(engines[i], &b, at, &emptied);
+				/*
+				 * A table bucket the leak emptied: reclaim it now, once what
+				 * the leak changed (its tombstone) is visible to the reclaim's
+				 * scans.
+				 */
+				if (emptied && engines[i]->in_tables && reclaimed < RECLAIM_PER_CALL)
+				{
+					CommandCounterIncrement();
+					reclaimed += engines[i]->reclaim(&b, at - d->rates[d->nrates - 1].interval);
+				}
 			}
 			else if (!engines[i]->in_tables || reclaimed < RECLAIM_PER_CALL)
 				reclaimed += engines[i]->reclaim(&b, at - d->rates[d->nrates - 1].interval) &&

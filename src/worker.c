@@ -407,8 +407,10 @@ leak_all(int64 at, LeakPass *pass)
 			pass->reclaimed += engines[t->engine]->reclaim(&b, t->before);
 		else
 		{
+			bool		emptied;
+
 			pass->buckets++;
-			pass->memory_units += engines[t->engine]->leak(&b, t->before, 0);
+			pass->memory_units += engines[t->engine]->leak(&b, t->before, 0, &emptied);
 		}
 	}
 
@@ -438,24 +440,28 @@ leak_all(int64 at, LeakPass *pass)
 			LeakTarget *t = lfirst(lc);
 			PyrateBucket b;
 			int64		removed;
+			bool		emptied;
 
 			CHECK_FOR_INTERRUPTS();
 			memset(&b, 0, sizeof(b));
 			b.nsp = c.nsp;
 			b.name = t->name;
 			b.listed = t->listed;
-			removed = engines[t->engine]->leak(&b, t->before, LEAK_BATCH);
+			removed = engines[t->engine]->leak(&b, t->before, LEAK_BATCH, &emptied);
 			units += removed;
 			nbuckets++;
 
 			/*
 			 * Fewer units than LEAK_BATCH: fewer items too (each removed one
 			 * holds a unit at least), so the leak reached its end.  Otherwise
-			 * the same bucket again.
+			 * the same bucket again.  One it emptied is reclaimed below.
 			 */
-			if (removed < LEAK_BATCH)
+			if (removed < LEAK_BATCH || emptied)
 			{
-				pass->buckets++;
+				if (removed > 0)
+					pass->buckets++;
+				if (emptied)
+					t->idle = true;
 				lc = next_table_leak(engines, c.targets, lnext(c.targets, lc));
 			}
 		}
