@@ -48,6 +48,18 @@ p99() {
 		awk '{ v[NR] = $1 } END { if (NR) printf "%.3f", v[int(NR * 0.99)] / 1000; else printf "n/a" }'
 }
 
+# leak_beside KEY: one pyrate_leak() (its time in t, its units in n) while
+# acquires on KEY run beside it (their p99 in during)
+leak_beside() {
+	local probe
+	p99 4 "$1" >"$work/p99-during" &
+	probe=$!
+	sleep 1
+	read -r t n < <(timed "SELECT pyrate_leak() INTO n;")
+	wait $probe
+	during=$(cat "$work/p99-during")
+}
+
 echo "== load: $(uptime)"
 echo "== memory engine, $N keys, pyrate.memory_size = 64MB"
 read -r t n < <(timed "SELECT count(*) INTO n FROM generate_series(1, $N) g WHERE pyrate_put('k:' || g);")
@@ -62,12 +74,7 @@ echo "full leak, nothing expired: ${t}s"
 echo "RESULT|memory engine: pyrate_leak() over $nb buckets, nothing expired (s)|$t|1|-|<= 1"
 # a one-millisecond window: now every item has expired
 sql -q -c "SELECT FROM pyrate_define('k:*', '1/1ms', 'memory')" >/dev/null
-p99 4 >"$work/p99-during" &
-probe=$!
-sleep 1
-read -r t n < <(timed "SELECT pyrate_leak() INTO n;")
-wait $probe
-during=$(cat "$work/p99-during")
+leak_beside probe
 echo "full leak, everything expired: $n units (the probe key's among them) in ${t}s; acquire p99 on another key: idle ${idle} ms, during the leak ${during} ms"
 echo "RESULT|memory engine: acquire p99 during a full leak vs idle (ms)|$during|$idle|$(awk -v a="$during" -v b="$idle" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')|<= 2"
 read -r t n < <(timed "SELECT pyrate_leak() INTO n;")
@@ -116,12 +123,7 @@ if [ "$TABLE_KEYS" -gt 0 ]; then
 	sql -q -c "SELECT FROM pyrate_define('t:*', '1/1ms', 'table')" \
 		-c "SELECT FROM pyrate_define('tprobe', '1000000/1h', 'table')" >/dev/null
 	idle=$(p99 5 tprobe)
-	p99 4 tprobe >"$work/p99-table-during" &
-	probe=$!
-	sleep 1
-	read -r t n < <(timed "SELECT pyrate_leak() INTO n;")
-	wait $probe
-	during=$(cat "$work/p99-table-during")
+	leak_beside tprobe
 	echo "table engine, full leak: $n units in ${t}s; acquire p99 on another table key: idle ${idle} ms, during the leak ${during} ms"
 	echo "RESULT|table engine: a full leak of $TABLE_KEYS one-item buckets, one pyrate_leak() (s)|$t|-|-|reported"
 	echo "RESULT|table engine: acquire p99 during a full leak vs idle (ms)|$during|$idle|$(awk -v a="$during" -v b="$idle" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')|<= 2"
