@@ -470,6 +470,34 @@ put_in_progress(TableBucket *tb)
  * waits for it without the bucket's lock: the transaction may come back to
  * the bucket for more.
  */
+static int64 listed_row(TableBucket *tb, PyrateRel *buckets);
+
+/*
+ * The bucket's id now: a listed bucket's from the row version its listing
+ * read, when that is still the latest and still has the listed id (a leak
+ * pass reclaiming many buckets looks none up by name); otherwise by name.
+ */
+static int64
+current_id(TableBucket *tb)
+{
+	if (tb->b->listed.id > 0)
+	{
+		PyrateRel	rel;
+		int64		id;
+
+		tb->id = tb->b->listed.id;
+		id = listed_row(tb, &rel);
+		if (id >= 0)
+			pyrate_rel_close(&rel);
+		if (id == tb->b->listed.id)
+		{
+			tb->cached = NULL;
+			return id;
+		}
+	}
+	return bucket_id(tb->b->nsp, tb->b->name, &tb->cached);
+}
+
 static bool
 lock_bucket(TableBucket *tb, bool dont_wait)
 {
@@ -480,7 +508,7 @@ lock_bucket(TableBucket *tb, bool dont_wait)
 		if (!bucket_lock(tb, dont_wait))
 			return false;
 		/* ids and items as they are now that the lock is held */
-		tb->id = bucket_id(tb->b->nsp, tb->b->name, &tb->cached);
+		tb->id = current_id(tb);
 		xid = put_in_progress(tb);
 		if (!TransactionIdIsValid(xid))
 			return true;
@@ -1211,10 +1239,19 @@ drop_bucket(TableBucket *tb)
 	PyrateRel	buckets;
 	bool		gone;
 	bool		emptied;
+	int64		id;
 
 	(void) delete_items(tb, PG_INT64_MAX, 0, &emptied);
-	gone = lookup_bucket(tb->b->nsp, tb->b->name, RowExclusiveLock, &buckets) >= 0 &&
-		pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
+	/* a listed bucket's row by the version its listing read, when still its */
+	id = listed_row(tb, &buckets);
+	if (id >= 0 && id != tb->id)
+	{
+		pyrate_rel_close(&buckets);
+		id = -1;
+	}
+	if (id < 0)
+		id = lookup_bucket(tb->b->nsp, tb->b->name, RowExclusiveLock, &buckets);
+	gone = id >= 0 && pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
 	if (gone)
 		forget_bucket_ids(RelationGetRelid(buckets.heap));
 	pyrate_rel_close(&buckets);
@@ -1249,7 +1286,8 @@ table_reclaim(const PyrateBucket *b, int64 before)
 	bool		gone;
 	BucketIdEntry *cached;
 
-	if (bucket_id(b->nsp, b->name, &cached) < 0)
+	/* a listed bucket existed a moment ago: lock_bucket finds what is left */
+	if (b->listed.id <= 0 && bucket_id(b->nsp, b->name, &cached) < 0)
 		return false;
 	prevent_writes("reclaim", b->name);
 	tb_open(&tb, b, RowExclusiveLock, false);
