@@ -493,6 +493,7 @@ leak_all(int64 at, LeakPass *pass)
 		memset(&b, 0, sizeof(b));
 		b.nsp = c.nsp;
 		b.name = t->name;
+		b.listed = t->listed;
 		pass->reclaimed += engines[t->engine]->reclaim(&b, t->before);
 		if (++batch == RECLAIM_BATCH)
 		{
