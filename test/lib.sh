@@ -96,6 +96,18 @@ pg_stop() {
 	return 0
 }
 
+# bench_start NAME PORT [postgresql.conf line...] — a benchmark's server,
+#   pyrate preloaded (the script exits when it does not start); sets DSN,
+#   and sql runs psql there: unaligned, tuples only, quiet, stopping at the
+#   first error.
+bench_start() {
+	local name=$1 port=$2
+	shift 2
+	pg_start "$name" "$port" "shared_preload_libraries = 'pyrate'" "$@" || exit 1
+	DSN=$(pg_conninfo "$name" "$port")
+}
+sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$DSN" "$@"; }
+
 # redis_start NAME PORT
 redis_start() {
 	local name=$1 port=$2 dir

@@ -18,11 +18,9 @@ pyrate_trap
 SECS=${PYRATE_BENCH_SECONDS:-10}
 N=${PYRATE_BENCH_ROWS:-20000}
 PORT=57321
-pg_start hotkey $PORT "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" \
+bench_start hotkey $PORT "pyrate.leak_interval = 0" \
 	"fsync = on" "synchronous_commit = on" "shared_buffers = '256MB'" "max_wal_size = '4GB'" \
-	"checkpoint_timeout = '30min'" "autovacuum = off" >/dev/null || exit 1
-DSN=$(pg_conninfo hotkey $PORT)
-sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$DSN" "$@"; }
+	"checkpoint_timeout = '30min'" "autovacuum = off"
 sql -c "CREATE EXTENSION pyrate" \
 	-c "CREATE TABLE bare (k text NOT NULL, ts bigint NOT NULL)" \
 	-c "CREATE INDEX ON bare (k, ts)" \

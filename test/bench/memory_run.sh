@@ -18,10 +18,8 @@ pyrate_trap
 SECS=${PYRATE_BENCH_SECONDS:-10}
 ROUNDS=${PYRATE_BENCH_ROUNDS:-3}
 PORT=57301
-pg_start membench $PORT "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" \
-	"pyrate.memory_size = '512MB'" "shared_buffers = '128MB'" >/dev/null || exit 1
-DSN=$(pg_conninfo membench $PORT)
-sql() { psql -X -At -v ON_ERROR_STOP=1 "$DSN" "$@"; }
+bench_start membench $PORT "pyrate.leak_interval = 0" \
+	"pyrate.memory_size = '512MB'" "shared_buffers = '128MB'"
 sql -q -c "CREATE EXTENSION pyrate" \
 	-c "SELECT pyrate_define('b:*', '{2000000000/1w}', 'memory')" >/dev/null
 work=$(pyrate_tmp)/bench

@@ -19,10 +19,8 @@ pyrate_trap
 N=${PYRATE_BENCH_KEYS:-1000000}
 PER_TX=${PYRATE_BENCH_KEYS_PER_TX:-100000}
 PORT=57311
-pg_start million $PORT "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" \
-	"pyrate.memory_size = '64MB'" "shared_buffers = '256MB'" "max_wal_size = '4GB'" >/dev/null || exit 1
-DSN=$(pg_conninfo million $PORT)
-sql() { psql -X -At -v ON_ERROR_STOP=1 "$DSN" "$@"; }
+bench_start million $PORT "pyrate.leak_interval = 0" \
+	"pyrate.memory_size = '64MB'" "shared_buffers = '256MB'" "max_wal_size = '4GB'"
 sql -q -c "CREATE EXTENSION pyrate" \
 	-c "SELECT FROM pyrate_define('k:*', '1/1h', 'memory')" \
 	-c "SELECT FROM pyrate_define('j:*', '1/1h', 'memory')" \

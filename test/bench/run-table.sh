@@ -13,11 +13,9 @@ pyrate_trap
 
 SECS=${1:-10}
 PORT=55451
-pg_start bench $PORT "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" \
+bench_start bench $PORT "pyrate.leak_interval = 0" \
 	"fsync = on" "synchronous_commit = ${PYRATE_BENCH_SYNC:-off}" "shared_buffers = '512MB'" "max_wal_size = '4GB'" \
-	"checkpoint_timeout = '30min'" "autovacuum = off" || exit 1
-DSN=$(pg_conninfo bench $PORT)
-sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$DSN" "$@"; }
+	"checkpoint_timeout = '30min'" "autovacuum = off"
 sql -c "CREATE EXTENSION pyrate" -f test/bench/plpgsql_limiter.sql \
 	-c "SELECT pyrate_define('bench:*', '{100/s,100000/h}')" \
 	-c "SELECT pyrate_define('mbench:*', '{100/s,100000/h}', 'memory')" \

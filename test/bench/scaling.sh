@@ -17,11 +17,9 @@ OUT=${PYRATE_BENCH_OUT:-test/bench/results}
 MAX_KEYS=${PYRATE_BENCH_MAX_KEYS:-1000000}
 mkdir -p "$OUT"
 PORT=55461
-pg_start scaling $PORT "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" \
+bench_start scaling $PORT "pyrate.leak_interval = 0" \
 	"pyrate.memory_size = '1GB'" "synchronous_commit = off" "shared_buffers = '512MB'" \
-	"max_wal_size = '4GB'" "max_connections = 100" "max_locks_per_transaction = 256" || exit 1
-DSN=$(pg_conninfo scaling $PORT)
-sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$DSN" "$@"; }
+	"max_wal_size = '4GB'" "max_connections = 100" "max_locks_per_transaction = 256"
 sql -c "CREATE EXTENSION pyrate" \
 	-c "SELECT pyrate_define('table_*', '{2000000000/1w}', 'table')" \
 	-c "SELECT pyrate_define('memory_*', '{2000000000/1w}', 'memory')" \

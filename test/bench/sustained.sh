@@ -22,11 +22,9 @@ SECS=${PYRATE_SUSTAINED_SECONDS:-200}
 KEYS=${PYRATE_SUSTAINED_KEYS:-1000}
 INTERVAL=${PYRATE_SUSTAINED_INTERVAL:-1000}
 CLIENTS=${PYRATE_SUSTAINED_CLIENTS:-4}
-PORT=57321
-pg_start sustained $PORT "shared_preload_libraries = 'pyrate'" "shared_buffers = '256MB'" \
-	"max_wal_size = '4GB'" "synchronous_commit = off" "pyrate.leak_interval = $INTERVAL" >/dev/null || exit 1
-DSN=$(pg_conninfo sustained $PORT)
-sql() { psql -X -At -v ON_ERROR_STOP=1 "$DSN" "$@"; }
+PORT=57331
+bench_start sustained $PORT "shared_buffers = '256MB'" \
+	"max_wal_size = '4GB'" "synchronous_commit = off" "pyrate.leak_interval = $INTERVAL"
 # 5 per second and 20 per 30 s per key: the largest window is 30 s, so the
 # stored items level off after about 30 s and the worker's passes leak what
 # left it
