@@ -488,9 +488,8 @@ current_id(TableBucket *tb)
 		tb->id = tb->b->listed.id;
 		id = listed_row(tb, &rel);
 		if (id >= 0)
-			pyrate_rel_close(&rel);
-		if (id == tb->b->listed.id)
 		{
+			pyrate_rel_close(&rel);
 			tb->cached = NULL;
 			return id;
 		}
@@ -1079,9 +1078,10 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool *emptied)
 
 /*
  * A listed bucket's row, read by the row version the listing saw when that
- * is still the latest (a leak moving the due time, a flush or a dispose
- * makes a newer one): its id, with the buckets table opened in *buckets;
- * -1, and nothing opened, when the name must be looked up instead.
+ * is still the latest and still has the listed id (a leak moving the due
+ * time, a flush or a dispose makes a newer one; a vacuum may give the slot
+ * to another row): its id, with the buckets table opened in *buckets; -1,
+ * and nothing opened, when the name must be looked up instead.
  */
 static int64
 listed_row(TableBucket *tb, PyrateRel *buckets)
@@ -1101,8 +1101,26 @@ listed_row(TableBucket *tb, PyrateRel *buckets)
 		id = DatumGetInt64(buckets->slot->tts_values[Anum_bucket_id - 1]);
 	}
 	UnregisterSnapshot(snap);
-	if (id < 0)
+	if (id != tb->b->listed.id)
+	{
 		pyrate_rel_close(buckets);
+		return -1;
+	}
+	return id;
+}
+
+/*
+ * The bucket's row, with the buckets table opened in *buckets (always; the
+ * caller closes it): by the listed row version when it can, else by name.
+ * Its id, -1 when it has no row.
+ */
+static int64
+bucket_row(TableBucket *tb, PyrateRel *buckets)
+{
+	int64		id = listed_row(tb, buckets);
+
+	if (id < 0)
+		id = lookup_bucket(tb->b->nsp, tb->b->name, RowExclusiveLock, buckets);
 	return id;
 }
 
@@ -1127,9 +1145,7 @@ update_due(TableBucket *tb, int64 before)
 		due = ITEM_I64(tb, Anum_item_ts) + interval;
 	else
 		due = pyrate_now_ms() + interval;
-	id = listed_row(tb, &buckets);
-	if (id < 0)
-		id = lookup_bucket(tb->b->nsp, tb->b->name, RowExclusiveLock, &buckets);
+	id = bucket_row(tb, &buckets);
 	/* the id the items were read by: a flush or dispose meanwhile left it alone */
 	if (id == tb->id && buckets.ncolumns >= Anum_bucket_due)
 	{
@@ -1242,15 +1258,7 @@ drop_bucket(TableBucket *tb)
 	int64		id;
 
 	(void) delete_items(tb, PG_INT64_MAX, 0, &emptied);
-	/* a listed bucket's row by the version its listing read, when still its */
-	id = listed_row(tb, &buckets);
-	if (id >= 0 && id != tb->id)
-	{
-		pyrate_rel_close(&buckets);
-		id = -1;
-	}
-	if (id < 0)
-		id = lookup_bucket(tb->b->nsp, tb->b->name, RowExclusiveLock, &buckets);
+	id = bucket_row(tb, &buckets);
 	gone = id >= 0 && pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
 	if (gone)
 		forget_bucket_ids(RelationGetRelid(buckets.heap));
