@@ -31,7 +31,7 @@ typedef struct PyrateListed
 static inline bool
 pyrate_listed_may_leak(const PyrateListed *listed, int64 before)
 {
-	return listed == NULL || listed->oldest_ts < before;
+	return listed->oldest_ts < before;
 }
 
 typedef struct PyrateBucket
@@ -43,6 +43,7 @@ typedef struct PyrateBucket
 	PyrateListed listed;		/* a leak of a listed bucket: where it was */
 } PyrateBucket;
 
+/* a listing's callback: listed is never NULL */
 typedef void (*PyrateBucketCallback) (const char *name, int64 count,
 									  const PyrateListed *listed, void *arg);
 

@@ -287,14 +287,6 @@ pyrate_peek(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
-static int64
-leak_bucket(const PyrateEngine *e, PyrateBucket *b, int64 at, bool *emptied)
-{
-	int64		before = at - b->def.rates[b->def.nrates - 1].interval;
-
-	return e->leak(b, before, 0, emptied);
-}
-
 Datum
 pyrate_leak(PG_FUNCTION_ARGS)
 {
@@ -306,7 +298,8 @@ pyrate_leak(PG_FUNCTION_ARGS)
 	bool		emptied;
 
 	pyrate_bucket_init(&b, nsp, name);
-	PG_RETURN_INT64(leak_bucket(pyrate_engine(b.def.storage), &b, at, &emptied));
+	PG_RETURN_INT64(pyrate_engine(b.def.storage)->leak(&b, at - b.def.rates[b.def.nrates - 1].interval,
+													   0, &emptied));
 }
 
 /* a bucket as listed: its name, and whether it held no unit */
@@ -321,13 +314,11 @@ static void
 collect_name(const char *name, int64 count, const PyrateListed *listed, void *arg)
 {
 	List	  **names = arg;
-	Listed	   *l = palloc0(sizeof(Listed));
+	Listed	   *l = palloc(sizeof(Listed));
 
 	l->name = pstrdup(name);
 	l->idle = count == 0;
-	l->listed.oldest_ts = PG_INT64_MIN;
-	if (listed)
-		l->listed = *listed;
+	l->listed = *listed;
 	*names = lappend(*names, l);
 }
 
@@ -364,9 +355,11 @@ leak_every_bucket(Oid nsp, int64 at)
 			Listed	   *l = lfirst(lc);
 			const PyrateDefinition *d = pyrate_route_or_null(nsp, l->name);
 			PyrateBucket b;
+			int64		before;
 
 			if (d == NULL)
 				continue;
+			before = at - d->rates[d->nrates - 1].interval;
 			memset(&b, 0, sizeof(b));
 			b.nsp = nsp;
 			b.name = l->name;
@@ -376,8 +369,8 @@ leak_every_bucket(Oid nsp, int64 at)
 			{
 				bool		emptied = false;
 
-				if (pyrate_listed_may_leak(&l->listed, at - d->rates[d->nrates - 1].interval))
-					removed += leak_bucket(engines[i], &b, at, &emptied);
+				if (pyrate_listed_may_leak(&l->listed, before))
+					removed += engines[i]->leak(&b, before, 0, &emptied);
 				/*
 				 * A table bucket the leak emptied: reclaim it now, once what
 				 * the leak changed (its tombstone) is visible to the reclaim's
@@ -386,12 +379,11 @@ leak_every_bucket(Oid nsp, int64 at)
 				if (emptied && engines[i]->in_tables && reclaimed < RECLAIM_PER_CALL)
 				{
 					CommandCounterIncrement();
-					reclaimed += engines[i]->reclaim(&b, at - d->rates[d->nrates - 1].interval);
+					reclaimed += engines[i]->reclaim(&b, before);
 				}
 			}
 			else if (!engines[i]->in_tables || reclaimed < RECLAIM_PER_CALL)
-				reclaimed += engines[i]->reclaim(&b, at - d->rates[d->nrates - 1].interval) &&
-					engines[i]->in_tables;
+				reclaimed += engines[i]->reclaim(&b, before) && engines[i]->in_tables;
 		}
 		list_free_deep(names);
 	}

@@ -280,10 +280,7 @@ collect(const char *name, int64 count, const PyrateListed *listed, void *arg)
 	t->name = pstrdup(name);
 	t->before = c->at - d->rates[d->nrates - 1].interval;
 	t->idle = count == 0;
-	if (listed)
-		t->listed = *listed;
-	else
-		memset(&t->listed, 0, sizeof(t->listed));
+	t->listed = *listed;
 	c->targets = lappend(c->targets, t);
 	MemoryContextSwitchTo(old);
 }
