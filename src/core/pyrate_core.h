@@ -140,6 +140,60 @@ bool		pyr_log_push(pyr_log *log, int64_t ts, int64_t weight);
 int64_t		pyr_log_leak(pyr_log *log, int64_t before);
 void		pyr_log_flush(pyr_log *log);
 
+/* ---- bounded storage (slots) ---------------------------------------- */
+
+/*
+ * A definition with slots => n keeps its smallest rate's window exact and
+ * merges older entries into coarse ones: an entry counts as late as its
+ * newest unit (merging keeps the newer entry's timestamp and cumulative
+ * count), so no window of the true clock ever holds more than its limit.
+ *
+ * Levels, at a time now: an entry stamped at or after now - interval[0] is
+ * at level 0 and never merged; one older than now - interval[j - 1] but not
+ * older than now - interval[j] is at level j, whose cells are width[j] ms
+ * (about interval[j] / n, each a multiple of the level below it, so cells
+ * nest); one older than every window is at level nrates, one cell.  Two
+ * neighbouring entries at the same level >= 1 and in the same cell merge.
+ * A level only grows with time, so a coarse entry's units all lie within
+ * one cell of its level, and a rate j counts at most width[j] <=
+ * interval[j] / n ms of units from before its window: it admits at least
+ * n / (n + 1) of its limit.
+ */
+#define PYR_MAX_SLOTS 1000
+
+typedef struct pyr_slots
+{
+	int			n;				/* slots per rate; 0: exact (never merge) */
+	int			nrates;
+	int64_t		interval[PYR_MAX_RATES];
+	int64_t		width[PYR_MAX_RATES];	/* width[j], j = 1 .. nrates - 1 */
+	/*
+	 * Entries older than the smallest window after a compaction, at most:
+	 * one per cell each level can span, and one beyond every window.
+	 */
+	int64_t		bound;
+} pyr_slots;
+
+/* rates validated and sorted; n in 1 .. PYR_MAX_SLOTS, or 0 for exact */
+void		pyr_slots_init(pyr_slots *s, const pyr_rate *rates, int nrates, int n);
+/* Whether the entry stamped older_ts merges into its newer neighbour at now. */
+bool		pyr_slots_merge(const pyr_slots *s, int64_t now, int64_t older_ts, int64_t newer_ts);
+/*
+ * Whether a put that takes the cumulative count from cum_before to cum_after
+ * should compact: once every bound units, so a compaction's cost (reading
+ * the entries older than the smallest window) is spread over the puts, and
+ * the log keeps at most the smallest rate's limit + 2 * bound + 1 entries.
+ */
+bool		pyr_slots_due(const pyr_slots *s, int64_t cum_before, int64_t cum_after);
+/*
+ * Merge the entries of log that may merge at now (the newest timestamp the
+ * bucket has stored).  Counts, the newest entry and every entry of the
+ * smallest window are unchanged.  Returns the entries removed.
+ */
+uint32_t	pyr_log_compact(pyr_log *log, const pyr_slots *s, int64_t now);
+/* Entries stored (each holds one or more units). */
+uint32_t	pyr_log_entries(const pyr_log *log);
+
 /* ---- decisions ------------------------------------------------------ */
 
 /*

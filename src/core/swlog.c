@@ -342,3 +342,109 @@ pyr_log_put(pyr_log *log, const pyr_rate *rates, int nrates,
 		return PYR_PUT_ADMITTED;
 	return pyr_log_push(log, ts, weight) ? PYR_PUT_ADMITTED : PYR_PUT_FULL;
 }
+
+/* ---- bounded storage (slots) ---------------------------------------- */
+
+void
+pyr_slots_init(pyr_slots *s, const pyr_rate *rates, int nrates, int n)
+{
+	int			j;
+
+	s->n = n;
+	s->nrates = nrates;
+	s->bound = 1;				/* the entry beyond every window */
+	for (j = 0; j < nrates; j++)
+		s->interval[j] = rates[j].interval;
+	s->width[0] = 0;
+	for (j = 1; j < nrates && n > 0; j++)
+	{
+		int64_t		want = rates[j].interval / n;
+
+		if (j == 1)
+			s->width[j] = want > 0 ? want : 1;
+		else
+		{
+			/* the largest multiple of the level below that is <= want */
+			int64_t		m = want / s->width[j - 1];
+
+			s->width[j] = s->width[j - 1] * (m > 0 ? m : 1);
+		}
+		s->bound += (rates[j].interval - rates[j - 1].interval - 1) / s->width[j] + 2;
+	}
+}
+
+/* The entry's level at now: how many windows it is older than. */
+static inline int
+slot_level(const pyr_slots *s, int64_t now, int64_t ts)
+{
+	int			lev = 0;
+
+	while (lev < s->nrates && ts < now - s->interval[lev])
+		lev++;
+	return lev;
+}
+
+bool
+pyr_slots_merge(const pyr_slots *s, int64_t now, int64_t older_ts, int64_t newer_ts)
+{
+	int			lev;
+
+	if (s->n <= 0)
+		return false;
+	lev = slot_level(s, now, newer_ts);
+	if (lev == 0 || slot_level(s, now, older_ts) != lev)
+		return false;
+	if (lev == s->nrates)
+		return true;			/* both past every window: one cell */
+	/* timestamps are >= PYR_MIN_TS (0): division is floor */
+	return older_ts / s->width[lev] == newer_ts / s->width[lev];
+}
+
+bool
+pyr_slots_due(const pyr_slots *s, int64_t cum_before, int64_t cum_after)
+{
+	if (s->n <= 0)
+		return false;
+	/* cum values may be negative after a rebase: compare floors */
+	return (cum_before - (cum_before < 0 ? s->bound - 1 : 0)) / s->bound !=
+		(cum_after - (cum_after < 0 ? s->bound - 1 : 0)) / s->bound;
+}
+
+uint32_t
+pyr_log_compact(pyr_log *log, const pyr_slots *s, int64_t now)
+{
+	uint32_t	old;
+	uint32_t	dst;
+	uint32_t	i;
+
+	if (s->n <= 0 || s->nrates == 0)
+		return 0;
+	/* entries [0, old) are older than the smallest window */
+	old = lower_bound_ts(log, now - s->interval[0]);
+	if (old < 2)
+		return 0;
+	/*
+	 * From the newest old entry down: an entry merges into the entry kept
+	 * after it (which keeps its own cum, so it absorbs the units), or is
+	 * kept, moved up next to it.
+	 */
+	dst = old - 1;
+	for (i = old - 1; i-- > 0;)
+	{
+		if (pyr_slots_merge(s, now, ENTRY(log, i).ts, ENTRY(log, dst).ts))
+			continue;
+		dst--;
+		if (dst != i)
+			ENTRY(log, dst) = ENTRY(log, i);
+	}
+	/* entries [0, dst) are gone; base (the units before the oldest) stays */
+	log->head = (log->head + dst) & (log->cap - 1);
+	log->len -= dst;
+	return dst;
+}
+
+uint32_t
+pyr_log_entries(const pyr_log *log)
+{
+	return log->len;
+}

@@ -193,6 +193,218 @@ test_random(unsigned seed)
 	free(m);
 }
 
+/*
+ * Units of the true history (every admitted item, never leaked, ts sorted)
+ * stamped in [from, to]: prefix sums and binary searches.
+ */
+typedef struct history
+{
+	int64_t    *ts;
+	int64_t    *prefix;			/* prefix[i]: units of items 0 .. i - 1 */
+	int			n;
+	int			cap;
+} history;
+
+static void
+history_add(history *h, int64_t ts, int64_t w)
+{
+	if (h->n + 1 >= h->cap)
+	{
+		h->cap = h->cap ? h->cap * 2 : 1024;
+		h->ts = realloc(h->ts, sizeof(int64_t) * h->cap);
+		h->prefix = realloc(h->prefix, sizeof(int64_t) * (h->cap + 1));
+	}
+	if (h->n == 0)
+		h->prefix[0] = 0;
+	h->ts[h->n] = ts;
+	h->prefix[h->n + 1] = h->prefix[h->n] + w;
+	h->n++;
+}
+
+static int
+history_first(const history *h, int64_t ts)
+{
+	int			lo = 0,
+				hi = h->n;
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (h->ts[mid] < ts)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int64_t
+history_units(const history *h, int64_t from, int64_t to)
+{
+	return h->prefix[history_first(h, to + 1)] - h->prefix[history_first(h, from)];
+}
+
+typedef struct slots_run
+{
+	int64_t		admitted;		/* units */
+	int64_t		puts;
+	uint32_t	max_entries;
+	int			bad;
+} slots_run;
+
+/*
+ * A long run of random arrivals, mostly more than the rates admit, on a log
+ * with slots => n (0: exact).  Checked at every put: every window of the
+ * true clock within its limit; every rejection by rate j justified by more
+ * than limit - weight true units within interval + width[j] (so rate j
+ * admits at least n / (n + 1) of its limit); the smallest window and the
+ * count exact (against a plain model leaked alike); the entries within
+ * smallest limit + 2 * bound + 1.
+ */
+static slots_run
+run_slots(const pyr_rate *rates, int nrates, int n, unsigned seed, int puts, int max_gap)
+{
+	pyr_slots	s;
+	pyr_log    *log = malloc(pyr_log_size(2));
+	history		h = {0};
+	naive	   *m = calloc(1, sizeof(naive));
+	int64_t		t = 5000000;
+	int64_t		largest = rates[nrates - 1].interval;
+	slots_run	r = {0};
+	int64_t		leaked = 0;
+	int64_t		naive_leaked = 0;
+	uint32_t	max_len;
+	int			op;
+
+	pyr_slots_init(&s, rates, nrates, n);
+	max_len = (uint32_t) (rates[0].limit + 2 * s.bound + 1);
+	pyr_log_init(log, 2);
+	srand(seed);
+	for (op = 0; op < puts && !r.bad; op++)
+	{
+		int64_t		w = 1 + rand() % 3;
+		int64_t		before = pyr_log_count(log) + log->base;
+		pyr_decision d;
+		pyr_put_result pr;
+		int			j;
+
+		t += rand() % (max_gap + 1);
+		pr = pyr_log_put(log, rates, nrates, t, w, &d);
+		if (pr == PYR_PUT_FULL)
+		{
+			log = resize(log, log->cap * 2);
+			pyr_log_push(log, t, w);
+		}
+		if (d.admitted)
+		{
+			history_add(&h, t, w);
+			r.admitted += w;
+			if (m->n < NAIVE_MAX)
+			{
+				m->ts[m->n] = t;
+				m->w[m->n++] = w;
+			}
+			else
+				r.bad = printf("model full\n");
+			for (j = 0; j < nrates; j++)
+				if (history_units(&h, t - rates[j].interval, t) > rates[j].limit)
+					r.bad = printf("seed %u n %d op %d: window %d over its limit\n", seed, n, op, j);
+			if (pyr_slots_due(&s, before, before + w))
+				pyr_log_compact(log, &s, t);
+		}
+		else
+		{
+			j = d.failing;
+			if (history_units(&h, t - rates[j].interval - (j > 0 ? s.width[j] : 0), t) + w <= rates[j].limit)
+				r.bad = printf("seed %u n %d op %d: rejected by rate %d without cause\n", seed, n, op, j);
+		}
+		if (n > 0)
+			for (j = 1; j < nrates; j++)
+				if (s.width[j] > rates[j].interval / n && s.width[j] > 1)
+					r.bad = printf("width %d too wide\n", j);
+		if (pyr_log_since(log, t - rates[0].interval) != naive_since(m, t - rates[0].interval) ||
+			pyr_log_count(log) != r.admitted - leaked || pyr_log_count(log) < naive_count(m))
+			r.bad = printf("seed %u n %d op %d: smallest window or count not exact\n", seed, n, op);
+		if (log->len > r.max_entries)
+			r.max_entries = log->len;
+		if (n > 0 && log->len > max_len)
+			r.bad = printf("seed %u n %d op %d: %u entries, bound %u\n", seed, n, op, log->len, max_len);
+		if (op % 64 == 63)
+		{
+			/* a coarse entry goes when its newest unit does: no sooner */
+			int64_t		gone = pyr_log_leak(log, t - largest);
+
+			leaked += gone;
+			naive_leaked += naive_leak(m, t - largest);
+			if (leaked > naive_leaked ||
+				(n == 0 && pyr_log_count(log) != naive_count(m)))
+				r.bad = printf("seed %u op %d: leaks differ\n", seed, op);
+			if (log->len < log->cap / 4 && log->cap > 2)
+				log = resize(log, log->cap / 2);
+		}
+	}
+	r.puts = op;
+	free(h.ts);
+	free(h.prefix);
+	free(m);
+	free(log);
+	return r;
+}
+
+static void
+test_slots(void)
+{
+	static const struct
+	{
+		pyr_rate	rates[3];
+		int			nrates;
+		int			max_gap;
+	}			sets[] = {
+		{{{10, 100}, {50, 1000}, {200, 10000}}, 3, 12},
+		{{{5, 1000}, {100, 60000}}, 2, 150},
+		{{{3, 7}, {20, 93}, {150, 1001}}, 3, 3},
+		{{{10, 100}}, 1, 20},
+	};
+	static const int slots[] = {1, 4, 10, 60};
+	size_t		i;
+	size_t		k;
+	unsigned	seed;
+
+	for (i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
+		for (k = 0; k < sizeof(slots) / sizeof(slots[0]); k++)
+		{
+			int			bad = 0;
+			double		worst = 2;
+			uint32_t	exact_entries = 0;
+			uint32_t	slot_entries = 0;
+
+			for (seed = 1; seed <= 3; seed++)
+			{
+				slots_run	x = run_slots(sets[i].rates, sets[i].nrates, 0, seed, 30000, sets[i].max_gap);
+				slots_run	c = run_slots(sets[i].rates, sets[i].nrates, slots[k], seed, 30000, sets[i].max_gap);
+				double		frac = (double) c.admitted / (double) x.admitted;
+
+				bad |= x.bad | c.bad;
+				exact_entries = x.max_entries > exact_entries ? x.max_entries : exact_entries;
+				slot_entries = c.max_entries > slot_entries ? c.max_entries : slot_entries;
+				if (frac < worst)
+					worst = frac;
+				/* a long run: the bound holds over it, less one largest window */
+				if ((double) c.admitted <
+					(double) slots[k] / (slots[k] + 1) * (double) x.admitted -
+					(double) sets[i].rates[sets[i].nrates - 1].limit)
+					bad = printf("set %zu slots %d seed %u: admitted %" PRId64 " of exact %" PRId64 "\n",
+								 i, slots[k], seed, c.admitted, x.admitted);
+			}
+			printf("# rate set %zu, slots => %d: at most %u entries (exact: %u), admitted %.3f of exact\n",
+				   i, slots[k], slot_entries, exact_entries, worst);
+			CHECK(!bad, "slots => %d on rate set %zu: never over a limit, rejections justified, "
+				  "entries bounded, admitted fraction %.3f >= %d/%d", slots[k], i, worst,
+				  slots[k], slots[k] + 1);
+		}
+}
+
 static void
 test_clock_back_and_flush(void)
 {
@@ -321,6 +533,7 @@ main(void)
 	test_extreme();
 	for (seed = 1; seed <= 20; seed++)
 		test_random(seed);
+	test_slots();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
