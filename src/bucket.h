@@ -62,6 +62,11 @@ typedef struct PyrateEngine
 	void		(*acquire) (const PyrateBucket *b, int64 ts, int64 weight, bool store,
 							pyr_decision *d);
 	int64		(*count) (const PyrateBucket *b);
+	/*
+	 * Entries stored: one per item, or per coarse entry where slots merged
+	 * items (a table bucket's weight-0 tombstone holds no unit: not one).
+	 */
+	int64		(*entries) (const PyrateBucket *b);
 	bool		(*peek) (const PyrateBucket *b, int64 index, int64 *ts, int64 *weight);
 	/*
 	 * Remove items with ts < before, at most max_items of them when max_items

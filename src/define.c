@@ -99,9 +99,10 @@ define(FunctionCallInfo fcinfo, bool rates_as_text)
 	PyrateStorage storage;
 	PyrateStorage stored;
 	bool		dry_run;
+	int			slots = 0;
 	TupleDesc	desc;
-	Datum		values[4];
-	bool		nulls[4] = {false};
+	Datum		values[5];
+	bool		nulls[5] = {false};
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -121,13 +122,27 @@ define(FunctionCallInfo fcinfo, bool rates_as_text)
 	storage = PG_ARGISNULL(2) ? (PyrateStorage) pyrate_default_storage
 		: pyrate_storage_from_text(text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	dry_run = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
+	/* 1.3 on: slots => n, NULL for exact windows */
+	if (PG_NARGS() > 4 && !PG_ARGISNULL(4))
+	{
+		int32		n = PG_GETARG_INT32(4);
+
+		if (n < 1 || n > PYR_MAX_SLOTS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("slots must be between 1 and %d, not %d", PYR_MAX_SLOTS, n),
+					 errdetail("slots => n keeps about n coarse entries per rate beyond the smallest, "
+							   "which admit at least n/(n+1) of their limits."),
+					 errhint("Leave slots NULL for exact windows.")));
+		slots = n;
+	}
 	(void) pyrate_engine(storage);	/* errors when the engine is unavailable */
 	PreventCommandIfReadOnly("pyrate_define()");
 
 	pyrate_definitions_lock(nsp);
 	if (pyrate_definition_stored(nsp, pattern, &stored) && stored != storage)
 		refuse_storage_move(nsp, pattern, stored, storage);
-	pyrate_definition_store(nsp, pattern, rates, nrates, storage, dry_run);
+	pyrate_definition_store(nsp, pattern, rates, nrates, storage, dry_run, slots);
 	redefined(nsp, pattern);
 
 	/* 1.0's pyrate_define returned void: an old install script's function */
@@ -137,6 +152,11 @@ define(FunctionCallInfo fcinfo, bool rates_as_text)
 	values[1] = PointerGetDatum(pyrate_rates_to_array(pyrate_rate_type_oid(nsp), rates, nrates));
 	values[2] = CStringGetTextDatum(pyrate_storage_name(storage));
 	values[3] = BoolGetDatum(dry_run);
+	/* 1.3 on: the type has slots too */
+	values[4] = Int32GetDatum(slots);
+	nulls[4] = slots == 0;
+	if (desc->natts > 5)
+		elog(ERROR, "pyrate_definition has %d attributes, expected at most 5", desc->natts);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 

@@ -497,6 +497,27 @@ report_full(const char *name, Size needed, Shortage why)
 					 "or raise pyrate.memory_size and restart the server.")));
 }
 
+/*
+ * slots => n: after a put of weight into the ring, merge its old entries
+ * once every so many units (pyr_slots_due), at the newest item's time.
+ */
+static void
+compact(const PyrateBucket *pb, pyr_log *log, int64 weight, PyratePartition *part)
+{
+	pyr_slots	s;
+	int64		after;
+	int64		newest_ts;
+	int64		newest_weight;
+
+	if (pb->def.slots == 0)
+		return;
+	pyr_slots_init(&s, pb->def.rates, pb->def.nrates, pb->def.slots);
+	after = log->base + pyr_log_count(log);
+	if (pyr_slots_due(&s, after - weight, after) &&
+		pyr_log_peek(log, 0, &newest_ts, &newest_weight))
+		part->items -= pyr_log_compact(log, &s, newest_ts);
+}
+
 static void
 memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_decision *d)
 {
@@ -538,7 +559,9 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 				break;
 			case PYR_PUT_ADMITTED:
 				/* weight > 0: stored in the ring, or as the bucket's one item */
-				if (is_one(log, &one))
+				if (!is_one(log, &one))
+					compact(pb, log, weight, partition(p));
+				else
 				{
 					if (s.b == NULL)
 					{
@@ -565,8 +588,10 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 					why = SHORT_SHARE;
 				else if (make_room(a, &s, log, is_one(log, &one), partition(p), &needed))
 				{
-					(void) pyr_log_push(dsa_get_address(a, s.b->log), ts, weight);
+					log = dsa_get_address(a, s.b->log);
+					(void) pyr_log_push(log, ts, weight);
 					partition(p)->items++;
+					compact(pb, log, weight, partition(p));
 				}
 				else
 					why = SHORT_ARENA;
@@ -613,6 +638,17 @@ memory_count(const PyrateBucket *pb)
 	int			p;
 	OneLog		one;
 	int64		n = pyr_log_count(read_log(pb, &p, &one));
+
+	LWLockRelease(partition_lock(p));
+	return n;
+}
+
+static int64
+memory_entries(const PyrateBucket *pb)
+{
+	int			p;
+	OneLog		one;
+	int64		n = pyr_log_entries(read_log(pb, &p, &one));
 
 	LWLockRelease(partition_lock(p));
 	return n;
@@ -841,6 +877,7 @@ const PyrateEngine pyrate_memory_engine = {
 	false,
 	memory_acquire,
 	memory_count,
+	memory_entries,
 	memory_peek,
 	memory_leak,
 	memory_flush,

@@ -180,6 +180,8 @@ static HTAB *bucket_ids = NULL;
 static MemoryContext bucket_ids_cxt = NULL;
 static Oid	bucket_table_relid = InvalidOid;
 static bool bucket_ids_stale = false;
+/* the definitions the hints were found under (see view_since_bound) */
+static uint64 bucket_ids_generation = 0;
 
 static void
 bucket_ids_reset(void)
@@ -327,8 +329,9 @@ bucket_id(Oid nsp, const char *name, BucketIdEntry **entry)
 	int64		id;
 
 	AcceptInvalidationMessages();
-	if (bucket_ids_stale)
+	if (bucket_ids_stale || bucket_ids_generation != pyrate_definitions_generation)
 		bucket_ids_reset();
+	bucket_ids_generation = pyrate_definitions_generation;
 	*entry = NULL;
 	e = bucket_ids_find(name, NULL);
 	if (e && strcmp(e->name, name) == 0)
@@ -710,7 +713,16 @@ view_since(void *ctx, int64 since)
 	return tb->newest_cum - base;
 }
 
-/* An upper bound of view_since from the hints alone; -1 when none. */
+/*
+ * An upper bound of view_since from the hints alone; -1 when none.  Not for
+ * a bucket whose entries merge (slots): a merge moves older units into a
+ * newer entry, so a window's base can drop below a hint.  (view_since stays
+ * exact from such a hint: the entry that now holds units at or below it is
+ * read, and the base comes from that entry.)  Hints found before a
+ * definition changed are dropped with the id cache (bucket_id), so none
+ * found before a bucket's entries began to merge survives into a time
+ * after they stopped.
+ */
 static int64
 view_since_bound(void *ctx, int64 since)
 {
@@ -806,6 +818,121 @@ insert_item(TableBucket *tb, int64 ts, int64 weight)
 	values[Anum_item_ts - 1] = Int64GetDatum(ts);
 	values[Anum_item_weight - 1] = Int32GetDatum((int32) weight);
 	pyrate_rel_insert(&tb->items, pyrate_rel_form(&tb->items, values, nulls));
+	tb->empty = false;
+	tb->newest_cum = DatumGetInt64(values[Anum_item_cum - 1]);
+	tb->newest_ts = ts;
+}
+
+/*
+ * slots => n: once every so many units (pyr_slots_due), merge the items
+ * older than the smallest window as the algorithm module's compaction does,
+ * on a log of their (ts, cum): an item merged into a newer one is deleted,
+ * and the newer one takes its units.  The caller holds the bucket's lock and
+ * has just put the newest item, so no put races this; a leak may (it takes
+ * no bucket lock): an item it deleted first is not counted again, and a
+ * survivor it deleted held only expired units, as did everything merged
+ * into it.
+ */
+static void
+compact_items(TableBucket *tb, int64 weight)
+{
+	pyr_slots	s;
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	int64		now = tb->newest_ts;
+	int64		since;
+	int			n = 0;
+	int			cap = 64;
+	ItemPointerData *tids;
+	int32	   *weights;
+	int64	   *cums;
+	int64	   *stamps;
+	pyr_log    *log;
+	uint32		kept;
+	bool		before;
+	int64		absorbed = 0;
+	int			i;
+
+	pyr_slots_init(&s, tb->b->def.rates, tb->b->def.nrates, tb->b->def.slots);
+	if (!pyr_slots_due(&s, tb->newest_cum - weight, tb->newest_cum))
+		return;
+	since = now - tb->b->def.rates[0].interval;
+	/* items this command put (the one just now, too) can be changed only after this */
+	CommandCounterIncrement();
+	/* the oldest item, read from the newest down (past no dead entry) */
+	if (!down_from_newest(tb, PG_INT64_MIN, &before) || ITEM_I64(tb, Anum_item_ts) >= since)
+		return;
+	tids = palloc(sizeof(ItemPointerData) * cap);
+	weights = palloc(sizeof(int32) * cap);
+	cums = palloc(sizeof(int64) * cap);
+	stamps = palloc(sizeof(int64) * cap);
+	log = palloc(pyr_log_size(cap));
+	pyr_log_init(log, cap);
+	log->base = ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb);
+
+	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
+	pyrate_key_int8(&keys[1], 2, BTGreaterEqualStrategyNumber, ITEM_I64(tb, Anum_item_cum));
+	scan = index_beginscan(tb->items.heap, tb->by_cum, SnapshotSelf, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, tb->items.slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(tb->items.slot);
+		if (ITEM_I64(tb, Anum_item_ts) >= since)
+			break;
+		if (n == cap)
+		{
+			pyr_log    *bigger = palloc(pyr_log_size(cap * 2));
+
+			pyr_log_init(bigger, cap * 2);
+			pyr_log_move(bigger, log);
+			pfree(log);
+			log = bigger;
+			cap *= 2;
+			tids = repalloc(tids, sizeof(ItemPointerData) * cap);
+			weights = repalloc(weights, sizeof(int32) * cap);
+			cums = repalloc(cums, sizeof(int64) * cap);
+			stamps = repalloc(stamps, sizeof(int64) * cap);
+		}
+		/* the items' own (ts, cum): the log holds them as they are */
+		stamps[n] = log->e[n].ts = ITEM_I64(tb, Anum_item_ts);
+		cums[n] = log->e[n].cum = ITEM_I64(tb, Anum_item_cum);
+		tids[n] = tb->items.slot->tts_tid;
+		weights[n] = ITEM_WEIGHT(tb);
+		log->len = ++n;
+	}
+	index_endscan(scan);
+
+	(void) pyr_log_compact(log, &s, now);
+	/* the log's entries are the items kept, in order; the rest merge up */
+	kept = 0;
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[Natts_item];
+		bool		nulls[Natts_item] = {false};
+
+		if (kept >= log->len || log->e[(log->head + kept) & (log->cap - 1)].cum != cums[i])
+		{
+			if (pyrate_rel_delete(&tb->items, &tids[i]))
+				absorbed += weights[i];
+			continue;
+		}
+		kept++;
+		if (absorbed == 0)
+			continue;
+		values[Anum_item_bucket - 1] = Int64GetDatum(tb->id);
+		values[Anum_item_cum - 1] = Int64GetDatum(cums[i]);
+		values[Anum_item_ts - 1] = Int64GetDatum(stamps[i]);
+		values[Anum_item_weight - 1] = Int32GetDatum((int32) (weights[i] + absorbed));
+		(void) pyrate_rel_update_if_unchanged(&tb->items, &tids[i],
+											  pyrate_rel_form(&tb->items, values, nulls));
+		absorbed = 0;
+	}
+	pfree(log);
+	pfree(tids);
+	pfree(weights);
+	pfree(cums);
+	pfree(stamps);
 }
 
 /* Table buckets write WAL: not in a read-only transaction, not on a standby. */
@@ -836,11 +963,13 @@ table_acquire(const PyrateBucket *b, int64 ts, int64 weight, bool store, pyr_dec
 	view.ctx = &tb;
 	view.since = view_since;
 	view.peek = view_peek;
-	view.since_bound = b->exact ? NULL : view_since_bound;
+	view.since_bound = b->exact || b->def.slots > 0 ? NULL : view_since_bound;
 	pyr_decide(&view, b->def.rates, b->def.nrates, ts, weight, d);
 	if (store && d->admitted && weight > 0)
 	{
 		insert_item(&tb, ts, weight);
+		if (b->def.slots > 0)
+			compact_items(&tb, weight);
 		keep_lock(&tb);
 	}
 	else
@@ -872,6 +1001,37 @@ table_count(const PyrateBucket *b)
 
 	tb_open(&tb, b, AccessShareLock, false);
 	n = count_units(&tb);
+	tb_close(&tb);
+	return n;
+}
+
+/* Items holding units, read from the oldest up. */
+static int64
+table_entries(const PyrateBucket *b)
+{
+	TableBucket tb;
+	bool		before;
+	int64		n = 0;
+
+	tb_open(&tb, b, AccessShareLock, false);
+	load_newest(&tb);
+	if (!tb.empty && down_from_newest(&tb, PG_INT64_MIN, &before))
+	{
+		ScanKeyData keys[2];
+		IndexScanDesc scan;
+
+		pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb.id);
+		pyrate_key_int8(&keys[1], 2, BTGreaterEqualStrategyNumber, ITEM_I64(&tb, Anum_item_cum));
+		scan = index_beginscan(tb.items.heap, tb.by_cum, SnapshotSelf, 2, 0);
+		index_rescan(scan, keys, 2, NULL, 0);
+		while (index_getnext_slot(scan, ForwardScanDirection, tb.items.slot))
+		{
+			CHECK_FOR_INTERRUPTS();
+			slot_getallattrs(tb.items.slot);
+			n += ITEM_WEIGHT(&tb) > 0;
+		}
+		index_endscan(scan);
+	}
 	tb_close(&tb);
 	return n;
 }
@@ -1493,6 +1653,7 @@ const PyrateEngine pyrate_table_engine = {
 	true,
 	table_acquire,
 	table_count,
+	table_entries,
 	table_peek,
 	table_leak,
 	table_flush,

@@ -434,7 +434,7 @@ typedef struct ListBuckets
 	Oid			nsp;
 	Oid			rate_array_type;
 	ReturnSetInfo *rsinfo;
-	const char *storage;
+	const PyrateEngine *engine;
 } ListBuckets;
 
 
@@ -443,12 +443,23 @@ emit_bucket(const char *name, int64 count, const PyrateListed *listed, void *arg
 {
 	ListBuckets *lb = arg;
 	const PyrateDefinition *d = pyrate_route_or_null(lb->nsp, name);
-	Datum		values[5];
-	bool		nulls[5] = {false};
+	Datum		values[6];
+	bool		nulls[6] = {false};
 
 	values[0] = CStringGetTextDatum(name);
-	values[2] = CStringGetTextDatum(lb->storage);
+	values[2] = CStringGetTextDatum(lb->engine->name);
 	values[4] = Int64GetDatum(count);
+	/* 1.3 on: the entries stored beside the units counted */
+	if (lb->rsinfo->setDesc->natts > 5)
+	{
+		PyrateBucket b;
+
+		memset(&b, 0, sizeof(b));
+		b.nsp = lb->nsp;
+		b.name = name;
+		b.listed = *listed;
+		values[5] = Int64GetDatum(lb->engine->entries(&b));
+	}
 	if (d)
 	{
 		values[1] = CStringGetTextDatum(d->pattern);
@@ -474,7 +485,7 @@ pyrate_buckets(PG_FUNCTION_ARGS)
 	lb.rate_array_type = TupleDescAttr(lb.rsinfo->setDesc, 3)->atttypid;
 	for (i = 0; i < nengines; i++)
 	{
-		lb.storage = engines[i]->name;
+		lb.engine = engines[i];
 		engines[i]->each_bucket(lb.nsp, emit_bucket, &lb);
 	}
 	return (Datum) 0;

@@ -41,13 +41,14 @@ enum
 	Anum_def_storage,
 	Anum_def_dry_run,
 	Anum_def_created,
-	Natts_def = Anum_def_created
+	Anum_def_slots,				/* 1.3 */
+	Natts_def = Anum_def_slots
 };
 
 static const PyrateTable definitions_table = {
-	DEFINITIONS_TABLE, Natts_def, Natts_def,
+	DEFINITIONS_TABLE, Natts_def, Anum_def_created,
 	{{"pattern", TEXTOID}, {"rates", InvalidOid}, {"storage", TEXTOID},
-	{"dry_run", BOOLOID}, {"created", TIMESTAMPTZOID}}
+	{"dry_run", BOOLOID}, {"created", TIMESTAMPTZOID}, {"slots", INT4OID}}
 };
 
 typedef struct RoutingCache
@@ -74,11 +75,16 @@ static const struct config_enum_entry storage_options[] = {
 
 PG_FUNCTION_INFO_V1(pyrate_definitions_changed);
 
+uint64		pyrate_definitions_generation = 0;
+
 static void
 routing_relcache_cb(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == cache.relid)
+	{
 		cache.valid = false;
+		pyrate_definitions_generation++;
+	}
 }
 
 void
@@ -110,6 +116,7 @@ definitions_invalidate(Oid nsp)
 	if (OidIsValid(relid))
 		CacheInvalidateRelcacheByRelid(relid);
 	cache.valid = false;
+	pyrate_definitions_generation++;
 }
 
 bool
@@ -239,6 +246,13 @@ load_cache(Oid nsp)
 											d->rates);
 		d->storage = pyrate_storage_from_text(TextDatumGetCString(values[Anum_def_storage - 1]));
 		d->dry_run = DatumGetBool(values[Anum_def_dry_run - 1]);
+		/* the table's CHECK keeps slots in range; anything else is exact */
+		if (rel.ncolumns >= Anum_def_slots && !nulls[Anum_def_slots - 1])
+		{
+			int32		slots = DatumGetInt32(values[Anum_def_slots - 1]);
+
+			d->slots = slots >= 1 && slots <= PYR_MAX_SLOTS ? slots : 0;
+		}
 		if (strchr(d->pattern, '*'))
 			patterns = lappend(patterns, d);
 		else
@@ -336,7 +350,7 @@ pyrate_definition_stored(Oid nsp, const char *pattern, PyrateStorage *storage)
 
 void
 pyrate_definition_store(Oid nsp, const char *pattern, const pyr_rate *rates, int nrates,
-						PyrateStorage storage, bool dry_run)
+						PyrateStorage storage, bool dry_run, int slots)
 {
 	PyrateRel	rel;
 	Datum		values[Natts_def];
@@ -349,6 +363,9 @@ pyrate_definition_store(Oid nsp, const char *pattern, const pyr_rate *rates, int
 	values[Anum_def_storage - 1] = CStringGetTextDatum(pyrate_storage_name(storage));
 	values[Anum_def_dry_run - 1] = BoolGetDatum(dry_run);
 	values[Anum_def_created - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[Anum_def_slots - 1] = Int32GetDatum(slots);
+	nulls[Anum_def_slots - 1] = slots == 0;
+	/* (before 1.3 the table has no slots column, and pyrate_define no slots) */
 	if (find_definition(&rel, pattern))
 	{
 		/* redefining replaces the rates; the bucket's items stay */
@@ -396,5 +413,6 @@ pyrate_definitions_changed(PG_FUNCTION_ARGS)
 				 errmsg("pyrate_definitions_changed() must be called as a trigger")));
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
 	cache.valid = false;
+	pyrate_definitions_generation++;
 	PG_RETURN_POINTER(NULL);
 }

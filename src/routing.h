@@ -28,7 +28,15 @@ typedef struct PyrateDefinition
 	int			nrates;
 	PyrateStorage storage;
 	bool		dry_run;
+	int			slots;			/* slots => n: bounded storage; 0: exact */
 } PyrateDefinition;
+
+/*
+ * Counts the changes of definitions this backend has heard of (its own, and
+ * others' as their invalidations arrive): what a backend cached about
+ * buckets under the old definitions can be told apart.
+ */
+extern uint64 pyrate_definitions_generation;
 
 /* The definition a bucket name routes to; ERROR (42704) when none. */
 const PyrateDefinition *pyrate_route(Oid nsp, const char *name);
@@ -47,7 +55,7 @@ void		pyrate_definitions_lock(Oid nsp);
 bool		pyrate_definition_stored(Oid nsp, const char *pattern, PyrateStorage *storage);
 /* Insert or replace. */
 void		pyrate_definition_store(Oid nsp, const char *pattern, const pyr_rate *rates,
-									int nrates, PyrateStorage storage, bool dry_run);
+									int nrates, PyrateStorage storage, bool dry_run, int slots);
 /* false when the pattern had no definition */
 bool		pyrate_definition_remove(Oid nsp, const char *pattern);
 

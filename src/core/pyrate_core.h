@@ -188,7 +188,8 @@ bool		pyr_slots_due(const pyr_slots *s, int64_t cum_before, int64_t cum_after);
 /*
  * Merge the entries of log that may merge at now (the newest timestamp the
  * bucket has stored).  Counts, the newest entry and every entry of the
- * smallest window are unchanged.  Returns the entries removed.
+ * smallest window are unchanged; an entry never holds more than
+ * PYR_MAX_WEIGHT units.  Returns the entries removed.
  */
 uint32_t	pyr_log_compact(pyr_log *log, const pyr_slots *s, int64_t now);
 /* Entries stored (each holds one or more units). */

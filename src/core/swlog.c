@@ -431,7 +431,9 @@ pyr_log_compact(pyr_log *log, const pyr_slots *s, int64_t now)
 	dst = old - 1;
 	for (i = old - 1; i-- > 0;)
 	{
-		if (pyr_slots_merge(s, now, ENTRY(log, i).ts, ENTRY(log, dst).ts))
+		/* (a merged entry holds at most PYR_MAX_WEIGHT units, as an item does) */
+		if (pyr_slots_merge(s, now, ENTRY(log, i).ts, ENTRY(log, dst).ts) &&
+			ENTRY(log, dst).cum - cum_before(log, i) <= PYR_MAX_WEIGHT)
 			continue;
 		dst--;
 		if (dst != i)

@@ -103,7 +103,8 @@ usql -c "CREATE EXTENSION pyrate VERSION '1.0'" \
 	-c "SELECT pyrate_define('up:t:*', '{3/1h}', 'table'), pyrate_define('up:m:*', '{3/1h}', 'memory')" \
 	-c "SELECT pyrate_put('up:t:a', 2), pyrate_put('up:m:a', 2)" \
 	-c "CREATE ROLE pyrate_definer" \
-	-c "GRANT EXECUTE ON FUNCTION pyrate_define(text, pyrate_rate[], text, boolean) TO pyrate_definer" >/dev/null
+	-c "GRANT EXECUTE ON FUNCTION pyrate_define(text, pyrate_rate[], text, boolean) TO pyrate_definer" \
+	-c "GRANT EXECUTE ON FUNCTION pyrate_buckets() TO pyrate_definer" >/dev/null
 check "the new library leaks a 1.0 database (no due column: every bucket read)" \
 	test "$(usql -c "SELECT pyrate_leak() >= 0")" = t
 check "before the update the database is at 1.0" \
@@ -138,7 +139,13 @@ check "the limits still hold on both engines" \
 check "the role granted pyrate_define keeps it, for both forms" \
 	test "$(usql -c "SET ROLE pyrate_definer" -c "SELECT (pyrate_define('up:r', '{1/s}')).storage, (pyrate_define('up:s', '2/s')).rates" -c "RESET ROLE")" = "table|{2/1s}"
 check "PUBLIC still may not define" \
-	test "$(usql -c "SELECT has_function_privilege('public', 'pyrate_define(text, text, text, boolean)', 'EXECUTE')")" = f
+	test "$(usql -c "SELECT has_function_privilege('public', 'pyrate_define(text, text, text, boolean, integer)', 'EXECUTE')")" = f
+check "... and pyrate_buckets(), which gained a column (1.3)" \
+	test "$(usql -c "SET ROLE pyrate_definer" -c "SELECT count, entries FROM pyrate_buckets() WHERE name = 'up:t:a'" -c "RESET ROLE")" = "3|2"
+usql -c "SELECT pyrate_define('up:t:*', '{2/1s,6/10s}', 'table', slots => 2), pyrate_define('up:m:*', '{2/1s,6/10s}', 'memory', slots => 2)" \
+	-c "SELECT pyrate_put(b, 1, t) FROM unnest(ARRAY['up:t:c', 'up:m:c']) b, unnest(ARRAY[1000, 1500, 2100, 2600]) t" >/dev/null
+check "after the update a definition takes slots, on both engines, and its buckets merge old items (1.3)" \
+	test "$(usql -c "SELECT string_agg(p.slots || ':' || b.count || ':' || b.entries, ',' ORDER BY b.name) FROM pyrate_buckets() b JOIN pyrate_definitions p USING (pattern) WHERE b.name LIKE 'up:_:c'")" = "2:4:3,2:4:3"
 check "after the update table items keep one index, their primary key (1.2)" \
 	test "$(usql -c "SELECT string_agg(indexrelid::regclass::text, ',') FROM pg_index WHERE indrelid = 'pyrate_item_data'::regclass")" = pyrate_item_data_pkey
 check "after the update a table bucket records when it is next due" \
@@ -146,7 +153,7 @@ check "after the update a table bucket records when it is next due" \
 check "the updated database matches a fresh install, object by object" \
 	test "$(usql -c "SELECT count(*) FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pyrate') AND deptype = 'e'")" = \
 	"$(sql -c "SELECT count(*) FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pyrate') AND deptype = 'e'")"
-usql -c "SELECT pyrate_dispose('up:m:a')" -c "DROP EXTENSION pyrate" -c "DROP ROLE pyrate_definer" >/dev/null
+usql -c "SELECT pyrate_dispose('up:m:a'), pyrate_dispose('up:m:c')" -c "DROP EXTENSION pyrate" -c "DROP ROLE pyrate_definer" >/dev/null
 
 pg_stop regress
 

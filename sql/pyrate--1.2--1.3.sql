@@ -1,0 +1,85 @@
+/* pyrate 1.2 -> 1.3: bounded storage per definition (slots), and
+   pyrate_buckets() reports the entries each bucket stores */
+
+\echo Use "ALTER EXTENSION pyrate UPDATE TO '1.3'" to load this file. \quit
+
+-- slots => n: the smallest rate's window stays exact; older units are kept
+-- in about n coarse entries per larger rate.  NULL: exact (pyrate-limiter).
+ALTER TABLE @extschema@.pyrate_definition_data ADD COLUMN slots integer
+	CONSTRAINT pyrate_definition_data_slots_check CHECK (slots BETWEEN 1 AND 1000);
+ALTER TYPE @extschema@.pyrate_definition ADD ATTRIBUTE slots integer;
+
+CREATE OR REPLACE VIEW @extschema@.pyrate_definitions AS
+	SELECT pattern, rates, storage, dry_run, created, slots
+	FROM @extschema@.pyrate_definition_data;
+
+-- New signatures need new functions: the privileges granted on the old ones
+-- are granted again on the new.
+DO $pyrate$
+DECLARE
+	define_acl pg_catalog.aclitem[];
+	buckets_acl pg_catalog.aclitem[];
+	g record;
+BEGIN
+	SELECT p.proacl INTO define_acl FROM pg_catalog.pg_proc p
+		WHERE p.oid = '@extschema@.pyrate_define(text, @extschema@.pyrate_rate[], text, boolean)'::pg_catalog.regprocedure;
+	SELECT p.proacl INTO buckets_acl FROM pg_catalog.pg_proc p
+		WHERE p.oid = '@extschema@.pyrate_buckets()'::pg_catalog.regprocedure;
+
+	DROP FUNCTION @extschema@.pyrate_define(text, @extschema@.pyrate_rate[], text, boolean);
+	DROP FUNCTION @extschema@.pyrate_define(text, text, text, boolean);
+	CREATE FUNCTION @extschema@.pyrate_define(
+		pattern text,
+		rates @extschema@.pyrate_rate[],
+		storage text DEFAULT pg_catalog.current_setting('pyrate.default_storage', true),
+		dry_run boolean DEFAULT false,
+		slots integer DEFAULT NULL)
+	RETURNS @extschema@.pyrate_definition
+		AS 'MODULE_PATHNAME', 'pyrate_define' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+	CREATE FUNCTION @extschema@.pyrate_define(
+		pattern text,
+		rates text,
+		storage text DEFAULT pg_catalog.current_setting('pyrate.default_storage', true),
+		dry_run boolean DEFAULT false,
+		slots integer DEFAULT NULL)
+	RETURNS @extschema@.pyrate_definition
+		AS 'MODULE_PATHNAME', 'pyrate_define_text' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+	DROP FUNCTION @extschema@.pyrate_buckets();
+	CREATE FUNCTION @extschema@.pyrate_buckets(
+		OUT name text, OUT pattern text, OUT storage text,
+		OUT rates @extschema@.pyrate_rate[], OUT count bigint, OUT entries bigint)
+	RETURNS SETOF record
+		AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+	REVOKE ALL ON FUNCTION @extschema@.pyrate_define(text, @extschema@.pyrate_rate[], text, boolean, integer),
+		@extschema@.pyrate_define(text, text, text, boolean, integer),
+		@extschema@.pyrate_buckets() FROM PUBLIC;
+
+	FOR g IN
+		SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+				ELSE pg_catalog.quote_ident(r.rolname) END AS grantee,
+			a.is_grantable
+		FROM pg_catalog.aclexplode(define_acl) a
+			LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+		WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> a.grantor
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.pyrate_define(text, @extschema@.pyrate_rate[], text, boolean, integer), @extschema@.pyrate_define(text, text, text, boolean, integer) TO %s%s',
+			g.grantee, CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+	END LOOP;
+	FOR g IN
+		SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+				ELSE pg_catalog.quote_ident(r.rolname) END AS grantee,
+			a.is_grantable
+		FROM pg_catalog.aclexplode(buckets_acl) a
+			LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+		WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> a.grantor
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.pyrate_buckets() TO %s%s',
+			g.grantee, CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+	END LOOP;
+END
+$pyrate$;
+COMMENT ON FUNCTION @extschema@.pyrate_define(text, @extschema@.pyrate_rate[], text, boolean, integer) IS 'define (or redefine) the rates of a bucket name or a pattern with *; slots => n bounds what each bucket stores; returns the definition';
+COMMENT ON FUNCTION @extschema@.pyrate_define(text, text, text, boolean, integer) IS 'define (or redefine) with rates as text: ''5/s'', ''5/s, 1000/h'' or ''{5/s,1000/h}''; returns the definition';
+COMMENT ON FUNCTION @extschema@.pyrate_buckets() IS 'every bucket of both engines: its definition, the units it counts and the entries it stores';
