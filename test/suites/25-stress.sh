@@ -113,6 +113,46 @@ check "... and holds them: a second admits none" \
 check "... 100,000 buckets of one unit each" \
 	test "$(sql -c "SELECT count(*) || ' ' || sum(count) FROM pyrate_buckets() WHERE name LIKE 'stress:many:%'")" = "100000 100000"
 
+# 7. Bounded storage (slots) on a hot table key: clients put, half of them
+#    rolling back, while another session leaks the bucket over and over.
+#    Every admitted item's stored time goes to a log in the same
+#    transaction (a coarse entry's stored time is no item's own): no window
+#    of the true clock holds more than its limit, and the bucket never holds
+#    more than its bound of entries.  (Not named stress:*: the check of
+#    stored items below would count a coarse entry at its newest unit.)
+sql -q -c "SELECT pyrate_define('slotted', '{10/100,50/1000,200/5000}', 'table', slots => 3)" \
+	-c "CREATE TABLE slot_log (ts bigint NOT NULL)" -c "CREATE TABLE slot_entries (n bigint)" >/dev/null
+echo "\\set rb random(0, 1)
+BEGIN;
+WITH p AS MATERIALIZED (SELECT pyrate_put('slotted') AS ok)
+INSERT INTO slot_log SELECT (pyrate_peek('slotted', 0)).ts FROM p WHERE ok;
+\\if :rb
+ROLLBACK;
+\\else
+COMMIT;
+\\endif" >"$work/slots.sql"
+echo "SELECT pyrate_leak('slotted'), pg_sleep(0.02);
+INSERT INTO slot_entries SELECT count(*) FROM pyrate_item_data i JOIN pyrate_bucket_data b ON b.id = i.bucket
+	WHERE b.name = 'slotted' AND i.weight > 0;" >"$work/slots-leak.sql"
+pgbench -n -c 1 -T 4 -f "$work/slots-leak.sql" "$DSN" >"$work/pgbench-leak.log" 2>&1 &
+leaker=$!
+pgbench -n -c "$CLIENTS" -j 2 -T 4 -f "$work/slots.sql" "$DSN" >"$work/pgbench.log" 2>&1
+wait $leaker
+check "slots: clients on a hot key, half rolling back, beside a leaking session: pgbench without errors" \
+	grep -q "^number of failed transactions: 0 " "$work/pgbench.log"
+check "... and the leaking session ran without errors" \
+	grep -q "^number of failed transactions: 0 " "$work/pgbench-leak.log"
+logged=$(sql -c "SELECT count(*) FROM slot_log")
+over=$(sql -c "SELECT count(*) FROM unnest('{10/100,50/1000,200/5000}'::pyrate_rate[]) r, slot_log x,
+	LATERAL (SELECT count(*) AS used FROM slot_log y WHERE y.ts BETWEEN x.ts - pyrate_rate_interval(r) AND x.ts) u
+	WHERE u.used > pyrate_rate_limit(r)")
+echo "slots: $logged admitted and committed; $over windows over their limit"
+check "... no window of the true clock over its limit, $logged admitted" test "$logged" -gt 0 -a "$over" = 0
+# bound: 10 (the smallest limit) + 2 * 9 + 1; 9 = 1 + (900 - 1) / 333 + 2 + (4000 - 1) / 1665 + 2
+entries=$(sql -c "SELECT count(*) || ' ' || max(n) FROM slot_entries")
+check "... and the bucket never held more than 29 entries (samples, most: $entries)" \
+	test "${entries#* }" -le 29 -a "${entries% *}" -gt 10
+
 # Every window of every rate, from the stored items.
 violations=$(sql -v like='stress:%' -f test/stress/window_check.sql 2>&1) && wc_rc=0 || wc_rc=$?
 if [ "$wc_rc" = 0 ] && [ -z "$violations" ]; then
