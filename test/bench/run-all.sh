@@ -7,7 +7,7 @@
 #   make bench-short              (PYRATE_BENCH_SHORT=1: every part but the
 #                                  scaling plots, short measurements; under 5
 #                                  minutes; the table goes to summary-short.md)
-#   test/bench/run-all.sh table memory client scaling    (a subset)
+#   test/bench/run-all.sh table memory slots client scaling    (a subset)
 set -u
 cd "$(dirname "$0")/../.."
 . test/lib.sh
@@ -20,11 +20,11 @@ if [ "${PYRATE_BENCH_SHORT:-0}" = 1 ]; then
 	# the same measures, each shorter: fewer seconds, rounds, rows and keys
 	export PYRATE_BENCH_SECONDS=${PYRATE_BENCH_SECONDS:-2} PYRATE_BENCH_ROUNDS=1 \
 		PYRATE_BENCH_PUTS=200000 PYRATE_BENCH_PROBE=50000 PYRATE_BENCH_ROWS=5000 \
-		PYRATE_BENCH_KEYS=200000 PYRATE_BENCH_KEYS_PER_TX=100000
+		PYRATE_BENCH_KEYS=200000 PYRATE_BENCH_KEYS_PER_TX=100000 PYRATE_BENCH_SLOTS_PUTS=100000
 	summary=$OUT/summary-short.md
-	[ ${#parts[@]} -eq 0 ] && parts=(table table-sync memory hot million client)
+	[ ${#parts[@]} -eq 0 ] && parts=(table table-sync memory hot million slots client)
 fi
-[ ${#parts[@]} -eq 0 ] && parts=(table table-sync memory hot million client scaling)
+[ ${#parts[@]} -eq 0 ] && parts=(table table-sync memory hot million slots client scaling)
 log=$(mktemp -d /tmp/pyrate-bench.XXXXXX)
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 for part in "${parts[@]}"; do
@@ -35,6 +35,7 @@ for part in "${parts[@]}"; do
 		memory) bash test/bench/memory_run.sh ;;
 		hot) bash test/bench/hot_key.sh ;;
 		million) bash test/bench/million_keys.sh ;;
+		slots) bash test/bench/slots.sh ;;
 		client) bash test/bench/client_bench.sh "${PYRATE_BENCH_SECONDS:-5}" ;;
 		scaling) bash test/bench/scaling.sh ;;
 		*) echo "unknown part $part" >&2; exit 2 ;;
