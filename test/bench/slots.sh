@@ -79,5 +79,5 @@ sql -F '|' -c "SELECT r.bucket, r.most, x.most, round(r.most::numeric / x.most, 
 		n=${bucket#*:}
 		echo "RESULT|$bucket: most entries stored, slots => $n vs exact ($RATES, 40 attempts/s)|$most|$xmost|$ratio|<= $((20 + 2 * (1 + 2 * (n + 1)) + 1)) (bounded)"
 		echo "RESULT|$bucket: units admitted in the last two hours vs exact|-|-|$(awk -v f="$frac" 'BEGIN { printf "%.3f", f }')|>= $n/$((n + 1))"
-		echo "RESULT|$bucket: time per put, slots => $n vs exact (us)|$us|$xus|$(awk -v a="$us" -v b="$xus" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }')|reported"
+		echo "RESULT|$bucket: time per put, slots => $n vs exact (us)|$us|$xus|$(awk -v a="$us" -v b="$xus" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')|reported"
 	done
