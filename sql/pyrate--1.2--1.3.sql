@@ -57,25 +57,17 @@ BEGIN
 		@extschema@.pyrate_buckets() FROM PUBLIC;
 
 	FOR g IN
-		SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+		SELECT f.functions,
+			CASE WHEN a.grantee = 0 THEN 'PUBLIC'
 				ELSE pg_catalog.quote_ident(r.rolname) END AS grantee,
 			a.is_grantable
-		FROM pg_catalog.aclexplode(define_acl) a
+		FROM (VALUES (define_acl, '@extschema@.pyrate_define(text, @extschema@.pyrate_rate[], text, boolean, integer), @extschema@.pyrate_define(text, text, text, boolean, integer)'),
+				(buckets_acl, '@extschema@.pyrate_buckets()')) f (acl, functions),
+			LATERAL pg_catalog.aclexplode(f.acl) a
 			LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
 		WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> a.grantor
 	LOOP
-		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.pyrate_define(text, @extschema@.pyrate_rate[], text, boolean, integer), @extschema@.pyrate_define(text, text, text, boolean, integer) TO %s%s',
-			g.grantee, CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
-	END LOOP;
-	FOR g IN
-		SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-				ELSE pg_catalog.quote_ident(r.rolname) END AS grantee,
-			a.is_grantable
-		FROM pg_catalog.aclexplode(buckets_acl) a
-			LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
-		WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> a.grantor
-	LOOP
-		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.pyrate_buckets() TO %s%s',
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', g.functions,
 			g.grantee, CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
 	END LOOP;
 END

@@ -632,26 +632,29 @@ read_log(const PyrateBucket *pb, int *p, OneLog *one)
 	return log_of(a, s.b, one);
 }
 
+/* units (count) or entries stored, read under the partition lock */
 static int64
-memory_count(const PyrateBucket *pb)
+log_size(const PyrateBucket *pb, bool entries)
 {
 	int			p;
 	OneLog		one;
-	int64		n = pyr_log_count(read_log(pb, &p, &one));
+	const pyr_log *log = read_log(pb, &p, &one);
+	int64		n = entries ? (int64) pyr_log_entries(log) : pyr_log_count(log);
 
 	LWLockRelease(partition_lock(p));
 	return n;
 }
 
 static int64
+memory_count(const PyrateBucket *pb)
+{
+	return log_size(pb, false);
+}
+
+static int64
 memory_entries(const PyrateBucket *pb)
 {
-	int			p;
-	OneLog		one;
-	int64		n = pyr_log_entries(read_log(pb, &p, &one));
-
-	LWLockRelease(partition_lock(p));
-	return n;
+	return log_size(pb, true);
 }
 
 static bool

@@ -152,7 +152,7 @@ for i in $(seq 0 $((NSHARDS - 1))); do
 	[ "$i" = "$home" ] && want=3
 	check "cli: shard $i holds $want units of cli:a (psql)" test "$(count_on "$i" cli:a)" = "$want"
 done
-cli 0 "status cli:a: from its shard" status cli:a --shards "$LIST"; out_has cli.out "^cli:a	cli:\*	table	{3/1h}	3$"
+cli 0 "status cli:a: from its shard" status cli:a --shards "$LIST"; out_has cli.out "^cli:a	cli:\*	table	{3/1h}	3	3$"
 cli 0 "status: every shard" status --shards "$LIST"
 check "cli: status lists every shard's buckets under one header" \
 	test "$(grep -c '^spread:[0-9]' "$TMP/cli.out")" = 60 -a "$(grep -c '^name' "$TMP/cli.out")" = 1
