@@ -28,6 +28,9 @@
  * failed allocation changes nothing: a log grows by copying into a new block
  * before the old is freed.
  *
+ * With slots, a put now and then merges the ring's entries older than the
+ * smallest window in place (pyr_log_compact), under the same lock.
+ *
  * Non-transactional: a stored item stays whatever becomes of the caller's
  * transaction, as in pyrate-limiter's own buckets.
  */

@@ -14,6 +14,10 @@
  * a second index on (bucket, ts, cum) answered it in one probe, at the cost
  * of an index entry per item.
  *
+ * With slots (see compact_items), a put now and then merges the items older
+ * than the smallest window: the merged items are deleted and a newer item
+ * takes their units, keeping its cum and ts; units stay contiguous.
+ *
  * Concurrency: check-and-insert on a bucket is serialized by a heavyweight
  * lock on the bucket's name (an advisory-class lock tag, visible in pg_locks).
  * Whoever takes it waits first for any other transaction whose item (or new
@@ -537,11 +541,13 @@ keep_lock(TableBucket *tb)
 
 /*
  * The window hints.  cum only grows in a bucket (leaks keep its newest item
- * as a weight-0 tombstone, flushes move it to a new id), and an item's weight
- * only ever drops to 0, so the units put before the first item at or after a
- * time never decrease: a base found for an earlier since is a lower bound of
- * the base for any later since.  That bounds the window from above without a
- * probe (since_bound), and lets the probe walk forward from the hint.
+ * as a weight-0 tombstone, flushes move it to a new id), and, unless its
+ * definition has slots, an item's weight only ever drops to 0, so the units
+ * put before the first item at or after a time never decrease: a base found
+ * for an earlier since is a lower bound of the base for any later since.
+ * That bounds the window from above without a probe (since_bound), and lets
+ * the probe walk forward from the hint.  A merge (slots) adds older units to
+ * a newer item, which can lower a base below a hint: see view_since_bound.
  */
 static int
 best_hint(const BucketIdEntry *e, int64 since)
