@@ -1,5 +1,6 @@
-/* pyrate 1.2 -> 1.3: bounded storage per definition (slots), and
-   pyrate_buckets() reports the entries each bucket stores */
+/* pyrate 1.2 -> 1.3: bounded storage per definition (slots), a cap on a
+   definition's memory buckets (max_buckets), and pyrate_buckets() reports
+   the entries each bucket stores */
 
 \echo Use "ALTER EXTENSION pyrate UPDATE TO '1.3'" to load this file. \quit
 
@@ -7,10 +8,16 @@
 -- in about n coarse entries per larger rate.  NULL: exact (pyrate-limiter).
 ALTER TABLE @extschema@.pyrate_definition_data ADD COLUMN slots integer
 	CONSTRAINT pyrate_definition_data_slots_check CHECK (slots BETWEEN 1 AND 1000);
+-- max_buckets => n: at most n memory buckets created under the definition
+-- exist at once; the next new name is refused (53400).  NULL: no cap.
+ALTER TABLE @extschema@.pyrate_definition_data ADD COLUMN max_buckets bigint
+	CONSTRAINT pyrate_definition_data_max_buckets_check
+		CHECK (max_buckets > 0 AND (storage = 'memory' OR max_buckets IS NULL));
 ALTER TYPE @extschema@.pyrate_definition ADD ATTRIBUTE slots integer;
+ALTER TYPE @extschema@.pyrate_definition ADD ATTRIBUTE max_buckets bigint;
 
 CREATE OR REPLACE VIEW @extschema@.pyrate_definitions AS
-	SELECT pattern, rates, storage, dry_run, created, slots
+	SELECT pattern, rates, storage, dry_run, created, slots, max_buckets
 	FROM @extschema@.pyrate_definition_data;
 
 -- New signatures need new functions: the privileges granted on the old ones
@@ -33,7 +40,8 @@ BEGIN
 		rates @extschema@.pyrate_rate[],
 		storage text DEFAULT pg_catalog.current_setting('pyrate.default_storage', true),
 		dry_run boolean DEFAULT false,
-		slots integer DEFAULT NULL)
+		slots integer DEFAULT NULL,
+		max_buckets bigint DEFAULT NULL)
 	RETURNS @extschema@.pyrate_definition
 		AS 'MODULE_PATHNAME', 'pyrate_define' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 	CREATE FUNCTION @extschema@.pyrate_define(
@@ -41,7 +49,8 @@ BEGIN
 		rates text,
 		storage text DEFAULT pg_catalog.current_setting('pyrate.default_storage', true),
 		dry_run boolean DEFAULT false,
-		slots integer DEFAULT NULL)
+		slots integer DEFAULT NULL,
+		max_buckets bigint DEFAULT NULL)
 	RETURNS @extschema@.pyrate_definition
 		AS 'MODULE_PATHNAME', 'pyrate_define_text' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
@@ -52,8 +61,8 @@ BEGIN
 	RETURNS SETOF record
 		AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-	REVOKE ALL ON FUNCTION @extschema@.pyrate_define(text, @extschema@.pyrate_rate[], text, boolean, integer),
-		@extschema@.pyrate_define(text, text, text, boolean, integer),
+	REVOKE ALL ON FUNCTION @extschema@.pyrate_define(text, @extschema@.pyrate_rate[], text, boolean, integer, bigint),
+		@extschema@.pyrate_define(text, text, text, boolean, integer, bigint),
 		@extschema@.pyrate_buckets() FROM PUBLIC;
 
 	FOR g IN
@@ -61,7 +70,7 @@ BEGIN
 			CASE WHEN a.grantee = 0 THEN 'PUBLIC'
 				ELSE pg_catalog.quote_ident(r.rolname) END AS grantee,
 			a.is_grantable
-		FROM (VALUES (define_acl, '@extschema@.pyrate_define(text, @extschema@.pyrate_rate[], text, boolean, integer), @extschema@.pyrate_define(text, text, text, boolean, integer)'),
+		FROM (VALUES (define_acl, '@extschema@.pyrate_define(text, @extschema@.pyrate_rate[], text, boolean, integer, bigint), @extschema@.pyrate_define(text, text, text, boolean, integer, bigint)'),
 				(buckets_acl, '@extschema@.pyrate_buckets()')) f (acl, functions),
 			LATERAL pg_catalog.aclexplode(f.acl) a
 			LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
@@ -72,6 +81,6 @@ BEGIN
 	END LOOP;
 END
 $pyrate$;
-COMMENT ON FUNCTION @extschema@.pyrate_define(text, @extschema@.pyrate_rate[], text, boolean, integer) IS 'define (or redefine) the rates of a bucket name or a pattern with *; slots => n bounds what each bucket stores; returns the definition';
-COMMENT ON FUNCTION @extschema@.pyrate_define(text, text, text, boolean, integer) IS 'define (or redefine) with rates as text: ''5/s'', ''5/s, 1000/h'' or ''{5/s,1000/h}''; returns the definition';
+COMMENT ON FUNCTION @extschema@.pyrate_define(text, @extschema@.pyrate_rate[], text, boolean, integer, bigint) IS 'define (or redefine) the rates of a bucket name or a pattern with *; slots => n bounds what each bucket stores, max_buckets => n how many memory buckets it may have; returns the definition';
+COMMENT ON FUNCTION @extschema@.pyrate_define(text, text, text, boolean, integer, bigint) IS 'define (or redefine) with rates as text: ''5/s'', ''5/s, 1000/h'' or ''{5/s,1000/h}''; returns the definition';
 COMMENT ON FUNCTION @extschema@.pyrate_buckets() IS 'every bucket of both engines: its definition, the units it counts and the entries it stores';

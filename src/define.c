@@ -100,9 +100,10 @@ define(FunctionCallInfo fcinfo, bool rates_as_text)
 	PyrateStorage stored;
 	bool		dry_run;
 	int			slots = 0;
+	int64		max_buckets = 0;
 	TupleDesc	desc;
-	Datum		values[5];
-	bool		nulls[5] = {false};
+	Datum		values[6];
+	bool		nulls[6] = {false};
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -136,13 +137,28 @@ define(FunctionCallInfo fcinfo, bool rates_as_text)
 					 errhint("Leave slots NULL for exact windows.")));
 		slots = n;
 	}
+	if (PG_NARGS() > 5 && !PG_ARGISNULL(5))
+	{
+		max_buckets = PG_GETARG_INT64(5);
+		if (max_buckets < 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_buckets must be at least 1, not %lld", (long long) max_buckets),
+					 errhint("Leave max_buckets NULL for no cap.")));
+		if (storage != PYRATE_STORAGE_MEMORY)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_buckets caps memory buckets only"),
+					 errdetail("Definition \"%s\" has storage %s.", pattern, pyrate_storage_name(storage)),
+					 errhint("Use storage 'memory', or leave max_buckets NULL.")));
+	}
 	(void) pyrate_engine(storage);	/* errors when the engine is unavailable */
 	PreventCommandIfReadOnly("pyrate_define()");
 
 	pyrate_definitions_lock(nsp);
 	if (pyrate_definition_stored(nsp, pattern, &stored) && stored != storage)
 		refuse_storage_move(nsp, pattern, stored, storage);
-	pyrate_definition_store(nsp, pattern, rates, nrates, storage, dry_run, slots);
+	pyrate_definition_store(nsp, pattern, rates, nrates, storage, dry_run, slots, max_buckets);
 	redefined(nsp, pattern);
 
 	/* 1.0's pyrate_define returned void: an old install script's function */
@@ -152,11 +168,13 @@ define(FunctionCallInfo fcinfo, bool rates_as_text)
 	values[1] = PointerGetDatum(pyrate_rates_to_array(pyrate_rate_type_oid(nsp), rates, nrates));
 	values[2] = CStringGetTextDatum(pyrate_storage_name(storage));
 	values[3] = BoolGetDatum(dry_run);
-	/* 1.3 on: the type has slots too */
+	/* 1.3 on: the type has slots and max_buckets too */
 	values[4] = Int32GetDatum(slots);
 	nulls[4] = slots == 0;
-	if (desc->natts > 5)
-		elog(ERROR, "pyrate_definition has %d attributes, expected at most 5", desc->natts);
+	values[5] = Int64GetDatum(max_buckets);
+	nulls[5] = max_buckets == 0;
+	if (desc->natts > 6)
+		elog(ERROR, "pyrate_definition has %d attributes, expected at most 6", desc->natts);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 

@@ -6,7 +6,7 @@
  * hang off a fixed directory of chain heads in pyrate's shared memory
  * (memory_arena.c).  A bucket holding one item keeps it in its own entry (a
  * one-use key costs one block of the DSA area, 48 to 64 bytes for names of
- * up to 25 bytes); from the second item on, the items live in a ring of their
+ * up to 23 bytes); from the second item on, the items live in a ring of their
  * own, a separate block that starts with room for two and doubles when full,
  * so memory follows the items actually stored, never the limit.  A leak
  * halves the ring once a quarter is used, and goes back to the entry when
@@ -63,11 +63,13 @@ typedef struct MemBucket
 	uint32		hash;
 	int32		one_weight;		/* 0: no item here */
 	uint16		namelen;		/* at most PYRATE_MAX_NAME */
+	uint16		group;			/* counted in group_buckets[group]; 0: nowhere */
 	char		name[FLEXIBLE_ARRAY_MEMBER];	/* namelen bytes, then NUL */
 } MemBucket;
 
 StaticAssertDecl(PYRATE_MAX_NAME <= PG_UINT16_MAX, "a bucket name's length fits its uint16");
 StaticAssertDecl(PYR_MAX_WEIGHT <= PG_INT32_MAX, "an item's weight fits one_weight");
+StaticAssertDecl(PYRATE_GROUPS <= PG_UINT16_MAX, "a group fits a bucket's uint16");
 
 /* A one-item log on the stack: how a bucket without a ring is read. */
 typedef union OneLog
@@ -259,9 +261,44 @@ free_log(dsa_area *a, MemBucket *b, PyratePartition *part)
 	b->log = InvalidDsaPointer;
 }
 
+/*
+ * max_buckets: the group a definition's buckets count in (see
+ * PYRATE_GROUPS).  Two definitions may share a group: each then counts the
+ * other's buckets as well, and is held back early, never late.
+ */
+static uint16
+group_of(Oid dbid, const char *pattern)
+{
+	uint32		h = hash_combine(hash_bytes_uint32(dbid),
+								 hash_bytes((const unsigned char *) pattern, strlen(pattern)));
+
+	return (uint16) (1 + h % (PYRATE_GROUPS - 1));
+}
+
+/* Count a new bucket in its group; false when that would pass max (0: no cap). */
+static bool
+group_add(uint16 group, int64 max)
+{
+	pg_atomic_uint32 *n = &pyrate_shared->group_buckets[group];
+	uint32		old = pg_atomic_read_u32(n);
+
+	if (group == 0)
+		return true;
+	do
+	{
+		if (max > 0 && old >= max)
+			return false;
+		if (old == PG_UINT32_MAX)
+			return max == 0;
+	} while (!pg_atomic_compare_exchange_u32(n, &old, old + 1));
+	return true;
+}
+
 static void
 unlink_bucket(dsa_area *a, Slot *s, PyratePartition *part)
 {
+	if (s->b->group != 0)
+		(void) pg_atomic_fetch_sub_u32(&pyrate_shared->group_buckets[s->b->group], 1);
 	free_log(a, s->b, part);
 	*s->link = s->b->next;
 	part->buckets--;
@@ -282,6 +319,7 @@ link_bucket(dsa_area *a, const Key *k, Slot *s, dsa_pointer bdp, PyratePartition
 	b->dbid = k->dbid;
 	b->hash = k->hash;
 	b->namelen = (uint16) k->namelen;
+	b->group = 0;
 	memcpy(b->name, k->name, k->namelen);
 	b->name[k->namelen] = '\0';
 	*s->link = bdp;
@@ -428,7 +466,8 @@ typedef enum Shortage
 	SHORT_NONE,
 	SHORT_ARENA,				/* the arena (the allocator failed) */
 	SHORT_RESERVE,				/* a new bucket, and the reserve is out */
-	SHORT_SHARE					/* the database's share */
+	SHORT_SHARE,				/* the database's share */
+	SHORT_CAP					/* a new bucket, and the definition's max_buckets */
 } Shortage;
 
 /* pyrate.memory_database_share: percent of the arena one database may use */
@@ -456,10 +495,19 @@ reserve_held_kb(void)
 }
 
 static void
-report_full(const char *name, Size needed, Shortage why)
+report_full(const PyrateBucket *pb, Size needed, Shortage why)
 {
+	const char *name = pb->name;
 	MemoryTotals t;
 
+	if (why == SHORT_CAP)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("definition \"%s\" has all the memory buckets its max_buckets allows (%lld)",
+						pb->def.pattern, (long long) pb->def.max_buckets),
+				 errdetail("Bucket \"%s\" would be a new one.", name),
+				 errhint("Dispose of its buckets no longer needed, let leaks reclaim idle ones, "
+						 "or raise max_buckets with pyrate_define().")));
 	pg_atomic_fetch_add_u64(&pyrate_shared->full_errors, 1);
 	memory_totals(&t);
 	if (why == SHORT_SHARE)
@@ -568,16 +616,24 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 				{
 					if (s.b == NULL)
 					{
+						uint16		group = group_of(k.dbid, pb->def.pattern);
+
 						needed = BUCKET_SIZE(k.namelen);
 						/* new buckets leave the reserve to those that exist */
 						if (!within_share(k.dbid, needed))
 							why = SHORT_SHARE;
 						else if (!pyrate_reserve_whole(a))
 							why = SHORT_RESERVE;
+						else if (!group_add(group, pb->def.max_buckets))
+							why = SHORT_CAP;
 						else if (!create_bucket(a, &k, &s, partition(p), &needed))
+						{
+							(void) pg_atomic_fetch_sub_u32(&pyrate_shared->group_buckets[group], 1);
 							why = SHORT_ARENA;
+						}
 						if (why != SHORT_NONE)
 							break;
+						s.b->group = group;
 					}
 					store_one(s.b, log);
 				}
@@ -603,7 +659,8 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 		LWLockRelease(partition_lock(p));
 		if (why == SHORT_NONE)
 			return;
-		if (!evicted)
+		/* (a cap is the definition's: evicting others' buckets cannot help it) */
+		if (!evicted && why != SHORT_CAP)
 		{
 			/* buckets that have leaked empty go first */
 			(void) evict_empty(a);
@@ -613,7 +670,7 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 		/* a bucket that exists grows into the reserve */
 		if (why == SHORT_ARENA && growing && pyrate_reserve_release(a))
 			continue;
-		report_full(pb->name, needed, why);
+		report_full(pb, needed, why);
 	}
 }
 
@@ -912,7 +969,7 @@ foreach_unlocked(PyrateFileVisitor visit, void *visit_arg, void *arg)
 			MemBucket  *b = dsa_get_address(a, dp);
 			OneLog		one;
 
-			visit(b->dbid, b->name, b->namelen, log_of(a, b, &one), visit_arg);
+			visit(b->dbid, b->name, b->namelen, b->group, log_of(a, b, &one), visit_arg);
 			dp = b->next;
 		}
 	}
@@ -924,7 +981,8 @@ foreach_unlocked(PyrateFileVisitor visit, void *visit_arg, void *arg)
  * nothing is kept of it then.
  */
 static bool
-insert_restored(Oid dbid, const char *name, const int64 *pairs, uint32 n, void *arg)
+insert_restored(Oid dbid, const char *name, uint32 group, const int64 *pairs, uint32 n,
+				void *arg)
 {
 	dsa_area   *a = arg;
 	Key			k;
@@ -951,6 +1009,10 @@ insert_restored(Oid dbid, const char *name, const int64 *pairs, uint32 n, void *
 	if (ok)
 	{
 		link_bucket(a, &k, &s, bdp, partition(p));
+		/* counted again as it was: a cap holds across a restart */
+		s.b->group = (uint16) group;
+		if (group != 0)
+			(void) pg_atomic_fetch_add_u32(&pyrate_shared->group_buckets[group], 1);
 		if (n == 1)
 		{
 			s.b->one_ts = pairs[0];

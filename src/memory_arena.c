@@ -86,6 +86,8 @@ pyrate_arena_startup(void)
 		pg_atomic_init_u64(&pyrate_shared->full_errors, 0);
 		for (i = 0; i < PYRATE_DB_SLOTS; i++)
 			pg_atomic_init_u64(&pyrate_shared->db_bytes[i], 0);
+		for (i = 0; i < PYRATE_GROUPS; i++)
+			pg_atomic_init_u32(&pyrate_shared->group_buckets[i], 0);
 		SpinLockInit(&pyrate_shared->reserve_lock);
 		/* at most a quarter of the arena */
 		pyrate_shared->reserve_target =

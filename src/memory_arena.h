@@ -28,6 +28,13 @@ typedef struct PyratePartition
 /* Per-database byte counters: a database counts in slot oid % this. */
 #define PYRATE_DB_SLOTS 1021
 
+/*
+ * Buckets per definition, for max_buckets: a bucket counts in group
+ * 1 + hash(database, pattern) % (PYRATE_GROUPS - 1) of the definition it
+ * was created under (group 0: counted nowhere).
+ */
+#define PYRATE_GROUPS 4096
+
 /* The reserve for buckets that exist: chunks of this size, at most this many. */
 #define PYRATE_RESERVE_CHUNK ((Size) 64 * 1024)
 #define PYRATE_RESERVE_MAX 1024
@@ -43,7 +50,10 @@ typedef struct PyratePartition
  *     update; never while sleeping, never two at a time.
  *   The DSA area's own locks (tranche "pyrate_memory_area") guard the
  *     allocator; taken inside a partition lock, never the other way round.
- *   evicted, full_errors and db_bytes are atomics.
+ *   evicted, full_errors, db_bytes and group_buckets are atomics;
+ *     group_buckets[g] counts the buckets of group g, and changes as they
+ *     are created and unlinked, under the partition lock of the bucket
+ *     concerned (a cap compares and swaps it).
  *   reserve_lock (a spinlock) guards reserve[] and reserve_held.
  *   db_bytes[d] sums the bytes of the databases whose oid % PYRATE_DB_SLOTS
  *     is d (as partition bytes do: blocks as requested).  It changes with
@@ -60,6 +70,7 @@ typedef struct PyrateShared
 	pg_atomic_uint64 full_errors;
 	PyratePartition parts[PYRATE_PARTITIONS];
 	pg_atomic_uint64 db_bytes[PYRATE_DB_SLOTS];
+	pg_atomic_uint32 group_buckets[PYRATE_GROUPS];
 	slock_t		reserve_lock;
 	int			reserve_target;	/* chunks */
 	int			reserve_held;

@@ -16,6 +16,8 @@
  */
 #include "memory_file.h"
 
+#include "memory_arena.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -50,7 +52,7 @@ typedef struct FileBucket
 	Oid			dbid;
 	uint32		namelen;
 	uint32		nitems;
-	uint32		reserved;
+	uint32		group;			/* the group it counted in (max_buckets); 0 before 1.3 */
 } FileBucket;
 
 /* ---- writing ------------------------------------------------------- */
@@ -75,7 +77,8 @@ put(Writer *w, const void *p, size_t n)
 }
 
 static void
-count_bucket(Oid dbid, const char *name, uint32 namelen, const pyr_log *log, void *arg)
+count_bucket(Oid dbid, const char *name, uint32 namelen, uint32 group, const pyr_log *log,
+			 void *arg)
 {
 	Writer	   *w = arg;
 
@@ -84,7 +87,8 @@ count_bucket(Oid dbid, const char *name, uint32 namelen, const pyr_log *log, voi
 }
 
 static void
-write_bucket(Oid dbid, const char *name, uint32 namelen, const pyr_log *log, void *arg)
+write_bucket(Oid dbid, const char *name, uint32 namelen, uint32 group, const pyr_log *log,
+			 void *arg)
 {
 	Writer	   *w = arg;
 	FileBucket	fb;
@@ -95,6 +99,7 @@ write_bucket(Oid dbid, const char *name, uint32 namelen, const pyr_log *log, voi
 	fb.dbid = dbid;
 	fb.namelen = namelen;
 	fb.nitems = log->len;
+	fb.group = group;
 	put(w, &fb, sizeof(fb));
 	put(w, name, namelen);
 	/* entry i (0 = oldest) is at e[(head + i) & (cap - 1)]; see pyrate_core.h */
@@ -275,7 +280,7 @@ read_buckets(Reader *r, const FileHeader *h, PyrateFileInsert insert, void *arg,
 		if (!get(r, &fb, sizeof(fb)))
 			ok = false;
 		else if (fb.namelen == 0 || fb.namelen > PYRATE_MAX_NAME ||
-				 fb.nitems > (UINT32_C(1) << 31))
+				 fb.nitems > (UINT32_C(1) << 31) || fb.group >= PYRATE_GROUPS)
 		{
 			r->problem = "a bucket record is malformed";
 			ok = false;
@@ -309,7 +314,7 @@ read_buckets(Reader *r, const FileHeader *h, PyrateFileInsert insert, void *arg,
 			items += fb.nitems;
 			if (insert != NULL)
 			{
-				if (insert(fb.dbid, name, pairs, fb.nitems, arg))
+				if (insert(fb.dbid, name, fb.group, pairs, fb.nitems, arg))
 				{
 					(*restored)++;
 					*restored_items += fb.nitems;

@@ -12,15 +12,16 @@
 
 /* One bucket, as the engine shows it to the writer. */
 typedef void (*PyrateFileVisitor) (Oid dbid, const char *name, uint32 namelen,
-								   const pyr_log *log, void *arg);
+								   uint32 group, const pyr_log *log, void *arg);
 /* The engine's walk over every bucket, calling visit(..., visit_arg). */
 typedef void (*PyrateFileForeach) (PyrateFileVisitor visit, void *visit_arg, void *arg);
 /*
  * Insert one restored bucket holding n items as (ts, weight) pairs, oldest
- * first, every one checked; false when it did not fit.
+ * first, every one checked, in the group it counted in (checked: below
+ * PYRATE_GROUPS; 0 in a file written before 1.3); false when it did not fit.
  */
-typedef bool (*PyrateFileInsert) (Oid dbid, const char *name, const int64 *pairs,
-								  uint32 n, void *arg);
+typedef bool (*PyrateFileInsert) (Oid dbid, const char *name, uint32 group,
+								  const int64 *pairs, uint32 n, void *arg);
 
 /* Restore the saved buckets, then mark the file "running". */
 void		pyrate_memory_file_restore(PyrateFileInsert insert, void *arg);

@@ -42,13 +42,15 @@ enum
 	Anum_def_dry_run,
 	Anum_def_created,
 	Anum_def_slots,				/* 1.3 */
-	Natts_def = Anum_def_slots
+	Anum_def_max_buckets,		/* 1.3 */
+	Natts_def = Anum_def_max_buckets
 };
 
 static const PyrateTable definitions_table = {
 	DEFINITIONS_TABLE, Natts_def, Anum_def_created,
 	{{"pattern", TEXTOID}, {"rates", InvalidOid}, {"storage", TEXTOID},
-	{"dry_run", BOOLOID}, {"created", TIMESTAMPTZOID}, {"slots", INT4OID}}
+	{"dry_run", BOOLOID}, {"created", TIMESTAMPTZOID}, {"slots", INT4OID},
+	{"max_buckets", INT8OID}}
 };
 
 typedef struct RoutingCache
@@ -253,6 +255,8 @@ load_cache(Oid nsp)
 
 			d->slots = slots >= 1 && slots <= PYR_MAX_SLOTS ? slots : 0;
 		}
+		if (rel.ncolumns >= Anum_def_max_buckets && !nulls[Anum_def_max_buckets - 1])
+			d->max_buckets = Max(DatumGetInt64(values[Anum_def_max_buckets - 1]), 0);
 		if (strchr(d->pattern, '*'))
 			patterns = lappend(patterns, d);
 		else
@@ -350,7 +354,7 @@ pyrate_definition_stored(Oid nsp, const char *pattern, PyrateStorage *storage)
 
 void
 pyrate_definition_store(Oid nsp, const char *pattern, const pyr_rate *rates, int nrates,
-						PyrateStorage storage, bool dry_run, int slots)
+						PyrateStorage storage, bool dry_run, int slots, int64 max_buckets)
 {
 	PyrateRel	rel;
 	Datum		values[Natts_def];
@@ -365,6 +369,8 @@ pyrate_definition_store(Oid nsp, const char *pattern, const pyr_rate *rates, int
 	values[Anum_def_created - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	values[Anum_def_slots - 1] = Int32GetDatum(slots);
 	nulls[Anum_def_slots - 1] = slots == 0;
+	values[Anum_def_max_buckets - 1] = Int64GetDatum(max_buckets);
+	nulls[Anum_def_max_buckets - 1] = max_buckets == 0;
 	/* (before 1.3 the table has no slots column, and pyrate_define no slots) */
 	if (find_definition(&rel, pattern))
 	{

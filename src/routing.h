@@ -29,6 +29,7 @@ typedef struct PyrateDefinition
 	PyrateStorage storage;
 	bool		dry_run;
 	int			slots;			/* slots => n: bounded storage; 0: exact */
+	int64		max_buckets;	/* memory buckets it may have at once; 0: no cap */
 } PyrateDefinition;
 
 /*
@@ -55,7 +56,8 @@ void		pyrate_definitions_lock(Oid nsp);
 bool		pyrate_definition_stored(Oid nsp, const char *pattern, PyrateStorage *storage);
 /* Insert or replace. */
 void		pyrate_definition_store(Oid nsp, const char *pattern, const pyr_rate *rates,
-									int nrates, PyrateStorage storage, bool dry_run, int slots);
+									int nrates, PyrateStorage storage, bool dry_run, int slots,
+									int64 max_buckets);
 /* false when the pattern had no definition */
 bool		pyrate_definition_remove(Oid nsp, const char *pattern);
 

@@ -139,7 +139,7 @@ check "the limits still hold on both engines" \
 check "the role granted pyrate_define keeps it, for both forms" \
 	test "$(usql -c "SET ROLE pyrate_definer" -c "SELECT (pyrate_define('up:r', '{1/s}')).storage, (pyrate_define('up:s', '2/s')).rates" -c "RESET ROLE")" = "table|{2/1s}"
 check "PUBLIC still may not define" \
-	test "$(usql -c "SELECT has_function_privilege('public', 'pyrate_define(text, text, text, boolean, integer)', 'EXECUTE')")" = f
+	test "$(usql -c "SELECT has_function_privilege('public', 'pyrate_define(text, text, text, boolean, integer, bigint)', 'EXECUTE')")" = f
 check "... and pyrate_buckets(), which gained a column (1.3)" \
 	test "$(usql -c "SET ROLE pyrate_definer" -c "SELECT count, entries FROM pyrate_buckets() WHERE name = 'up:t:a'" -c "RESET ROLE")" = "3|2"
 usql -c "SELECT pyrate_define('up:t:*', '{2/1s,6/10s}', 'table', slots => 2), pyrate_define('up:m:*', '{2/1s,6/10s}', 'memory', slots => 2)" \

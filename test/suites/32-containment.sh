@@ -3,7 +3,8 @@
 # it with new buckets cannot make the next item of a bucket that exists fail
 # (the reserve, pyrate.memory_reserve), and a database kept to its share
 # (pyrate.memory_database_share, set by a superuser) cannot crowd out the
-# others.  A small arena: 2 MB, 128 kB of it reserved.
+# others; a definition with max_buckets holds a crowd of new names to its
+# cap, across a restart.  A small arena: 2 MB, 128 kB of it reserved.
 set -u
 cd "$(dirname "$0")/../.."
 . test/lib.sh
@@ -22,6 +23,8 @@ for db in victim filler; do
 		-c "SELECT FROM pyrate_define('f:*', '100/1h', 'memory')" >/dev/null
 done
 # a loop of new buckets until the first error; prints "count|SQLSTATE|message"
+# (a name the length of the last ones the loop tried lands in the same
+# block size of the allocator, full by then: 'f:more:00')
 fill() {
 	sql_as stranger "$1" -c "DO \$\$ DECLARE i int := 0; BEGIN
 		LOOP i := i + 1; PERFORM pyrate_put('f:$2:' || i); END LOOP;
@@ -37,7 +40,7 @@ echo "a stranger's new buckets in another database: $out"
 check "a stranger fills the arena with new buckets until 53200" grep -q '^[0-9]*|53200|' <<<"$out"
 check "... told that the arena is full" grep -q "|pyrate's shared memory is full\$" <<<"$out"
 check "... less what is kept in reserve for buckets that exist" \
-	grep -qE 'DETAIL:.* 128 kB kept in reserve for buckets that exist' <<<"$(sql_as stranger filler -c "SELECT pyrate_put('f:more')")"
+	grep -qE 'DETAIL:.* 128 kB kept in reserve for buckets that exist' <<<"$(sql_as stranger filler -c "SELECT pyrate_put('f:more:00')")"
 for round in 2 3 4; do
 	check "each of the victim's buckets that exist takes item $round (it grows into the reserve)" \
 		test "$(super victim -c "SELECT count(*) FILTER (WHERE pyrate_put('v:' || i)) FROM generate_series(1, 50) i")" = 50
@@ -74,4 +77,28 @@ check "the victim still creates new buckets" \
 	test "$(super victim -c "SELECT count(*) FILTER (WHERE pyrate_put('v:more:' || i)) FROM generate_series(1, 1000) i")" = 1000
 check "and its buckets that exist still grow" \
 	test "$(super victim -c "SELECT count(*) FILTER (WHERE pyrate_put('v:' || i)) FROM generate_series(1, 50) i")" = 50
+
+# 3. A definition's cap.  The stranger's names now route to 'c:*', capped
+#    at 500 memory buckets; the victim's own definition is not.
+super victim -q -c "SELECT FROM pyrate_define('c:*', '100/1h', 'memory', max_buckets => 500)" >/dev/null
+out=$(sql_as stranger victim -c "DO \$\$ DECLARE i int := 0; BEGIN
+		LOOP i := i + 1; PERFORM pyrate_put('c:' || i); END LOOP;
+	EXCEPTION WHEN others THEN RAISE NOTICE 'fill|%|%|%', i - 1, SQLSTATE, SQLERRM; END \$\$" |
+	sed -n 's/.*NOTICE:  fill|//p')
+echo "a stranger's new names under a definition capped at 500: $out"
+check "the stranger stops at the cap with 53400, naming the definition" \
+	test "$out" = '500|53400|definition "c:*" has all the memory buckets its max_buckets allows (500)'
+check "... its buckets that exist still take items" \
+	test "$(sql_as stranger victim -c "SELECT count(*) FILTER (WHERE pyrate_put('c:' || i)) FROM generate_series(1, 500) i")" = 500
+check "... and the victim's other definitions still create new buckets" \
+	test "$(super victim -c "SELECT count(*) FILTER (WHERE pyrate_put('v:cap:' || i)) FROM generate_series(1, 100) i")" = 100
+as_postgres "$PG_BINDIR/pg_ctl" -D "$(pyrate_tmp)/contain/data" -l "$(pyrate_tmp)/contain/server.log" \
+	-w -t 60 -m fast restart >/dev/null
+check "after a clean restart the cap still counts the 500 restored buckets" \
+	grep -q 'ERROR:  definition "c:\*" has all the memory buckets' <<<"$(sql_as stranger victim -c "SELECT pyrate_put('c:501')")"
+super victim -q -c "SELECT count(pyrate_dispose('c:' || i)) FROM generate_series(1, 100) i" >/dev/null
+check "disposing of 100 makes room for 100 new ones, no more" \
+	test "$(sql_as stranger victim -c "DO \$\$ DECLARE i int := 1000; BEGIN
+		LOOP i := i + 1; PERFORM pyrate_put('c:' || i); END LOOP;
+	EXCEPTION WHEN others THEN RAISE NOTICE 'made %', i - 1001; END \$\$" | sed -n 's/.*NOTICE:  made //p')" = 100
 suite_end

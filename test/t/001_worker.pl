@@ -30,7 +30,7 @@ is($plain->safe_psql('postgres', 'SELECT available, size_bytes IS NULL FROM pyra
 	'f|t', 'memory status says the engine is unavailable');
 is($plain->safe_psql('postgres',
 	"SELECT pyrate_define('t:*', '{5/s}', 'table'); SELECT pyrate_put('t:1'); SELECT pyrate_leak()"),
-	"(t:*,{5/1s},table,f,)\nt\n0", 'the table engine and pyrate_leak() work without preload');
+	"(t:*,{5/1s},table,f,,)\nt\n0", 'the table engine and pyrate_leak() work without preload');
 $plain->stop;
 
 # ---- preloaded ------------------------------------------------------------

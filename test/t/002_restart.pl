@@ -169,6 +169,20 @@ ok($node->wait_for_log(qr/pyrate: ignoring "pyrate_memory.state": a bucket's ite
 is($node->safe_psql('postgres', "SELECT count(*) FROM pyrate_buckets() WHERE storage = 'memory'"), '0',
 	'... and nothing is restored from it');
 
+# a bucket counted in a group (max_buckets) past the last, under a valid
+# checksum: ignored (the group sits after dbid, namelen and nitems)
+$node->safe_psql('postgres', "SELECT pyrate_put('keep:g')");
+$pos = restart_with_file(
+	sub {
+		my $b = substr(shift, 0, -4);
+		substr($b, 32 + 12, 4) = pack('L', 70000);
+		return $b . pack('L', crc32c($b));
+	});
+ok($node->wait_for_log(qr/pyrate: ignoring "pyrate_memory.state": a bucket record is malformed/, $pos),
+	'a bucket in group 70000 under a valid checksum: ignored with a warning');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pyrate_buckets() WHERE storage = 'memory'"), '0',
+	'... and nothing is restored from it');
+
 $node->safe_psql('postgres', "SELECT pyrate_put('keep:perm')");
 $node->stop;
 chmod 0, $state;
