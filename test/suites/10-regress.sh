@@ -146,6 +146,10 @@ usql -c "SELECT pyrate_define('up:t:*', '{2/1s,6/10s}', 'table', slots => 2), py
 	-c "SELECT pyrate_put(b, 1, t) FROM unnest(ARRAY['up:t:c', 'up:m:c']) b, unnest(ARRAY[1000, 1500, 2100, 2600]) t" >/dev/null
 check "after the update a definition takes slots, on both engines, and its buckets merge old items (1.3)" \
 	test "$(usql -c "SELECT string_agg(p.slots || ':' || b.count || ':' || b.entries, ',' ORDER BY b.name) FROM pyrate_buckets() b JOIN pyrate_definitions p USING (pattern) WHERE b.name LIKE 'up:_:c'")" = "2:4:3,2:4:3"
+check "after the update a memory definition takes max_buckets, and holds its buckets (up:m:a, c and d) to it (1.3)" \
+	test "$(usql -c "SELECT max_buckets FROM pyrate_define('up:m:*', '{2/1s,6/10s}', 'memory', max_buckets => 3)" \
+		-c "SELECT pyrate_put('up:m:d')" -c "SELECT pyrate_put('up:m:e')" 2>&1 | tr '\n' ' ')" = \
+	"3 t ERROR:  definition \"up:m:*\" has all the memory buckets its max_buckets allows (3) DETAIL:  Bucket \"up:m:e\" would be a new one. HINT:  Dispose of its buckets no longer needed, let leaks reclaim idle ones, or raise max_buckets with pyrate_define(). "
 check "after the update table items keep one index, their primary key (1.2)" \
 	test "$(usql -c "SELECT string_agg(indexrelid::regclass::text, ',') FROM pg_index WHERE indrelid = 'pyrate_item_data'::regclass")" = pyrate_item_data_pkey
 check "after the update a table bucket records when it is next due" \
@@ -153,7 +157,7 @@ check "after the update a table bucket records when it is next due" \
 check "the updated database matches a fresh install, object by object" \
 	test "$(usql -c "SELECT count(*) FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pyrate') AND deptype = 'e'")" = \
 	"$(sql -c "SELECT count(*) FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pyrate') AND deptype = 'e'")"
-usql -c "SELECT pyrate_dispose('up:m:a'), pyrate_dispose('up:m:c')" -c "DROP EXTENSION pyrate" -c "DROP ROLE pyrate_definer" >/dev/null
+usql -c "SELECT pyrate_dispose('up:m:a'), pyrate_dispose('up:m:c'), pyrate_dispose('up:m:d')" -c "DROP EXTENSION pyrate" -c "DROP ROLE pyrate_definer" >/dev/null
 
 pg_stop regress
 
