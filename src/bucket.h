@@ -83,11 +83,8 @@ typedef struct PyrateEngine
 	/*
 	 * Forget the bucket when it holds no item stamped at or after before:
 	 * empty and idle since then (items older than before may go with it:
-	 * they are past every window).  The table engine waits one largest
-	 * interval more (the bucket must have been empty that long; until
-	 * then it is due again when it will have been), so a key that comes
-	 * back soon finds its rows.  Decided under the engine's own lock, so a
-	 * put racing it is never lost; false when the bucket stays.
+	 * they are past every window).  Decided under the engine's own lock, so
+	 * a put racing it is never lost; false when the bucket stays.
 	 */
 	bool		(*reclaim) (const PyrateBucket *b, int64 before);
 	/* every bucket of this engine in the current database */

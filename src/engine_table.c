@@ -1291,16 +1291,27 @@ bucket_row(TableBucket *tb, PyrateRel *buckets)
 }
 
 /*
- * Write the bucket's due time (the leak's or reclaim's time is at), unless
- * it is unchanged or both it and the old one are past at.  A concurrent
- * leak that wrote it first wins.
+ * After a leak: the bucket is next due when its oldest item (the tombstone,
+ * when that is all it holds) leaves the largest window, or, holding
+ * nothing, one largest interval from now.  Written only when it changed; a
+ * concurrent leak that wrote it first wins.
  */
 static void
-write_due(TableBucket *tb, int64 due, int64 at)
+update_due(TableBucket *tb, int64 before)
 {
 	PyrateRel	buckets;
-	int64		id = bucket_row(tb, &buckets);
+	ScanKeyData key;
+	int64		interval = largest_interval(tb->b, before);
+	int64		at = before + interval; /* the leak's time */
+	int64		due;
+	int64		id;
 
+	pyrate_key_int8(&key, 1, BTEqualStrategyNumber, tb->id);
+	if (pyrate_probe(&tb->items, tb->by_cum, &key, 1, ForwardScanDirection, SnapshotSelf))
+		due = ITEM_I64(tb, Anum_item_ts) + interval;
+	else
+		due = pyrate_now_ms() + interval;
+	id = bucket_row(tb, &buckets);
 	/* the id the items were read by: a flush or dispose meanwhile left it alone */
 	if (id == tb->id && buckets.ncolumns >= Anum_bucket_due)
 	{
@@ -1314,6 +1325,8 @@ write_due(TableBucket *tb, int64 due, int64 at)
 		/*
 		 * Due then and due now: every pass lists it either way, and the new
 		 * version of the row (an entry in each of its indexes) buys nothing.
+		 * That is the case after every leak that empties a bucket: its
+		 * tombstone left the largest window already.
 		 */
 		if (!was_null && was <= at && due <= at)
 			;
@@ -1331,26 +1344,6 @@ write_due(TableBucket *tb, int64 due, int64 at)
 		}
 	}
 	pyrate_rel_close(&buckets);
-}
-
-/*
- * After a leak: the bucket is next due when its oldest item (the tombstone,
- * when that is all it holds) leaves the largest window, or, holding
- * nothing, one largest interval from now.
- */
-static void
-update_due(TableBucket *tb, int64 before)
-{
-	ScanKeyData key;
-	int64		interval = largest_interval(tb->b, before);
-	int64		due;
-
-	pyrate_key_int8(&key, 1, BTEqualStrategyNumber, tb->id);
-	if (pyrate_probe(&tb->items, tb->by_cum, &key, 1, ForwardScanDirection, SnapshotSelf))
-		due = ITEM_I64(tb, Anum_item_ts) + interval;
-	else
-		due = pyrate_now_ms() + interval;
-	write_due(tb, due, before + interval);
 }
 
 static int64
@@ -1465,7 +1458,6 @@ table_reclaim(const PyrateBucket *b, int64 before)
 {
 	TableBucket tb;
 	bool		gone;
-	int64		interval;
 	BucketIdEntry *cached;
 
 	/* a listed bucket existed a moment ago: lock_bucket finds what is left */
@@ -1482,21 +1474,6 @@ table_reclaim(const PyrateBucket *b, int64 before)
 	if (tb.id < 0 || (!tb.empty && tb.newest_ts >= before))
 	{
 		/* gone meanwhile, or a put came first: nothing to do, nothing changed */
-		bucket_unlock(&tb);
-		tb_close(&tb);
-		return false;
-	}
-	interval = largest_interval(b, before);
-	if (!tb.empty && tb.newest_ts >= before - interval)
-	{
-		/*
-		 * Empty (its newest item left the largest window), but not yet for
-		 * a whole largest interval: kept until then, when it is due again.
-		 * A key that comes back within it finds its bucket, where reclaiming
-		 * at once would have cost the bucket's rows twice (dropped now,
-		 * made again at its next put).
-		 */
-		write_due(&tb, tb.newest_ts + 2 * interval + 1, before + interval);
 		bucket_unlock(&tb);
 		tb_close(&tb);
 		return false;
