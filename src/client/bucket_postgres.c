@@ -208,19 +208,30 @@ pyrate_pg_now(pyrate_bucket *b, int64_t *ms, pyrate_error *err)
 	return query_int((pg_bucket *) b, Q_NOW, 0, NULL, ms, err);
 }
 
+_Static_assert(PYRATE_MAX_SLOTS == PYR_MAX_SLOTS, "the client's slots bound is the extension's");
+
 int
-pyrate_pg_define(pyrate_bucket *b, const char *pattern, const pyrate_rate *rates, int n,
-				 const char *storage, bool dry_run, pyrate_error *err)
+pyrate_pg_define_with(pyrate_bucket *b, const char *pattern, const pyrate_rate *rates, int n,
+					  const pyrate_pg_define_options *opts, pyrate_error *err)
 {
 	pg_bucket  *p = (pg_bucket *) b;
 	char		list[PYRATE_MAX_RATES * 48 + 3];
+	char		slots[16];
+	char		max_buckets[24];
 	size_t		len = 0;
-	const char *values[4];
+	const char *values[6];
+	bool		bounded;
 	int			i;
 
-	if (!pattern || n < 1 || n > PYRATE_MAX_RATES || !rates)
+	if (!pattern || n < 1 || n > PYRATE_MAX_RATES || !rates || !opts)
 		return pyr_fail(err, PYRATE_EINVAL, "postgres: a pattern and 1 to %d rates are required",
 						PYRATE_MAX_RATES);
+	if (opts->slots < 0 || opts->slots > PYRATE_MAX_SLOTS)
+		return pyr_fail(err, PYRATE_EINVAL, "postgres: slots must be 0 (exact) or 1 to %d, not %d",
+						PYRATE_MAX_SLOTS, opts->slots);
+	if (opts->max_buckets < 0)
+		return pyr_fail(err, PYRATE_EINVAL, "postgres: max_buckets must be 0 (no cap) or more, not %lld",
+						(long long) opts->max_buckets);
 	list[len++] = '{';
 	for (i = 0; i < n; i++)
 	{
@@ -229,11 +240,26 @@ pyrate_pg_define(pyrate_bucket *b, const char *pattern, const pyrate_rate *rates
 						(long long) rates[i].limit, (long long) rates[i].interval);
 	}
 	snprintf(list + len, sizeof(list) - len, "}");
+	snprintf(slots, sizeof(slots), "%d", opts->slots);
+	snprintf(max_buckets, sizeof(max_buckets), "%lld", (long long) opts->max_buckets);
 	values[0] = pattern;
 	values[1] = list;
-	values[2] = storage;
-	values[3] = dry_run ? "true" : "false";
-	return query_int(p, Q_DEFINE, 4, values, NULL, err);
+	values[2] = opts->storage;
+	values[3] = opts->dry_run ? "true" : "false";
+	values[4] = opts->slots > 0 ? slots : NULL;
+	values[5] = opts->max_buckets > 0 ? max_buckets : NULL;
+	/* without either, the statement every version of the extension takes */
+	bounded = opts->slots > 0 || opts->max_buckets > 0;
+	return query_int(p, bounded ? Q_DEFINE_WITH : Q_DEFINE, bounded ? 6 : 4, values, NULL, err);
+}
+
+int
+pyrate_pg_define(pyrate_bucket *b, const char *pattern, const pyrate_rate *rates, int n,
+				 const char *storage, bool dry_run, pyrate_error *err)
+{
+	pyrate_pg_define_options o = {storage, dry_run, 0, 0};
+
+	return pyrate_pg_define_with(b, pattern, rates, n, &o, err);
 }
 
 int

@@ -3,7 +3,8 @@
  * scripts and cron jobs.
  *
  *   pyrate acquire NAME [--weight N] [--wait [--timeout S]] [--fail-open] [--dsn DSN]
- *   pyrate define PATTERN RATE... [--storage memory|table] [--dry-run] [--dsn DSN]
+ *   pyrate define PATTERN RATE... [--storage memory|table] [--dry-run] [--slots N]
+ *                [--max-buckets N] [--dsn DSN]
  *   pyrate status [NAME] [--dsn DSN]
  *   pyrate leak [NAME] [--dsn DSN]
  *   pyrate shard NAME --shards 'DSN;DSN;...'
@@ -53,7 +54,8 @@ static const char *const usage_acquire =
 "With --shards 'DSN;DSN;...' the permit comes from NAME's shard.\n";
 
 static const char *const usage_define =
-"usage: pyrate define PATTERN RATE... [--storage memory|table] [--dry-run] [--dsn DSN | --shards LIST]\n"
+"usage: pyrate define PATTERN RATE... [--storage memory|table] [--dry-run] [--slots N]\n"
+"                     [--max-buckets N] [--dsn DSN | --shards LIST]\n"
 "\n"
 "Define the rates of every bucket whose name matches PATTERN ('*' matches any\n"
 "run of characters), e.g.  pyrate define 'api:*' 5/s 1000/h\n"
@@ -162,6 +164,8 @@ typedef struct args
 	const char *weight;
 	const char *timeout;
 	const char *storage;
+	const char *slots;
+	const char *max_buckets;
 	bool		wait;
 	bool		fail_open;
 	bool		dry_run;
@@ -197,6 +201,10 @@ parse_args(int argc, char **argv, args *a, const char **bad)
 			slot = &a->timeout;
 		else if (strcmp(argv[i], "--storage") == 0)
 			slot = &a->storage;
+		else if (strcmp(argv[i], "--slots") == 0)
+			slot = &a->slots;
+		else if (strcmp(argv[i], "--max-buckets") == 0)
+			slot = &a->max_buckets;
 		else if (strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0')
 		{
 			*bad = argv[i];
@@ -366,8 +374,8 @@ cmd_acquire(const args *a)
 		return fputs(usage_acquire, stdout), 0;
 	if (a->npos != 1)
 		return die("acquire takes one bucket NAME (see pyrate acquire --help)");
-	if (a->storage || a->dry_run)
-		return die("acquire takes no --storage or --dry-run");
+	if (a->storage || a->dry_run || a->slots || a->max_buckets)
+		return die("acquire takes no --storage, --dry-run, --slots or --max-buckets");
 	if (a->weight)
 	{
 		errno = 0;
@@ -461,6 +469,7 @@ typedef struct definition
 {
 	const args *a;
 	const pyrate_rate *rates;
+	pyrate_pg_define_options opts;
 } definition;
 
 static int
@@ -469,15 +478,26 @@ define_one(pyrate_bucket *b, const char *name, void *user, pyrate_error *e)
 	const definition *def = user;
 
 	(void) name;
-	return pyrate_pg_define(b, def->a->pos[0], def->rates, def->a->npos - 1, def->a->storage,
-							def->a->dry_run, e);
+	return pyrate_pg_define_with(b, def->a->pos[0], def->rates, def->a->npos - 1, &def->opts, e);
+}
+
+/* a whole number from min to max, or -1 */
+static long long
+whole(const char *s, long long min, long long max)
+{
+	char	   *end;
+	long long	v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	return errno || end == s || *end || v < min || v > max ? -1 : v;
 }
 
 static int
 cmd_define(const args *a)
 {
 	pyrate_rate rates[PYRATE_MAX_RATES];
-	definition	def = {a, rates};
+	definition	def = {a, rates, {a->storage, a->dry_run, 0, 0}};
 	pyrate_error e = {0};
 	dbs			d;
 	int			shard = -1;
@@ -494,6 +514,10 @@ cmd_define(const args *a)
 		return die("define takes no --weight, --wait, --timeout or --fail-open");
 	if (a->storage && strcmp(a->storage, "memory") != 0 && strcmp(a->storage, "table") != 0)
 		return die("--storage is memory or table, not \"%s\"%s", a->storage, "");
+	if (a->slots && (def.opts.slots = (int) whole(a->slots, 1, PYRATE_MAX_SLOTS)) < 0)
+		return die("--slots must be a whole number from 1 to %d, not \"%s\"", PYRATE_MAX_SLOTS, a->slots);
+	if (a->max_buckets && (def.opts.max_buckets = whole(a->max_buckets, 1, INT64_MAX)) < 0)
+		return die("--max-buckets must be a whole number >= 1, not \"%s\"%s", a->max_buckets, "");
 	for (i = 1; i < a->npos; i++)
 		if (pyrate_rate_parse(a->pos[i], &rates[i - 1], &e) != PYRATE_OK)
 			return fail(&e);

@@ -32,7 +32,11 @@ static const char *const query_templates[N_QUERIES] = {
 	"SELECT %1$s.pyrate_define($1::pg_catalog.text, $2::%1$s.pyrate_rate[], "
 	"COALESCE($3::pg_catalog.text, pg_catalog.current_setting('pyrate.default_storage', true), 'table'), "
 	"$4::pg_catalog.bool)",
-	"SELECT b.* FROM %s.pyrate_buckets() b WHERE $1 IS NULL OR b.name = $1 ORDER BY b.name"
+	"SELECT b.* FROM %s.pyrate_buckets() b WHERE $1 IS NULL OR b.name = $1 ORDER BY b.name",
+	/* 1.3: slots and max_buckets (NULL: exact, no cap) */
+	"SELECT %1$s.pyrate_define($1::pg_catalog.text, $2::%1$s.pyrate_rate[], "
+	"COALESCE($3::pg_catalog.text, pg_catalog.current_setting('pyrate.default_storage', true), 'table'), "
+	"$4::pg_catalog.bool, slots => $5::pg_catalog.int4, max_buckets => $6::pg_catalog.int8)"
 };
 
 static const Oid acquire_types[3] = {PG_TEXTOID, PG_INT4OID, PG_INT8OID};
@@ -42,7 +46,7 @@ static const Oid leak_types[2] = {PG_TEXTOID, PG_INT8OID};
 
 static const Oid *const query_types[N_QUERIES] = {
 	acquire_types, acquire_types, text_types, peek_types, leak_types, NULL, text_types,
-	text_types, NULL, NULL, text_types
+	text_types, NULL, NULL, text_types, NULL
 };
 
 static const char *const schema_query =
@@ -133,7 +137,7 @@ stmt_name(int which)
 	static const char *const names[N_QUERIES] = {
 		"pyrate_acquire_1", "pyrate_waiting_1", "pyrate_count_1", "pyrate_peek_1",
 		"pyrate_leak_1", "pyrate_leak_all_1", "pyrate_flush_1", "pyrate_dispose_1",
-		"pyrate_now_1", "pyrate_define_1", "pyrate_buckets_1"
+		"pyrate_now_1", "pyrate_define_1", "pyrate_buckets_1", "pyrate_define_2"
 	};
 
 	return names[which];

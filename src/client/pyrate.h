@@ -89,6 +89,8 @@ const char *pyrate_code_name(int code);
 #define PYRATE_DAY		INT64_C(86400000)
 #define PYRATE_WEEK		INT64_C(604800000)
 #define PYRATE_MAX_RATES 32
+/* pyrate_define's slots => n, at most (extension 1.3) */
+#define PYRATE_MAX_SLOTS 1000
 
 /* Rate: limit units per interval milliseconds. */
 typedef struct pyrate_rate
@@ -344,6 +346,16 @@ int			pyrate_pg_acquire(pyrate_bucket *b, const char *name, int64_t weight, int6
 							  pyrate_decision *d, pyrate_error *err);
 int			pyrate_pg_define(pyrate_bucket *b, const char *pattern, const pyrate_rate *rates, int n,
 							 const char *storage, bool dry_run, pyrate_error *err);
+/* pyrate_define with every option; slots and max_buckets need extension 1.3 */
+typedef struct pyrate_pg_define_options
+{
+	const char *storage;		/* "table", "memory"; NULL: pyrate.default_storage */
+	bool		dry_run;		/* count and report, never reject */
+	int			slots;			/* 1 .. 1000: bounded storage; 0: exact windows */
+	int64_t		max_buckets;	/* memory buckets the definition may have; 0: no cap */
+} pyrate_pg_define_options;
+int			pyrate_pg_define_with(pyrate_bucket *b, const char *pattern, const pyrate_rate *rates,
+								  int n, const pyrate_pg_define_options *opts, pyrate_error *err);
 int			pyrate_pg_waiting(pyrate_bucket *b, const char *name, int64_t weight, int64_t at,
 							  int64_t *ms, pyrate_error *err);
 int			pyrate_pg_count(pyrate_bucket *b, const char *name, int64_t *units, pyrate_error *err);

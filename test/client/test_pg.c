@@ -280,6 +280,40 @@ test_errors(pyrate_bucket *admin)
 		  strcmp(e.sqlstate, "22023") == 0 && strstr(e.hint, "Use 'table'"),
 		  "define with an unknown storage: SQLSTATE %s, HINT %s", e.sqlstate, e.hint);
 
+	/* every option of pyrate_define: slots and max_buckets (extension 1.3) */
+	{
+		pyrate_pg_define_options o = {"memory", false, 10, 2};
+		int64_t		units = 0;
+
+		CHECK_OK(pyrate_pg_define_with(admin, "test:with:*", rates_3s, 2, &o, &e),
+				 "define with slots 10 and max_buckets 2");
+		CHECK(pyrate_pg_acquire(admin, "test:with:a", 1, PYRATE_NOW, &d, &e) == PYRATE_OK &&
+			  pyrate_pg_acquire(admin, "test:with:b", 1, PYRATE_NOW, &d, &e) == PYRATE_OK &&
+			  pyrate_pg_acquire(admin, "test:with:c", 1, PYRATE_NOW, &d, &e) != PYRATE_OK &&
+			  strcmp(e.sqlstate, "53400") == 0 && strstr(e.hint, "max_buckets"),
+			  "a third bucket past max_buckets 2: SQLSTATE %s", e.sqlstate);
+		CHECK(pyrate_pg_count(admin, "test:with:a", &units, &e) == PYRATE_OK && units == 1,
+			  "... the two before it took their units");
+		o.slots = PYRATE_MAX_SLOTS + 1;
+		CHECK(pyrate_pg_define_with(admin, "test:with:*", rates_3s, 2, &o, &e) == PYRATE_EINVAL &&
+			  e.sqlstate[0] == '\0' && strstr(e.message, "slots must be"),
+			  "slots past %d: refused before the server (%s)", PYRATE_MAX_SLOTS, e.message);
+		o.slots = 0;
+		o.max_buckets = -1;
+		CHECK(pyrate_pg_define_with(admin, "test:with:*", rates_3s, 2, &o, &e) == PYRATE_EINVAL &&
+			  strstr(e.message, "max_buckets must be"), "a negative max_buckets: refused (%s)", e.message);
+		CHECK(pyrate_pg_dispose(admin, "test:with:a", NULL, &e) == PYRATE_OK &&
+			  pyrate_pg_dispose(admin, "test:with:b", NULL, &e) == PYRATE_OK, "disposed of");
+		o.max_buckets = 0;
+		o.storage = "table";
+		o.slots = 3;
+		CHECK_OK(pyrate_pg_define_with(admin, "test:with:*", rates_3s, 2, &o, &e),
+				 "redefined on table storage with slots 3, no cap");
+		o.max_buckets = 5;
+		CHECK(pyrate_pg_define_with(admin, "test:with:*", rates_3s, 2, &o, &e) == PYRATE_EINVAL &&
+			  strcmp(e.sqlstate, "22023") == 0, "max_buckets on table storage: SQLSTATE %s", e.sqlstate);
+	}
+
 	/* a text longer than its field is cut between characters */
 	snprintf(wide, sizeof(wide), "nobody:");
 	for (i = 0; i < 150; i++)

@@ -130,6 +130,20 @@ cli 2 "invalid rate list" define 'cli:*' 5/s 5/m --dsn "$DSN"; one_line
 cli 2 "bad storage" define 'cli:*' 5/s --storage disk --dsn "$DSN"; one_line
 cli 0 "define" define 'cli:*' 2/s 3/m --dsn "$DSN"
 cli 0 "define (memory storage)" define 'clim:*' 1/s --storage memory --dsn "$DSN"
+cli 2 "--slots out of range" define 'clis:*' 2/s 30/m --slots 0 --dsn "$DSN"; out_has cli.err "slots must be a whole number from 1 to 1000"
+cli 2 "--slots not a number" define 'clis:*' 2/s 30/m --slots x4 --dsn "$DSN"; one_line
+cli 2 "--max-buckets out of range" define 'clis:*' 2/s --max-buckets 0 --storage memory --dsn "$DSN"; out_has cli.err "max-buckets must be"
+cli 2 "--max-buckets on table storage: the server's error" define 'clis:*' 2/s --max-buckets 5 --storage table --dsn "$DSN"
+first_line "max_buckets caps memory buckets only (SQLSTATE 22023)"
+cli 2 "acquire takes no --slots" acquire cli:a --slots 3 --dsn "$DSN"; one_line
+cli 0 "define with --slots" define 'clis:*' 2/s 30/m --slots 4 --dsn "$DSN"
+cli 0 "define with --max-buckets (memory storage)" define 'clic:*' 1/s --storage memory --max-buckets 7 --dsn "$DSN"
+if [ "$(psql -X -At "$DSN" -c "SELECT string_agg(pattern || ' ' || storage || ' ' || coalesce(slots::text, '-') || ' ' || coalesce(max_buckets::text, '-'), ', ' ORDER BY pattern) FROM pyrate_definitions WHERE pattern IN ('clis:*', 'clic:*', 'clim:*')")" = \
+	"clic:* memory - 7, clim:* memory - -, clis:* table 4 -" ]; then
+	ok "cli: the definitions carry slots and max_buckets as given"
+else
+	not_ok "cli: the definitions carry slots and max_buckets as given"
+fi
 cli 0 "acquire 1" acquire cli:a --dsn "$DSN"
 cli 0 "acquire 2" acquire cli:a --dsn "$DSN"
 cli 1 "acquire 3: rejected" acquire cli:a --dsn "$DSN"
