@@ -280,10 +280,11 @@ static bool
 group_add(uint16 group, int64 max)
 {
 	pg_atomic_uint32 *n = &pyrate_shared->group_buckets[group];
-	uint32		old = pg_atomic_read_u32(n);
+	uint32		old;
 
 	if (group == 0)
 		return true;
+	old = pg_atomic_read_u32(n);
 	do
 	{
 		if (max > 0 && old >= max)
@@ -616,6 +617,7 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 				{
 					if (s.b == NULL)
 					{
+						/* (a hash of the pattern: only for a bucket that is new) */
 						uint16		group = group_of(k.dbid, pb->def.pattern);
 
 						needed = BUCKET_SIZE(k.namelen);
@@ -847,9 +849,10 @@ memory_reclaim(const PyrateBucket *pb, int64 before)
 
 /*
  * One partition's buckets of this database, copied into buf as (count, the
- * oldest item's time or PG_INT64_MAX, then the name and its NUL) records.  Nothing is allocated under the lock: when
- * buf is too small the lock is released, buf grown, and the partition read
- * again.  Returns the records' length.
+ * oldest item's time or PG_INT64_MAX, then the name and its NUL) records.
+ * Nothing is allocated under the lock: when buf is too small the lock is
+ * released, buf grown, and the partition read again.  Returns the records'
+ * length.
  */
 static Size
 copy_partition(dsa_area *a, int p, char **buf, Size *bufsize)

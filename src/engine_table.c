@@ -763,6 +763,40 @@ view_peek(void *ctx, int64 index, int64 *ts, int64 *weight)
 	return true;
 }
 
+/*
+ * The oldest item, in the slot: found from the newest down (since
+ * PG_INT64_MIN: nothing is before it), so past no dead index entry; false
+ * when the bucket holds none.
+ */
+static bool
+find_oldest(TableBucket *tb)
+{
+	bool		before;
+
+	load_newest(tb);
+	return !tb->empty && down_from_newest(tb, PG_INT64_MIN, &before);
+}
+
+/*
+ * An index scan of the bucket's items from its oldest up, with SnapshotSelf
+ * (the oldest found from the newest down, past no dead index entry); NULL
+ * when the bucket holds none.
+ */
+static IndexScanDesc
+scan_from_oldest(TableBucket *tb)
+{
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+
+	if (!find_oldest(tb))
+		return NULL;
+	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
+	pyrate_key_int8(&keys[1], 2, BTGreaterEqualStrategyNumber, ITEM_I64(tb, Anum_item_cum));
+	scan = index_beginscan(tb->items.heap, tb->by_cum, SnapshotSelf, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	return scan;
+}
+
 static int64
 new_bucket_id(Oid nsp)
 {
@@ -801,11 +835,24 @@ create_bucket(const PyrateBucket *b, int64 due)
 	return id;
 }
 
-static void
-insert_item(TableBucket *tb, int64 ts, int64 weight)
+/* A row of the bucket's items. */
+static HeapTuple
+form_item(TableBucket *tb, int64 cum, int64 ts, int64 weight)
 {
 	Datum		values[Natts_item];
 	bool		nulls[Natts_item] = {false};
+
+	values[Anum_item_bucket - 1] = Int64GetDatum(tb->id);
+	values[Anum_item_cum - 1] = Int64GetDatum(cum);
+	values[Anum_item_ts - 1] = Int64GetDatum(ts);
+	values[Anum_item_weight - 1] = Int32GetDatum((int32) weight);
+	return pyrate_rel_form(&tb->items, values, nulls);
+}
+
+static void
+insert_item(TableBucket *tb, int64 ts, int64 weight)
+{
+	int64		cum;
 
 	load_newest(tb);
 	if (tb->id < 0)
@@ -819,13 +866,10 @@ insert_item(TableBucket *tb, int64 ts, int64 weight)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("table bucket \"%s\" has counted every unit it can", tb->b->name),
 				 errhint("Flush the bucket with pyrate_flush() to restart its count.")));
-	values[Anum_item_bucket - 1] = Int64GetDatum(tb->id);
-	values[Anum_item_cum - 1] = Int64GetDatum((tb->empty ? 0 : tb->newest_cum) + weight);
-	values[Anum_item_ts - 1] = Int64GetDatum(ts);
-	values[Anum_item_weight - 1] = Int32GetDatum((int32) weight);
-	pyrate_rel_insert(&tb->items, pyrate_rel_form(&tb->items, values, nulls));
+	cum = (tb->empty ? 0 : tb->newest_cum) + weight;
+	pyrate_rel_insert(&tb->items, form_item(tb, cum, ts, weight));
 	tb->empty = false;
-	tb->newest_cum = DatumGetInt64(values[Anum_item_cum - 1]);
+	tb->newest_cum = cum;
 	tb->newest_ts = ts;
 }
 
@@ -843,7 +887,6 @@ static void
 compact_items(TableBucket *tb, int64 weight)
 {
 	pyr_slots	s;
-	ScanKeyData keys[2];
 	IndexScanDesc scan;
 	int64		now = tb->newest_ts;
 	int64		since;
@@ -852,10 +895,8 @@ compact_items(TableBucket *tb, int64 weight)
 	ItemPointerData *tids;
 	int32	   *weights;
 	int64	   *cums;
-	int64	   *stamps;
 	pyr_log    *log;
 	uint32		kept;
-	bool		before;
 	int64		absorbed = 0;
 	int			i;
 
@@ -865,27 +906,21 @@ compact_items(TableBucket *tb, int64 weight)
 	since = now - tb->b->def.rates[0].interval;
 	/* items this command put (the one just now, too) can be changed only after this */
 	CommandCounterIncrement();
-	/* the oldest item, read from the newest down (past no dead entry) */
-	if (!down_from_newest(tb, PG_INT64_MIN, &before) || ITEM_I64(tb, Anum_item_ts) >= since)
+	if ((scan = scan_from_oldest(tb)) == NULL)
 		return;
 	tids = palloc(sizeof(ItemPointerData) * cap);
 	weights = palloc(sizeof(int32) * cap);
 	cums = palloc(sizeof(int64) * cap);
-	stamps = palloc(sizeof(int64) * cap);
 	log = palloc(pyr_log_size(cap));
 	pyr_log_init(log, cap);
-	log->base = ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb);
-
-	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
-	pyrate_key_int8(&keys[1], 2, BTGreaterEqualStrategyNumber, ITEM_I64(tb, Anum_item_cum));
-	scan = index_beginscan(tb->items.heap, tb->by_cum, SnapshotSelf, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, tb->items.slot))
 	{
 		CHECK_FOR_INTERRUPTS();
 		slot_getallattrs(tb->items.slot);
 		if (ITEM_I64(tb, Anum_item_ts) >= since)
 			break;
+		if (n == 0)
+			log->base = ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb);
 		if (n == cap)
 		{
 			pyr_log    *bigger = palloc(pyr_log_size(cap * 2));
@@ -898,10 +933,9 @@ compact_items(TableBucket *tb, int64 weight)
 			tids = repalloc(tids, sizeof(ItemPointerData) * cap);
 			weights = repalloc(weights, sizeof(int32) * cap);
 			cums = repalloc(cums, sizeof(int64) * cap);
-			stamps = repalloc(stamps, sizeof(int64) * cap);
 		}
 		/* the items' own (ts, cum): the log holds them as they are */
-		stamps[n] = log->e[n].ts = ITEM_I64(tb, Anum_item_ts);
+		log->e[n].ts = ITEM_I64(tb, Anum_item_ts);
 		cums[n] = log->e[n].cum = ITEM_I64(tb, Anum_item_cum);
 		tids[n] = tb->items.slot->tts_tid;
 		weights[n] = ITEM_WEIGHT(tb);
@@ -914,10 +948,9 @@ compact_items(TableBucket *tb, int64 weight)
 	kept = 0;
 	for (i = 0; i < n; i++)
 	{
-		Datum		values[Natts_item];
-		bool		nulls[Natts_item] = {false};
+		const pyr_entry *e = &log->e[(log->head + kept) & (log->cap - 1)];
 
-		if (kept >= log->len || log->e[(log->head + kept) & (log->cap - 1)].cum != cums[i])
+		if (kept >= log->len || e->cum != cums[i])
 		{
 			if (pyrate_rel_delete(&tb->items, &tids[i]))
 				absorbed += weights[i];
@@ -926,19 +959,15 @@ compact_items(TableBucket *tb, int64 weight)
 		kept++;
 		if (absorbed == 0)
 			continue;
-		values[Anum_item_bucket - 1] = Int64GetDatum(tb->id);
-		values[Anum_item_cum - 1] = Int64GetDatum(cums[i]);
-		values[Anum_item_ts - 1] = Int64GetDatum(stamps[i]);
-		values[Anum_item_weight - 1] = Int32GetDatum((int32) (weights[i] + absorbed));
+		/* a kept entry has its own (ts, cum) still */
 		(void) pyrate_rel_update_if_unchanged(&tb->items, &tids[i],
-											  pyrate_rel_form(&tb->items, values, nulls));
+											  form_item(tb, e->cum, e->ts, weights[i] + absorbed));
 		absorbed = 0;
 	}
 	pfree(log);
 	pfree(tids);
 	pfree(weights);
 	pfree(cums);
-	pfree(stamps);
 }
 
 /* Table buckets write WAL: not in a read-only transaction, not on a standby. */
@@ -989,11 +1018,7 @@ count_units(TableBucket *tb)
 {
 	int64		oldest_base;
 
-	bool		before;
-
-	load_newest(tb);
-	/* since PG_INT64_MIN: nothing is before it, the oldest item is found */
-	if (tb->empty || !down_from_newest(tb, PG_INT64_MIN, &before))
+	if (!find_oldest(tb))
 		return 0;
 	oldest_base = ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb);
 	return tb->newest_cum - oldest_base;
@@ -1016,20 +1041,12 @@ static int64
 table_entries(const PyrateBucket *b)
 {
 	TableBucket tb;
-	bool		before;
+	IndexScanDesc scan;
 	int64		n = 0;
 
 	tb_open(&tb, b, AccessShareLock, false);
-	load_newest(&tb);
-	if (!tb.empty && down_from_newest(&tb, PG_INT64_MIN, &before))
+	if ((scan = scan_from_oldest(&tb)) != NULL)
 	{
-		ScanKeyData keys[2];
-		IndexScanDesc scan;
-
-		pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb.id);
-		pyrate_key_int8(&keys[1], 2, BTGreaterEqualStrategyNumber, ITEM_I64(&tb, Anum_item_cum));
-		scan = index_beginscan(tb.items.heap, tb.by_cum, SnapshotSelf, 2, 0);
-		index_rescan(scan, keys, 2, NULL, 0);
 		while (index_getnext_slot(scan, ForwardScanDirection, tb.items.slot))
 		{
 			CHECK_FOR_INTERRUPTS();

@@ -294,7 +294,6 @@ pyrate_leak(PG_FUNCTION_ARGS)
 	char	   *name = arg_name(fcinfo, 0);
 	int64		at = arg_at(fcinfo, 1, nsp);
 	PyrateBucket b;
-
 	bool		emptied;
 
 	pyrate_bucket_init(&b, nsp, name);

@@ -145,7 +145,6 @@ pyrate_reserve_whole(dsa_area *area)
 	{
 		dsa_pointer dp;
 		bool		kept = false;
-
 		bool		whole;
 
 		SpinLockAcquire(&pyrate_shared->reserve_lock);

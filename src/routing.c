@@ -79,14 +79,19 @@ PG_FUNCTION_INFO_V1(pyrate_definitions_changed);
 
 uint64		pyrate_definitions_generation = 0;
 
+/* The definitions changed (here, or as another backend's invalidation says). */
+static void
+definitions_changed(void)
+{
+	cache.valid = false;
+	pyrate_definitions_generation++;
+}
+
 static void
 routing_relcache_cb(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == cache.relid)
-	{
-		cache.valid = false;
-		pyrate_definitions_generation++;
-	}
+		definitions_changed();
 }
 
 void
@@ -117,8 +122,7 @@ definitions_invalidate(Oid nsp)
 
 	if (OidIsValid(relid))
 		CacheInvalidateRelcacheByRelid(relid);
-	cache.valid = false;
-	pyrate_definitions_generation++;
+	definitions_changed();
 }
 
 bool
@@ -418,7 +422,6 @@ pyrate_definitions_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("pyrate_definitions_changed() must be called as a trigger")));
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
-	cache.valid = false;
-	pyrate_definitions_generation++;
+	definitions_changed();
 	PG_RETURN_POINTER(NULL);
 }
