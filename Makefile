@@ -15,6 +15,7 @@ OBJS = \
 	src/rate_type.o \
 	src/tuples.o \
 	src/routing.o \
+	src/table_pending.o \
 	src/engine_table.o \
 	src/memory_arena.o \
 	src/memory_file.o \

@@ -56,6 +56,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "table_pending.h"
 #include "tuples.h"
 
 #define BUCKETS_TABLE	"pyrate_bucket_data"
@@ -114,6 +115,20 @@ typedef struct TableBucket
 	LOCKTAG		tag;
 	bool		locked;
 	bool		lock_new;		/* taken now, not held from before */
+	/*
+	 * What probes see: SnapshotSelf, or for a decision the dirty snapshot,
+	 * which sees also the items of transactions writing them to commit.
+	 */
+	Snapshot	snap;
+	SnapshotData dirty;
+	/* the newest item is another transaction's, still in progress */
+	bool		stacked;
+	/* the id is of a bucket row another transaction is still creating */
+	bool		id_in_progress;
+	/* permits not written yet: this transaction's, and others' units */
+	PendingBucket *own;
+	int64		others;
+	int64		now;			/* the decision's time */
 } TableBucket;
 
 /* Bucket locks this transaction keeps to its end (see keep_lock). */
@@ -359,18 +374,33 @@ bucket_id(Oid nsp, const char *name, BucketIdEntry **entry)
 	return id;
 }
 
-static bool lock_bucket(TableBucket *tb, bool dont_wait);
+/*
+ * What a caller of lock_bucket waits for, besides the lock.  Every caller
+ * waits for a transaction that wrote an item without writing it to commit
+ * (its puts hold the bucket until it ends); a transaction writing its items
+ * to commit (table_pending.h) is waited for only by LOCK_ALL.
+ */
+typedef enum LockFor
+{
+	LOCK_NONE,					/* tb_open: no lock */
+	LOCK_CHECK,					/* a decision whose item waits for the commit */
+	LOCK_INSERT,				/* a decision whose item is written now */
+	LOCK_ALL					/* flush, dispose, reclaim: every put is done */
+} LockFor;
 
-/* With lock, the bucket's lock is taken (see lock_bucket). */
+static bool lock_bucket(TableBucket *tb, bool dont_wait, LockFor lock_for);
+
+/* With lock_for, the bucket's lock is taken (see lock_bucket). */
 static void
-tb_open(TableBucket *tb, const PyrateBucket *b, LOCKMODE mode, bool lock)
+tb_open(TableBucket *tb, const PyrateBucket *b, LOCKMODE mode, LockFor lock_for)
 {
 	memset(tb, 0, sizeof(*tb));
 	tb->b = b;
+	tb->snap = SnapshotSelf;
 	pyrate_rel_open(&tb->items, b->nsp, &items_table, mode);
 	tb->by_cum = pyrate_rel_index(&tb->items, 2, item_cum_key);
-	if (lock)
-		(void) lock_bucket(tb, false);
+	if (lock_for != LOCK_NONE)
+		(void) lock_bucket(tb, false, lock_for);
 	else if (b->listed.id > 0)
 		tb->id = b->listed.id;	/* a listed bucket: its id as listed */
 	else
@@ -397,11 +427,21 @@ probe_cum_in(TableBucket *tb, ScanDirection dir, StrategyNumber op, int64 value,
 static bool
 probe_cum(TableBucket *tb, ScanDirection dir, StrategyNumber op, int64 value)
 {
-	return probe_cum_in(tb, dir, op, value, SnapshotSelf);
+	return probe_cum_in(tb, dir, op, value, tb->snap);
 }
 
+/*
+ * An item's weight is stored negated when it was put on top of another
+ * transaction's item still being committed ("stacked"): if that commit then
+ * fails (a crash, an error after the commit began), its units leave a gap
+ * below the stacked item, and only there.  Counts keep the gap's units (a
+ * failed transaction's permits stay counted until they leak: never too
+ * few), and a search for the oldest item looks below a stacked one.
+ */
 #define ITEM_I64(tb, att) DatumGetInt64((tb)->items.slot->tts_values[(att) - 1])
-#define ITEM_WEIGHT(tb) DatumGetInt32((tb)->items.slot->tts_values[Anum_item_weight - 1])
+#define ITEM_RAW_WEIGHT(tb) DatumGetInt32((tb)->items.slot->tts_values[Anum_item_weight - 1])
+#define ITEM_WEIGHT(tb) Abs(ITEM_RAW_WEIGHT(tb))
+#define ITEM_STACKED(tb) (ITEM_RAW_WEIGHT(tb) < 0)
 
 /*
  * The newest item.  A btree scan reads every matching entry of a leaf page
@@ -434,35 +474,56 @@ static void
 load_newest(TableBucket *tb)
 {
 	if (!tb->have_newest)
-		load_newest_in(tb, SnapshotSelf);
+		load_newest_in(tb, tb->snap);
 }
 
 /*
  * Another transaction whose item in the bucket, or whose new bucket row, is
- * still in progress; InvalidTransactionId when there is none.  An item's
- * transaction put it (a leak's tombstone, an update, is not a put: it holds
- * the same units as the version it replaces).  Loads the newest item.
+ * still in progress, and that lock_for waits for; InvalidTransactionId when
+ * there is none.  An item's transaction put it (a leak's tombstone, an
+ * update, is not a put: it holds the same units as the version it
+ * replaces).  Loads the newest item, with the items of transactions writing
+ * them to commit; tb->stacked says the newest is such an item.
  */
 static TransactionId
-put_in_progress(TableBucket *tb)
+put_in_progress(TableBucket *tb, LockFor lock_for)
 {
 	SnapshotData dirty;
+	TransactionId xid;
 
 	InitDirtySnapshot(dirty);
 	dirty.xmin = dirty.xmax = InvalidTransactionId;
+	tb->stacked = false;
+	tb->id_in_progress = false;
 	if (tb->id < 0)
 	{
+		int64		id;
+
 		tb->have_newest = true;
 		tb->empty = true;
-		if (lookup_bucket_in(tb->b->nsp, tb->b->name, AccessShareLock, NULL, &dirty) < 0)
+		id = lookup_bucket_in(tb->b->nsp, tb->b->name, AccessShareLock, NULL, &dirty);
+		if (id < 0)
 			return InvalidTransactionId;
-		return dirty.xmin;
+		xid = dirty.xmin;
+		/* a decision may count the items of a bucket being created at commit */
+		if (lock_for != LOCK_CHECK || !pyrate_pending_is_committing(xid))
+			return xid;
+		tb->id = id;
+		tb->cached = NULL;
+		tb->id_in_progress = true;
+		dirty.xmin = InvalidTransactionId;
 	}
 	load_newest_in(tb, &dirty);
-	if (tb->empty || !TransactionIdIsValid(dirty.xmin) ||
+	xid = dirty.xmin;
+	if (tb->empty || !TransactionIdIsValid(xid) ||
 		(ExecFetchSlotHeapTuple(tb->items.slot, false, NULL)->t_data->t_infomask & HEAP_UPDATED))
 		return InvalidTransactionId;
-	return dirty.xmin;
+	if (lock_for != LOCK_ALL && pyrate_pending_is_committing(xid))
+	{
+		tb->stacked = true;
+		return InvalidTransactionId;
+	}
+	return xid;
 }
 
 /*
@@ -504,8 +565,40 @@ current_id(TableBucket *tb)
 	return bucket_id(tb->b->nsp, tb->b->name, &tb->cached);
 }
 
+/*
+ * Another transaction's item anywhere in the bucket, still in progress (a
+ * transaction writing its items to commit may be below a newer item that
+ * committed first); reads every item.
+ */
+static TransactionId
+any_put_in_progress(TableBucket *tb)
+{
+	ScanKeyData key;
+	IndexScanDesc scan;
+	SnapshotData dirty;
+	TransactionId xid = InvalidTransactionId;
+
+	if (tb->id < 0)
+		return InvalidTransactionId;
+	InitDirtySnapshot(dirty);
+	pyrate_key_int8(&key, 1, BTEqualStrategyNumber, tb->id);
+	scan = index_beginscan(tb->items.heap, tb->by_cum, &dirty, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (index_getnext_slot(scan, BackwardScanDirection, tb->items.slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (TransactionIdIsValid(dirty.xmin))
+		{
+			xid = dirty.xmin;
+			break;
+		}
+	}
+	index_endscan(scan);
+	return xid;
+}
+
 static bool
-lock_bucket(TableBucket *tb, bool dont_wait)
+lock_bucket(TableBucket *tb, bool dont_wait, LockFor lock_for)
 {
 	for (;;)
 	{
@@ -515,7 +608,9 @@ lock_bucket(TableBucket *tb, bool dont_wait)
 			return false;
 		/* ids and items as they are now that the lock is held */
 		tb->id = current_id(tb);
-		xid = put_in_progress(tb);
+		xid = put_in_progress(tb, lock_for);
+		if (!TransactionIdIsValid(xid) && lock_for == LOCK_ALL)
+			xid = any_put_in_progress(tb);
 		if (!TransactionIdIsValid(xid))
 			return true;
 		bucket_unlock(tb);
@@ -597,7 +692,7 @@ walk_from_hint(TableBucket *tb, int64 since, int64 base)
 	int64		chunk = 16;
 	bool		found = false;
 
-	scan = index_beginscan(tb->items.heap, tb->by_cum, SnapshotSelf, 3, 0);
+	scan = index_beginscan(tb->items.heap, tb->by_cum, tb->snap, 3, 0);
 	while (!found && from <= tb->newest_cum)
 	{
 		int64		to = Min(from + chunk - 1, tb->newest_cum);
@@ -668,22 +763,40 @@ static bool
 down_from_newest(TableBucket *tb, int64 since, bool *before)
 {
 	int64		step = 64;
+	int64		c = Max(tb->newest_cum - step, 1);
 
 	*before = false;
+	if (!probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, c))
+		return false;
 	for (;;)
 	{
-		int64		c = Max(tb->newest_cum - step, 1);
+		int64		cum = ITEM_I64(tb, Anum_item_cum);
+		int64		base = cum - ITEM_WEIGHT(tb);
 
-		if (!probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, c))
-			return false;
 		if (ITEM_I64(tb, Anum_item_ts) < since)
 		{
 			*before = true;
 			return true;
 		}
-		if (c == 1 || ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb) >= c)
+		if (c > 1 && base < c)
+		{
+			/* it holds unit c: further down */
+			step *= 2;
+			c = Max(c - step, 1);
+			if (!probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, c))
+				return false;
+			continue;
+		}
+		/* nothing holds a unit below it: the oldest, unless a gap is below it */
+		if (!ITEM_STACKED(tb) || base < 1)
 			return true;
-		step *= 2;
+		if (!probe_cum(tb, BackwardScanDirection, BTLessEqualStrategyNumber, base))
+		{
+			(void) probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, cum);
+			return true;
+		}
+		/* an item below the gap: it holds unit c for its own cum */
+		c = ITEM_I64(tb, Anum_item_cum);
 	}
 }
 
@@ -755,9 +868,21 @@ view_peek(void *ctx, int64 index, int64 *ts, int64 *weight)
 	unit = tb->newest_cum - index;
 	if (unit < 1 || !probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, unit))
 		return false;
-	/* the first item at or past the unit must hold it, else it was leaked */
+	/*
+	 * The first item at or past the unit must hold it, else it was leaked —
+	 * or it is a unit of a gap below a stacked item with items below the
+	 * gap: it is counted, and shown as the item above it.
+	 */
 	if (ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb) >= unit)
-		return false;
+	{
+		int64		cum = ITEM_I64(tb, Anum_item_cum);
+		int64		base = cum - ITEM_WEIGHT(tb);
+
+		if (!ITEM_STACKED(tb) || base < 1 ||
+			!probe_cum(tb, BackwardScanDirection, BTLessEqualStrategyNumber, base) ||
+			!probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, cum))
+			return false;
+	}
 	*ts = ITEM_I64(tb, Anum_item_ts);
 	*weight = ITEM_WEIGHT(tb);
 	return true;
@@ -837,7 +962,7 @@ create_bucket(const PyrateBucket *b, int64 due)
 
 /* A row of the bucket's items. */
 static HeapTuple
-form_item(TableBucket *tb, int64 cum, int64 ts, int64 weight)
+form_item(TableBucket *tb, int64 cum, int64 ts, int64 weight, bool stacked)
 {
 	Datum		values[Natts_item];
 	bool		nulls[Natts_item] = {false};
@@ -845,7 +970,7 @@ form_item(TableBucket *tb, int64 cum, int64 ts, int64 weight)
 	values[Anum_item_bucket - 1] = Int64GetDatum(tb->id);
 	values[Anum_item_cum - 1] = Int64GetDatum(cum);
 	values[Anum_item_ts - 1] = Int64GetDatum(ts);
-	values[Anum_item_weight - 1] = Int32GetDatum((int32) weight);
+	values[Anum_item_weight - 1] = Int32GetDatum(stacked && weight > 0 ? (int32) -weight : (int32) weight);
 	return pyrate_rel_form(&tb->items, values, nulls);
 }
 
@@ -867,7 +992,8 @@ insert_item(TableBucket *tb, int64 ts, int64 weight)
 				 errmsg("table bucket \"%s\" has counted every unit it can", tb->b->name),
 				 errhint("Flush the bucket with pyrate_flush() to restart its count.")));
 	cum = (tb->empty ? 0 : tb->newest_cum) + weight;
-	pyrate_rel_insert(&tb->items, form_item(tb, cum, ts, weight));
+	pyrate_rel_insert(&tb->items, form_item(tb, cum, ts, weight, tb->stacked));
+	tb->stacked = false;		/* the newest is this transaction's now */
 	tb->empty = false;
 	tb->newest_cum = cum;
 	tb->newest_ts = ts;
@@ -894,10 +1020,12 @@ compact_items(TableBucket *tb, int64 weight)
 	int			cap = 64;
 	ItemPointerData *tids;
 	int32	   *weights;
+	bool	   *stacked;
 	int64	   *cums;
 	pyr_log    *log;
 	uint32		kept;
 	int64		absorbed = 0;
+	bool		absorbed_stacked = false;
 	int			i;
 
 	pyr_slots_init(&s, tb->b->def.rates, tb->b->def.nrates, tb->b->def.slots);
@@ -910,6 +1038,7 @@ compact_items(TableBucket *tb, int64 weight)
 		return;
 	tids = palloc(sizeof(ItemPointerData) * cap);
 	weights = palloc(sizeof(int32) * cap);
+	stacked = palloc(sizeof(bool) * cap);
 	cums = palloc(sizeof(int64) * cap);
 	log = palloc(pyr_log_size(cap));
 	pyr_log_init(log, cap);
@@ -932,6 +1061,7 @@ compact_items(TableBucket *tb, int64 weight)
 			cap *= 2;
 			tids = repalloc(tids, sizeof(ItemPointerData) * cap);
 			weights = repalloc(weights, sizeof(int32) * cap);
+			stacked = repalloc(stacked, sizeof(bool) * cap);
 			cums = repalloc(cums, sizeof(int64) * cap);
 		}
 		/* the items' own (ts, cum): the log holds them as they are */
@@ -939,6 +1069,7 @@ compact_items(TableBucket *tb, int64 weight)
 		cums[n] = log->e[n].cum = ITEM_I64(tb, Anum_item_cum);
 		tids[n] = tb->items.slot->tts_tid;
 		weights[n] = ITEM_WEIGHT(tb);
+		stacked[n] = ITEM_STACKED(tb);
 		log->len = ++n;
 	}
 	index_endscan(scan);
@@ -953,7 +1084,11 @@ compact_items(TableBucket *tb, int64 weight)
 		if (kept >= log->len || e->cum != cums[i])
 		{
 			if (pyrate_rel_delete(&tb->items, &tids[i]))
+			{
 				absorbed += weights[i];
+				/* a gap below a merged item is below the survivor now */
+				absorbed_stacked |= stacked[i];
+			}
 			continue;
 		}
 		kept++;
@@ -961,12 +1096,15 @@ compact_items(TableBucket *tb, int64 weight)
 			continue;
 		/* a kept entry has its own (ts, cum) still */
 		(void) pyrate_rel_update_if_unchanged(&tb->items, &tids[i],
-											  form_item(tb, e->cum, e->ts, weights[i] + absorbed));
+											  form_item(tb, e->cum, e->ts, weights[i] + absorbed,
+														stacked[i] || absorbed_stacked));
 		absorbed = 0;
+		absorbed_stacked = false;
 	}
 	pfree(log);
 	pfree(tids);
 	pfree(weights);
+	pfree(stacked);
 	pfree(cums);
 }
 
@@ -986,22 +1124,136 @@ prevent_writes(const char *what, const char *name)
 				 errhint("Table buckets store their items in tables: use a read-write transaction, or storage 'memory'.")));
 }
 
+/*
+ * The view of a decision: the items written (with those of transactions
+ * writing theirs to commit), this transaction's pending items by their
+ * time, and the units other transactions hold pending in every window:
+ * their items' places are fixed only when they commit.
+ */
+static int64
+own_total(const TableBucket *tb)
+{
+	return tb->own ? tb->own->units : 0;
+}
+
+static int64
+decide_since(void *ctx, int64 since)
+{
+	TableBucket *tb = ctx;
+
+	return view_since(tb, since) + tb->others +
+		(tb->own ? pyrate_pending_own_since(tb->own, since) : 0);
+}
+
+static int64
+decide_since_bound(void *ctx, int64 since)
+{
+	TableBucket *tb = ctx;
+	int64		bound = view_since_bound(tb, since);
+
+	return bound < 0 ? -1 : bound + tb->others + own_total(tb);
+}
+
+/*
+ * This transaction's pending items are the newest it knows of; others'
+ * pending units leave no window before they commit, shown as one item of
+ * now.
+ */
+static bool
+pending_peek(TableBucket *tb, int64 index, int64 *ts, int64 *weight)
+{
+	if (index < 0)
+		return false;
+	if (tb->own)
+	{
+		for (int i = tb->own->n - 1; i >= 0; i--)
+		{
+			if (index < tb->own->items[i].weight)
+			{
+				*ts = tb->own->items[i].ts;
+				*weight = tb->own->items[i].weight;
+				return true;
+			}
+			index -= tb->own->items[i].weight;
+		}
+	}
+	if (index < tb->others)
+	{
+		*ts = tb->now;
+		*weight = tb->others;
+		return true;
+	}
+	return view_peek(tb, index - tb->others, ts, weight);
+}
+
+static bool
+decide_peek(void *ctx, int64 index, int64 *ts, int64 *weight)
+{
+	return pending_peek((TableBucket *) ctx, index, ts, weight);
+}
+
+static void materialize(const PyrateBucket *b, bool all);
+static void pending_xact_cb(XactEvent event, void *arg);
+
 static void
 table_acquire(const PyrateBucket *b, int64 ts, int64 weight, bool store, pyr_decision *d)
 {
 	TableBucket tb;
 	pyr_view	view;
+	/*
+	 * A slotted bucket's later put in the same transaction writes what is
+	 * pending first, so its items merge as each is put (as the memory
+	 * engine's do).
+	 */
+	bool		defer = store && weight > 0 && pyrate_pending_enabled() &&
+		!(b->def.slots > 0 && pyrate_pending_own(b) != NULL && pyrate_pending_own(b)->n > 0);
 
 	if (store)
 		prevent_writes("take permits from", b->name);
-	tb_open(&tb, b, store ? RowExclusiveLock : AccessShareLock, store);
+again:
+	tb_open(&tb, b, store ? RowExclusiveLock : AccessShareLock,
+			!store ? LOCK_NONE : defer ? LOCK_CHECK : LOCK_INSERT);
+	InitDirtySnapshot(tb.dirty);
+	tb.snap = &tb.dirty;
+	tb.own = pyrate_pending_own(b);
+	tb.others = pyrate_pending_others(b);
+	tb.now = ts;
 	view.ctx = &tb;
-	view.since = view_since;
-	view.peek = view_peek;
-	view.since_bound = b->exact || b->def.slots > 0 ? NULL : view_since_bound;
+	view.since = decide_since;
+	view.peek = decide_peek;
+	view.since_bound = b->exact || b->def.slots > 0 ? NULL : decide_since_bound;
 	pyr_decide(&view, b->def.rates, b->def.nrates, ts, weight, d);
 	if (store && d->admitted && weight > 0)
 	{
+		if (defer && pyrate_pending_add(b, ts, weight))
+		{
+			static bool registered = false;
+
+			if (!registered)
+				RegisterXactCallback(pending_xact_cb, NULL);
+			registered = true;
+			/* written at commit: nothing holds the bucket till then */
+			bucket_unlock(&tb);
+			tb_close(&tb);
+			return;
+		}
+		if (tb.id_in_progress)
+		{
+			/* written now, under a bucket row that is still being created: decide again */
+			bucket_unlock(&tb);
+			tb_close(&tb);
+			defer = false;
+			goto again;
+		}
+		/* this transaction's pending items go first: they were admitted first */
+		if (tb.own && tb.own->n > 0)
+		{
+			bucket_unlock(&tb);
+			tb_close(&tb);
+			materialize(b, false);
+			defer = false;
+			goto again;
+		}
 		insert_item(&tb, ts, weight);
 		if (b->def.slots > 0)
 			compact_items(&tb, weight);
@@ -1024,14 +1276,17 @@ count_units(TableBucket *tb)
 	return tb->newest_cum - oldest_base;
 }
 
+/* Counts, entries and peeks see this transaction's pending items too. */
 static int64
 table_count(const PyrateBucket *b)
 {
 	TableBucket tb;
 	int64		n;
 
-	tb_open(&tb, b, AccessShareLock, false);
+	tb_open(&tb, b, AccessShareLock, LOCK_NONE);
 	n = count_units(&tb);
+	if ((tb.own = pyrate_pending_own(b)) != NULL)
+		n += tb.own->units;
 	tb_close(&tb);
 	return n;
 }
@@ -1042,9 +1297,10 @@ table_entries(const PyrateBucket *b)
 {
 	TableBucket tb;
 	IndexScanDesc scan;
-	int64		n = 0;
+	PendingBucket *own = pyrate_pending_own(b);
+	int64		n = own ? own->n : 0;
 
-	tb_open(&tb, b, AccessShareLock, false);
+	tb_open(&tb, b, AccessShareLock, LOCK_NONE);
 	if ((scan = scan_from_oldest(&tb)) != NULL)
 	{
 		while (index_getnext_slot(scan, ForwardScanDirection, tb.items.slot))
@@ -1065,8 +1321,9 @@ table_peek(const PyrateBucket *b, int64 index, int64 *ts, int64 *weight)
 	TableBucket tb;
 	bool		found;
 
-	tb_open(&tb, b, AccessShareLock, false);
-	found = view_peek(&tb, index, ts, weight);
+	tb_open(&tb, b, AccessShareLock, LOCK_NONE);
+	tb.own = pyrate_pending_own(b);
+	found = pending_peek(&tb, index, ts, weight);
 	tb_close(&tb);
 	return found;
 }
@@ -1193,7 +1450,7 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool *emptied)
 		{
 			if (pyrate_rel_delete(&tb->items, &pending_tid))
 			{
-				removed += DatumGetInt32(values[Anum_item_weight - 1]);
+				removed += Abs(DatumGetInt32(values[Anum_item_weight - 1]));
 				n++;
 			}
 			pending = false;
@@ -1216,14 +1473,14 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool *emptied)
 		/* the next item is newer: this one is not the newest */
 		if (pyrate_rel_delete(&tb->items, &pending_tid))
 		{
-			removed += DatumGetInt32(values[Anum_item_weight - 1]);
+			removed += Abs(DatumGetInt32(values[Anum_item_weight - 1]));
 			n++;
 		}
 	}
 	else if (pending && !more)
 	{
 		/* the newest, expired: it becomes the tombstone */
-		int32		w = DatumGetInt32(values[Anum_item_weight - 1]);
+		int32		w = Abs(DatumGetInt32(values[Anum_item_weight - 1]));
 
 		*emptied = true;
 		if (w > 0)
@@ -1371,7 +1628,8 @@ table_leak(const PyrateBucket *b, int64 before, int64 max_items, bool *emptied_o
 	bool		emptied;
 
 	prevent_writes("leak", b->name);
-	tb_open(&tb, b, RowExclusiveLock, false);
+	materialize(b, false);
+	tb_open(&tb, b, RowExclusiveLock, LOCK_NONE);
 	removed = delete_items(&tb, before, max_items, &emptied);
 
 	/*
@@ -1400,7 +1658,8 @@ table_flush(const PyrateBucket *b)
 	PyrateRel	buckets;
 
 	prevent_writes("flush", b->name);
-	tb_open(&tb, b, RowExclusiveLock, true);
+	materialize(b, false);
+	tb_open(&tb, b, RowExclusiveLock, LOCK_ALL);
 	(void) delete_items(&tb, PG_INT64_MAX, 0, &emptied);
 
 	/*
@@ -1461,10 +1720,11 @@ table_dispose(const PyrateBucket *b)
 	 * stored: disposing of memory buckets works in read-only transactions and
 	 * on standbys, and of many at once without a lock per name.
 	 */
-	if (bucket_id(b->nsp, b->name, &cached) < 0)
+	if (bucket_id(b->nsp, b->name, &cached) < 0 && pyrate_pending_own(b) == NULL)
 		return false;
 	prevent_writes("dispose of", b->name);
-	tb_open(&tb, b, RowExclusiveLock, true);
+	materialize(b, false);
+	tb_open(&tb, b, RowExclusiveLock, LOCK_ALL);
 	existed = drop_bucket(&tb);
 	tb_close(&tb);
 	return existed;
@@ -1481,9 +1741,10 @@ table_reclaim(const PyrateBucket *b, int64 before)
 	if (b->listed.id <= 0 && bucket_id(b->nsp, b->name, &cached) < 0)
 		return false;
 	prevent_writes("reclaim", b->name);
-	tb_open(&tb, b, RowExclusiveLock, false);
+	materialize(b, false);
+	tb_open(&tb, b, RowExclusiveLock, LOCK_NONE);
 	/* a bucket whose lock is taken, or with a put in progress, is in use: never wait */
-	if (!lock_bucket(&tb, true))
+	if (!lock_bucket(&tb, true, LOCK_ALL))
 	{
 		tb_close(&tb);
 		return false;
@@ -1512,6 +1773,7 @@ open_listed(TableBucket *tb, PyrateBucket *b, Oid nsp)
 	b->nsp = nsp;
 	memset(tb, 0, sizeof(*tb));
 	tb->b = b;
+	tb->snap = SnapshotSelf;
 	pyrate_rel_open(&tb->items, nsp, &items_table, AccessShareLock);
 	tb->by_cum = pyrate_rel_index(&tb->items, 2, item_cum_key);
 }
@@ -1538,6 +1800,7 @@ table_foreach(Oid nsp, PyrateBucketCallback cb, void *arg)
 	TableBucket tb;
 	PyrateListed listed;
 
+	materialize(NULL, true);
 	pyrate_rel_open(&buckets, nsp, &buckets_table, AccessShareLock);
 	open_listed(&tb, &b, nsp);
 	snap = RegisterSnapshot(GetLatestSnapshot());
@@ -1572,6 +1835,7 @@ table_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
 	TableBucket tb;
 	PyrateListed listed;
 
+	materialize(NULL, true);
 	pyrate_rel_open(&buckets, nsp, &buckets_table, AccessShareLock);
 	if (buckets.ncolumns < Anum_bucket_due)
 	{
@@ -1669,6 +1933,105 @@ table_redefined(Oid nsp, const char *pattern)
 	index_endscan(scan);
 	UnregisterSnapshot(snap);
 	pyrate_rel_close(&buckets);
+}
+
+/*
+ * Write this transaction's pending items of pb as rows, under the bucket's
+ * lock.  keep: the lock is kept to the end of the transaction, and the rows
+ * hold the bucket as any written at once do (materialize); else the lock goes
+ * at once: the transaction is committing, and the next put may go on top.
+ */
+static void
+write_pending(PendingBucket *pb, bool keep)
+{
+	TableBucket tb;
+	int64		units = 0;
+
+	if (pb->n == 0)
+		return;
+	if (!OidIsValid(get_relname_relid(ITEMS_TABLE, pb->b.nsp)))
+	{
+		/* the extension was dropped in this transaction: nowhere to write */
+		pyrate_pending_stored(pb);
+		return;
+	}
+	tb_open(&tb, &pb->b, RowExclusiveLock, LOCK_INSERT);
+	for (int i = 0; i < pb->n; i++)
+	{
+		insert_item(&tb, pb->items[i].ts, pb->items[i].weight);
+		units += pb->items[i].weight;
+	}
+	if (pb->b.def.slots > 0)
+		compact_items(&tb, units);
+	pyrate_pending_stored(pb);
+	if (keep)
+		keep_lock(&tb);
+	else
+		bucket_unlock(&tb);
+	tb_close(&tb);
+}
+
+/*
+ * Before any operation but a put or a count on a bucket (all buckets with
+ * all), this transaction's pending items in it are written, held to commit:
+ * a leak, a flush or a listing sees them as rows.
+ */
+static void
+materialize(const PyrateBucket *b, bool all)
+{
+	int			n = 0;
+
+	if (all)
+	{
+		PendingBucket **list = pyrate_pending_list(&n, true);
+
+		for (int i = 0; i < n; i++)
+			write_pending(list[i], true);
+	}
+	else
+	{
+		PendingBucket *pb = pyrate_pending_own(b);
+
+		if (pb && pb->n > 0)
+		{
+			write_pending(pb, true);
+			n = 1;
+		}
+	}
+	/* the rows are seen by what this command reads next, snapshots too */
+	if (n > 0)
+		CommandCounterIncrement();
+}
+
+/*
+ * At commit, the pending items are written, each bucket's lock taken only
+ * while they are; the transaction says it is committing first, so puts into
+ * the same buckets go on top of its items without waiting for its commit.
+ * Its commit can still fail after this (a crash; an error at commit, such
+ * as a full NOTIFY queue): the items stacked on it then keep its units
+ * counted (see ITEM_STACKED).  A serializable transaction can fail its
+ * commit on a serialization conflict, so it keeps each lock to the end, as
+ * does one being prepared (two-phase commit holds its permits until COMMIT
+ * PREPARED or ROLLBACK PREPARED).
+ */
+static void
+pending_xact_cb(XactEvent event, void *arg)
+{
+	PendingBucket **list;
+	int			n;
+	bool		keep;
+
+	if (event != XACT_EVENT_PRE_COMMIT && event != XACT_EVENT_PRE_PREPARE)
+		return;
+	keep = event == XACT_EVENT_PRE_PREPARE || IsolationIsSerializable();
+	list = pyrate_pending_list(&n, keep);
+	if (n == 0)
+		return;
+	(void) GetTopTransactionId();
+	if (!keep)
+		pyrate_pending_committing();
+	for (int i = 0; i < n; i++)
+		write_pending(list[i], keep);
 }
 
 const PyrateEngine pyrate_table_engine = {

@@ -14,6 +14,7 @@
 #include "limiter.h"
 #include "routing.h"
 #include "stats.h"
+#include "table_pending.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -29,6 +30,7 @@ pyrate_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
+	pyrate_pending_shmem_request();
 	pyrate_memory_shmem_request();
 	pyrate_stats_shmem_request();
 	pyrate_worker_shmem_request();
@@ -39,6 +41,7 @@ pyrate_shmem_startup(void)
 {
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
+	pyrate_pending_shmem_startup();
 	pyrate_memory_shmem_startup();
 	pyrate_stats_shmem_startup();
 	pyrate_worker_shmem_startup();
@@ -59,6 +62,7 @@ _PG_init(void)
 {
 	pyrate_routing_init();
 	pyrate_limiter_init();
+	pyrate_pending_init();
 	pyrate_memory_init();
 	pyrate_stats_init();
 	pyrate_worker_init();

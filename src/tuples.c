@@ -13,10 +13,12 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 static void
@@ -315,16 +317,27 @@ pyrate_rel_delete(PyrateRel *r, ItemPointer tid)
 	return changed(r, res, &tmfd, "deleting");
 }
 
+/*
+ * With an MVCC snapshot the index is read with SnapshotAny and each row
+ * version checked against snap: the same answer, without the predicate
+ * locks a serializable transaction's MVCC scan takes.  pyrate's tables are
+ * its own bookkeeping, serialized by bucket locks: reading them must not
+ * make two serializable transactions that touched different buckets fail
+ * at commit.
+ */
 bool
 pyrate_probe(PyrateRel *r, Relation index, ScanKey keys, int nkeys,
 			 ScanDirection dir, Snapshot snap)
 {
 	IndexScanDesc scan;
+	bool		mvcc = IsMVCCSnapshot(snap);
 	bool		found;
 
-	scan = index_beginscan(r->heap, index, snap, nkeys, 0);
+	scan = index_beginscan(r->heap, index, mvcc ? SnapshotAny : snap, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
-	found = index_getnext_slot(scan, dir, r->slot);
+	while ((found = index_getnext_slot(scan, dir, r->slot)) &&
+		   mvcc && !table_tuple_satisfies_snapshot(r->heap, r->slot, snap))
+		CHECK_FOR_INTERRUPTS();
 	if (found)
 		slot_getallattrs(r->slot);
 	index_endscan(scan);
