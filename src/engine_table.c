@@ -115,6 +115,8 @@ typedef struct TableBucket
 	LOCKTAG		tag;
 	bool		locked;
 	bool		lock_new;		/* taken now, not held from before */
+	LOCKMODE	lock_mode;
+	LWLock	   *lw;				/* held with a weak lock_mode (see bucket_lock) */
 	/*
 	 * What probes see: SnapshotSelf, or for a decision the dirty snapshot,
 	 * which sees also the items of transactions writing them to commit.
@@ -136,15 +138,28 @@ static int	locks_kept = 0;
 
 static uint64 name_hash(const char *name);
 
-/* Lock the bucket's name; with dont_wait, false when another holds it. */
+/*
+ * Lock the bucket's name; with dont_wait, false when another holds it.
+ *
+ * brief: for a decision whose item waits for the commit, and for writing
+ * items at commit — held for a few index reads, never to the end of the
+ * transaction.  Those take the name in ROW EXCLUSIVE mode, which only the
+ * EXCLUSIVE holders conflict with (a put written at once, which holds it to
+ * commit, a flush, a dispose, a reclaim), and exclude each other with a
+ * lightweight lock picked by the name's hash: a heavyweight lock queues its
+ * waiters in turn, each woken by a signal, and a hot key's checks spent most
+ * of their time in that queue.
+ */
 static bool
-bucket_lock(TableBucket *tb, bool dont_wait)
+bucket_lock(TableBucket *tb, bool dont_wait, bool brief)
 {
 	uint64		h = name_hash(tb->b->name);
+	LWLock	   *lw = brief ? pyrate_pending_bucket_lock(h) : NULL;
 
+	tb->lock_mode = lw ? RowExclusiveLock : ExclusiveLock;
 	SET_LOCKTAG_ADVISORY(tb->tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
 						 PYRATE_LOCK_CLASS);
-	switch (LockAcquire(&tb->tag, ExclusiveLock, false, dont_wait))
+	switch (LockAcquire(&tb->tag, tb->lock_mode, false, dont_wait))
 	{
 		case LOCKACQUIRE_NOT_AVAIL:
 			return false;
@@ -156,14 +171,29 @@ bucket_lock(TableBucket *tb, bool dont_wait)
 			break;
 	}
 	tb->locked = true;
+	if (lw)
+	{
+		if (dont_wait && !LWLockConditionalAcquire(lw, LW_EXCLUSIVE))
+		{
+			LockRelease(&tb->tag, tb->lock_mode, false);
+			tb->locked = false;
+			return false;
+		}
+		if (!dont_wait)
+			LWLockAcquire(lw, LW_EXCLUSIVE);
+		tb->lw = lw;
+	}
 	return true;
 }
 
 static void
 bucket_unlock(TableBucket *tb)
 {
+	if (tb->lw)
+		LWLockRelease(tb->lw);
+	tb->lw = NULL;
 	if (tb->locked)
-		LockRelease(&tb->tag, ExclusiveLock, false);
+		LockRelease(&tb->tag, tb->lock_mode, false);
 	tb->locked = false;
 }
 
@@ -385,6 +415,7 @@ typedef enum LockFor
 	LOCK_NONE,					/* tb_open: no lock */
 	LOCK_CHECK,					/* a decision whose item waits for the commit */
 	LOCK_INSERT,				/* a decision whose item is written now */
+	LOCK_COMMIT,				/* items written at commit, the lock let go at once */
 	LOCK_ALL					/* flush, dispose, reclaim: every put is done */
 } LockFor;
 
@@ -604,7 +635,7 @@ lock_bucket(TableBucket *tb, bool dont_wait, LockFor lock_for)
 	{
 		TransactionId xid;
 
-		if (!bucket_lock(tb, dont_wait))
+		if (!bucket_lock(tb, dont_wait, lock_for == LOCK_CHECK || lock_for == LOCK_COMMIT))
 			return false;
 		/* ids and items as they are now that the lock is held */
 		tb->id = current_id(tb);
@@ -1257,7 +1288,11 @@ again:
 		insert_item(&tb, ts, weight);
 		if (b->def.slots > 0)
 			compact_items(&tb, weight);
-		keep_lock(&tb);
+		/* a brief lock is never kept: the uncommitted item holds the bucket */
+		if (tb.lw)
+			bucket_unlock(&tb);
+		else
+			keep_lock(&tb);
 	}
 	else
 		bucket_unlock(&tb);
@@ -1955,7 +1990,7 @@ write_pending(PendingBucket *pb, bool keep)
 		pyrate_pending_stored(pb);
 		return;
 	}
-	tb_open(&tb, &pb->b, RowExclusiveLock, LOCK_INSERT);
+	tb_open(&tb, &pb->b, RowExclusiveLock, keep ? LOCK_INSERT : LOCK_COMMIT);
 	for (int i = 0; i < pb->n; i++)
 	{
 		insert_item(&tb, pb->items[i].ts, pb->items[i].weight);

@@ -28,6 +28,7 @@
 #include "utils/memutils.h"
 
 #define PENDING_PARTITIONS 16
+#define BUCKET_LOCKS 256
 
 typedef struct SharedPending
 {
@@ -38,6 +39,7 @@ typedef struct SharedPending
 typedef struct PendingShared
 {
 	LWLockPadded *locks;
+	LWLockPadded *bucket_locks;
 	int			nslots;
 	pg_atomic_uint32 committing[FLEXIBLE_ARRAY_MEMBER];
 } PendingShared;
@@ -94,6 +96,7 @@ pyrate_pending_shmem_request(void)
 	if (table_pending_buckets > 0)
 		RequestAddinShmemSpace(hash_estimate_size(table_pending_buckets, sizeof(SharedPending)));
 	RequestNamedLWLockTranche("pyrate_pending", PENDING_PARTITIONS);
+	RequestNamedLWLockTranche("pyrate_bucket", BUCKET_LOCKS);
 }
 
 void
@@ -106,6 +109,7 @@ pyrate_pending_shmem_startup(void)
 	if (!found)
 	{
 		shared->locks = GetNamedLWLockTranche("pyrate_pending");
+		shared->bucket_locks = GetNamedLWLockTranche("pyrate_bucket");
 		shared->nslots = slot_count();
 		for (int i = 0; i < shared->nslots; i++)
 			pg_atomic_init_u32(&shared->committing[i], InvalidTransactionId);
@@ -413,6 +417,12 @@ pyrate_pending_committing(void)
 {
 	if (shared != NULL)
 		pg_atomic_write_u32(&shared->committing[MyProc->pgprocno], GetTopTransactionIdIfAny());
+}
+
+LWLock *
+pyrate_pending_bucket_lock(uint64 hash)
+{
+	return shared ? &shared->bucket_locks[hash % BUCKET_LOCKS].lock : NULL;
 }
 
 bool

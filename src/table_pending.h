@@ -15,6 +15,7 @@
 #define PYRATE_TABLE_PENDING_H
 
 #include "bucket.h"
+#include "storage/lwlock.h"
 
 typedef struct PendingItem
 {
@@ -71,6 +72,12 @@ extern void pyrate_pending_stored(PendingBucket *pb);
  * without waiting for it (the top transaction id must be assigned).
  */
 extern void pyrate_pending_committing(void);
+
+/*
+ * The lightweight lock a bucket's checks and writes at commit take, by the
+ * hash of its name (engine_table.c); NULL without shared memory.
+ */
+extern LWLock *pyrate_pending_bucket_lock(uint64 hash);
 extern bool pyrate_pending_is_committing(TransactionId xid);
 
 #endif							/* PYRATE_TABLE_PENDING_H */
