@@ -1256,7 +1256,14 @@ again:
 	pyr_decide(&view, b->def.rates, b->def.nrates, ts, weight, d);
 	if (store && d->admitted && weight > 0)
 	{
-		if (defer && pyrate_pending_add(b, ts, weight))
+		/* a clock stepping back never breaks the order (see insert_item) */
+		int64		store_ts = ts;
+
+		if (!tb.empty && store_ts < tb.newest_ts)
+			store_ts = tb.newest_ts;
+		if (tb.own && tb.own->n > 0 && store_ts < tb.own->items[tb.own->n - 1].ts)
+			store_ts = tb.own->items[tb.own->n - 1].ts;
+		if (defer && pyrate_pending_add(b, store_ts, weight))
 		{
 			static bool registered = false;
 

@@ -136,7 +136,7 @@ pyrate_pending_init(void)
 							 "An admitted put then holds its bucket only while it is checked and, at "
 							 "commit, while its item is written; until then other transactions count "
 							 "its units in every window.  Needs shared_preload_libraries.",
-							 &defer_table_puts, true, PGC_USERSET, 0, NULL, NULL, NULL);
+							 &defer_table_puts, true, PGC_SUSET, 0, NULL, NULL, NULL);
 	/* a PGC_POSTMASTER setting can only be defined while preloading */
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomIntVariable("pyrate.table_pending_buckets",
