@@ -1242,8 +1242,10 @@ table_acquire(const PyrateBucket *b, int64 ts, int64 weight, bool store, pyr_dec
 	if (store)
 		prevent_writes("take permits from", b->name);
 again:
+	/* a put of weight 0 stores nothing: a brief lock, as for a put written at commit */
 	tb_open(&tb, b, store ? RowExclusiveLock : AccessShareLock,
-			!store ? LOCK_NONE : defer ? LOCK_CHECK : LOCK_INSERT);
+			!store ? LOCK_NONE :
+			defer || (weight == 0 && pyrate_pending_enabled()) ? LOCK_CHECK : LOCK_INSERT);
 	InitDirtySnapshot(tb.dirty);
 	tb.snap = &tb.dirty;
 	tb.own = pyrate_pending_own(b);
