@@ -45,7 +45,7 @@ typedef struct PendingShared
 } PendingShared;
 
 static bool defer_table_puts = true;
-static int	table_pending_buckets = 16384;
+static int	table_pending_buckets = 131072;
 
 static PendingShared *shared = NULL;
 static HTAB *shared_units = NULL;
@@ -142,7 +142,7 @@ pyrate_pending_init(void)
 		DefineCustomIntVariable("pyrate.table_pending_buckets",
 							"Table buckets that can hold uncommitted permits at once, per server.",
 							"Past this, a put writes its item at once and holds its bucket to commit.",
-							&table_pending_buckets, 16384, 0, 1 << 24, PGC_POSTMASTER, 0,
+							&table_pending_buckets, 131072, 0, 1 << 24, PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 }
 
