@@ -313,20 +313,35 @@ bucket_ids_find(const char *name, bool *found)
 	return hash_search(bucket_ids, &h, found ? HASH_ENTER : HASH_FIND, found);
 }
 
+/* The bucket's id from its row as snap sees it in rel, -1 when it has none. */
+static int64
+probe_name(PyrateRel *rel, const char *name, Snapshot snap)
+{
+	ScanKeyData key;
+
+	pyrate_key_text(&key, 1, name);
+	if (pyrate_probe(rel, pyrate_rel_index(rel, 1, bucket_name_key), &key, 1,
+					 ForwardScanDirection, snap))
+		return DatumGetInt64(rel->slot->tts_values[Anum_bucket_id - 1]);
+	return -1;
+}
+
+static void
+open_buckets(PyrateRel *rel, Oid nsp, LOCKMODE mode)
+{
+	pyrate_rel_open(rel, nsp, &buckets_table, mode);
+	bucket_table_relid = RelationGetRelid(rel->heap);
+}
+
 /* The bucket's id from its row as snap sees it, -1 when it has none. */
 static int64
 lookup_bucket_in(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep, Snapshot snap)
 {
 	PyrateRel	rel;
-	ScanKeyData key;
-	int64		id = -1;
+	int64		id;
 
-	pyrate_rel_open(&rel, nsp, &buckets_table, mode);
-	bucket_table_relid = RelationGetRelid(rel.heap);
-	pyrate_key_text(&key, 1, name);
-	if (pyrate_probe(&rel, pyrate_rel_index(&rel, 1, bucket_name_key), &key, 1,
-					 ForwardScanDirection, snap))
-		id = DatumGetInt64(rel.slot->tts_values[Anum_bucket_id - 1]);
+	open_buckets(&rel, nsp, mode);
+	id = probe_name(&rel, name, snap);
 	if (keep)
 		*keep = rel;
 	else
@@ -346,26 +361,25 @@ lookup_bucket_in(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep, Snap
 static int64
 lookup_bucket(Oid nsp, const char *name, LOCKMODE mode, PyrateRel *keep)
 {
-	int64		id = lookup_bucket_in(nsp, name, mode, keep, SnapshotSelf);
+	PyrateRel	rel;
+	int64		id;
 
+	open_buckets(&rel, nsp, mode);
+	id = probe_name(&rel, name, SnapshotSelf);
 	if (id < 0)
 	{
 		Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
-		PyrateRel	rel;
 
-		id = lookup_bucket_in(nsp, name, mode, &rel, snap);
+		id = probe_name(&rel, name, snap);
 		UnregisterSnapshot(snap);
 		/* ... but a row this command deleted (dispose) is gone all the same */
 		if (id >= 0 && !table_tuple_satisfies_snapshot(rel.heap, rel.slot, SnapshotSelf))
 			id = -1;
-		if (keep)
-		{
-			pyrate_rel_close(keep);
-			*keep = rel;
-		}
-		else
-			pyrate_rel_close(&rel);
 	}
+	if (keep)
+		*keep = rel;
+	else
+		pyrate_rel_close(&rel);
 	return id;
 }
 
