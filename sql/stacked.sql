@@ -12,11 +12,20 @@ COMMIT;
 SELECT i.cum, i.ts, i.weight FROM pyrate_item_data i JOIN pyrate_bucket_data b ON b.id = i.bucket
 WHERE b.name = 'st:a' ORDER BY i.cum;
 
--- A leak, a flush or a listing in the transaction writes them first.
+-- A listing shows them, a leak that would remove some writes them first,
+-- a flush drops them with the rest.
 BEGIN;
 SELECT pyrate_put('st:b', 2, 1000), pyrate_put('st:b', 1, 2000);
 SELECT name, count, entries FROM pyrate_buckets() WHERE name = 'st:b';
+SELECT count(*) AS rows_after_listing FROM pyrate_item_data i JOIN pyrate_bucket_data b ON b.id = i.bucket WHERE b.name = 'st:b';
 SELECT pyrate_leak('st:b', 3601500) AS leaked, pyrate_count('st:b');
+SELECT pyrate_put('st:b', 1, 3000), pyrate_flush('st:b'), pyrate_count('st:b');
+SELECT pyrate_put('st:b', 1, 3500), pyrate_count('st:b');
+SAVEPOINT s;
+SELECT pyrate_put('st:b', 1, 4000), pyrate_dispose('st:b') AS disposed, pyrate_count('st:b');
+ROLLBACK TO s;
+-- the item put before the savepoint is back, the one put in it is not
+SELECT pyrate_count('st:b') AS after_rollback_to_savepoint, (pyrate_peek('st:b', 0)).ts;
 ROLLBACK;
 SELECT pyrate_count('st:b') AS after_rollback;
 

@@ -1237,7 +1237,23 @@ decide_peek(void *ctx, int64 index, int64 *ts, int64 *weight)
 	return pending_peek((TableBucket *) ctx, index, ts, weight);
 }
 
-static void materialize(const PyrateBucket *b, bool all);
+static void materialize(const PyrateBucket *b);
+
+/*
+ * A flush or a dispose in the transaction that holds pending items of the
+ * bucket: they go with the rest, unwritten (a rollback to a savepoint
+ * brings them back); true when there were some.
+ */
+static bool
+forget_pending(const PyrateBucket *b)
+{
+	PendingBucket *pb = pyrate_pending_own(b);
+
+	if (pb == NULL || pb->n == 0)
+		return false;
+	pyrate_pending_stored(pb);
+	return true;
+}
 static void pending_xact_cb(XactEvent event, void *arg);
 
 static void
@@ -1304,7 +1320,7 @@ again:
 		{
 			bucket_unlock(&tb);
 			tb_close(&tb);
-			materialize(b, false);
+			materialize(b);
 			defer = false;
 			goto again;
 		}
@@ -1682,11 +1698,14 @@ static int64
 table_leak(const PyrateBucket *b, int64 before, int64 max_items, bool *emptied_out)
 {
 	TableBucket tb;
+	PendingBucket *own;
 	int64		removed;
 	bool		emptied;
 
 	prevent_writes("leak", b->name);
-	materialize(b, false);
+	/* this transaction's items the leak would remove are written first */
+	if ((own = pyrate_pending_own(b)) != NULL && own->n > 0 && own->items[0].ts < before)
+		materialize(b);
 	tb_open(&tb, b, RowExclusiveLock, LOCK_NONE);
 	removed = delete_items(&tb, before, max_items, &emptied);
 
@@ -1716,7 +1735,7 @@ table_flush(const PyrateBucket *b)
 	PyrateRel	buckets;
 
 	prevent_writes("flush", b->name);
-	materialize(b, false);
+	forget_pending(b);
 	tb_open(&tb, b, RowExclusiveLock, LOCK_ALL);
 	(void) delete_items(&tb, PG_INT64_MAX, 0, &emptied);
 
@@ -1771,6 +1790,7 @@ table_dispose(const PyrateBucket *b)
 {
 	TableBucket tb;
 	bool		existed;
+	bool		had_pending;
 	BucketIdEntry *cached;
 
 	/*
@@ -1778,10 +1798,10 @@ table_dispose(const PyrateBucket *b)
 	 * stored: disposing of memory buckets works in read-only transactions and
 	 * on standbys, and of many at once without a lock per name.
 	 */
-	if (bucket_id(b->nsp, b->name, &cached) < 0 && pyrate_pending_own(b) == NULL)
-		return false;
+	had_pending = forget_pending(b);
+	if (bucket_id(b->nsp, b->name, &cached) < 0)
+		return had_pending;
 	prevent_writes("dispose of", b->name);
-	materialize(b, false);
 	tb_open(&tb, b, RowExclusiveLock, LOCK_ALL);
 	existed = drop_bucket(&tb);
 	tb_close(&tb);
@@ -1799,7 +1819,9 @@ table_reclaim(const PyrateBucket *b, int64 before)
 	if (b->listed.id <= 0 && bucket_id(b->nsp, b->name, &cached) < 0)
 		return false;
 	prevent_writes("reclaim", b->name);
-	materialize(b, false);
+	/* a bucket this transaction holds permits of is in use */
+	if (pyrate_pending_own(b) != NULL && pyrate_pending_own(b)->n > 0)
+		return false;
 	tb_open(&tb, b, RowExclusiveLock, LOCK_NONE);
 	/* a bucket whose lock is taken, or with a put in progress, is in use: never wait */
 	if (!lock_bucket(&tb, true, LOCK_ALL))
@@ -1857,22 +1879,43 @@ table_foreach(Oid nsp, PyrateBucketCallback cb, void *arg)
 	PyrateBucket b;
 	TableBucket tb;
 	PyrateListed listed;
+	PendingBucket **own;
+	int			nown;
 
-	materialize(NULL, true);
+	/* with this transaction's pending items, and its buckets that have only those */
+	own = pyrate_pending_list(&nown, false);
+	for (int i = 0; i < nown; i++)
+		own[i]->seen = false;
 	pyrate_rel_open(&buckets, nsp, &buckets_table, AccessShareLock);
 	open_listed(&tb, &b, nsp);
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	scan = table_beginscan(buckets.heap, snap, 0, NULL);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, buckets.slot))
 	{
+		char	   *name;
+		int64		count;
+		PendingBucket *pb;
+
 		at_listed(&tb, &buckets, &listed);
-		cb(TextDatumGetCString(buckets.slot->tts_values[Anum_bucket_name - 1]),
-		   count_units(&tb), &listed, arg);
+		name = TextDatumGetCString(buckets.slot->tts_values[Anum_bucket_name - 1]);
+		count = count_units(&tb);
+		b.name = name;
+		if (nown > 0 && (pb = pyrate_pending_own(&b)) != NULL)
+		{
+			count += pb->units;
+			pb->seen = true;
+		}
+		cb(name, count, &listed, arg);
 	}
 	table_endscan(scan);
 	UnregisterSnapshot(snap);
 	tb_close(&tb);
 	pyrate_rel_close(&buckets);
+	memset(&listed, 0, sizeof(listed));
+	listed.oldest_ts = PG_INT64_MIN;
+	for (int i = 0; i < nown; i++)
+		if (!own[i]->seen && own[i]->b.nsp == nsp)
+			cb(own[i]->b.name, own[i]->units, &listed, arg);
 }
 
 /*
@@ -1893,7 +1936,6 @@ table_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
 	TableBucket tb;
 	PyrateListed listed;
 
-	materialize(NULL, true);
 	pyrate_rel_open(&buckets, nsp, &buckets_table, AccessShareLock);
 	if (buckets.ncolumns < Anum_bucket_due)
 	{
@@ -2030,35 +2072,20 @@ write_pending(PendingBucket *pb, bool keep)
 }
 
 /*
- * Before any operation but a put or a count on a bucket (all buckets with
- * all), this transaction's pending items in it are written, held to commit:
- * a leak, a flush or a listing sees them as rows.
+ * This transaction's pending items in a bucket are written now, held to commit as items written at once are: before a put
+ * that cannot wait for the commit, and before a leak that would remove some
+ * of them.
  */
 static void
-materialize(const PyrateBucket *b, bool all)
+materialize(const PyrateBucket *b)
 {
-	int			n = 0;
+	PendingBucket *pb = pyrate_pending_own(b);
 
-	if (all)
-	{
-		PendingBucket **list = pyrate_pending_list(&n, true);
-
-		for (int i = 0; i < n; i++)
-			write_pending(list[i], true);
-	}
-	else
-	{
-		PendingBucket *pb = pyrate_pending_own(b);
-
-		if (pb && pb->n > 0)
-		{
-			write_pending(pb, true);
-			n = 1;
-		}
-	}
+	if (pb == NULL || pb->n == 0)
+		return;
+	write_pending(pb, true);
 	/* the rows are seen by what this command reads next, snapshots too */
-	if (n > 0)
-		CommandCounterIncrement();
+	CommandCounterIncrement();
 }
 
 /*

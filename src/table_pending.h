@@ -33,6 +33,7 @@ typedef struct PendingBucket
 	int			cap;
 	PendingItem *items;
 	int64		units;
+	bool		seen;			/* a listing showed it (engine_table.c) */
 } PendingBucket;
 
 extern void pyrate_pending_init(void);
