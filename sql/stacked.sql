@@ -64,5 +64,14 @@ SELECT count(*) AS locks_held FROM pg_locks WHERE locktype = 'advisory' AND objs
 COMMIT;
 SELECT pyrate_count('st:c');
 
+-- Only a superuser may write items at once: it makes others wait for one's
+-- open transactions.  The size of the shared table is fixed at start.
+CREATE ROLE pyrate_stacked_user;
+SET ROLE pyrate_stacked_user;
+SET pyrate.defer_table_puts = off;
+RESET ROLE;
+DROP ROLE pyrate_stacked_user;
+SET pyrate.table_pending_buckets = 10;
+
 SELECT pyrate_dispose(n) FROM unnest(ARRAY['st:a', 'st:b', 'st:c']) n;
 SELECT pyrate_undefine('st:*');
