@@ -116,7 +116,8 @@ typedef struct TableBucket
 	bool		locked;
 	bool		lock_new;		/* taken now, not held from before */
 	LOCKMODE	lock_mode;
-	LWLock	   *lw;				/* held with a weak lock_mode (see bucket_lock) */
+	bool		brief;			/* see bucket_lock */
+	LWLock	   *lw;				/* held while deciding and writing */
 	/*
 	 * What probes see: SnapshotSelf, or for a decision the dirty snapshot,
 	 * which sees also the items of transactions writing them to commit.
@@ -137,46 +138,69 @@ typedef struct TableBucket
 static int	locks_kept = 0;
 
 static uint64 name_hash(const char *name);
+static void bucket_unlock(TableBucket *tb);
+
+/*
+ * What a caller of lock_bucket waits for, besides the lock.  Every caller
+ * waits for a transaction that wrote an item without writing it to commit
+ * (its puts hold the bucket until it ends); a transaction writing its items
+ * to commit (table_pending.h) is waited for only by LOCK_ALL.
+ */
+typedef enum LockFor
+{
+	LOCK_NONE,					/* tb_open: no lock */
+	LOCK_CHECK,					/* a decision whose item waits for the commit */
+	LOCK_INSERT,				/* a decision whose item is written now */
+	LOCK_COMMIT,				/* items written at commit, the lock let go at once */
+	LOCK_ALL					/* flush, dispose, reclaim: every put is done */
+} LockFor;
 
 /*
  * Lock the bucket's name; with dont_wait, false when another holds it.
  *
  * brief: for a decision whose item waits for the commit, and for writing
  * items at commit — held for a few index reads, never to the end of the
- * transaction.  Those take the name in ROW EXCLUSIVE mode, which only the
- * EXCLUSIVE holders conflict with (a put written at once, which holds it to
- * commit, a flush, a dispose, a reclaim), and exclude each other with a
- * lightweight lock picked by the name's hash: a heavyweight lock queues its
- * waiters in turn, each woken by a signal, and a hot key's checks spent most
- * of their time in that queue.
+ * transaction.  Check-and-insert is serialized by a lightweight lock picked
+ * by the name's hash, which every decision and every write of items takes
+ * while it works: a heavyweight lock queues its waiters in turn, each woken
+ * by a signal, and a hot key's checks spent most of their time in that
+ * queue.  The name's heavyweight lock is what is held to the end of a
+ * transaction (an item written at once, a flush, a dispose, a reclaim:
+ * EXCLUSIVE); writing items at commit takes it in ROW EXCLUSIVE mode, so it
+ * waits for those; a decision whose item waits for the commit takes none:
+ * it only reads, and an item written at once and not yet committed makes it
+ * wait for that transaction (put_in_progress).
  */
 static bool
-bucket_lock(TableBucket *tb, bool dont_wait, bool brief)
+bucket_lock(TableBucket *tb, bool dont_wait, LockFor lock_for)
 {
 	uint64		h = name_hash(tb->b->name);
-	LWLock	   *lw = brief ? pyrate_pending_bucket_lock(h) : NULL;
+	LWLock	   *lw = lock_for == LOCK_ALL ? NULL : pyrate_pending_bucket_lock(h);
 
-	tb->lock_mode = lw ? RowExclusiveLock : ExclusiveLock;
+	tb->brief = lw != NULL && (lock_for == LOCK_CHECK || lock_for == LOCK_COMMIT);
+	tb->lock_mode = tb->brief ? RowExclusiveLock : ExclusiveLock;
 	SET_LOCKTAG_ADVISORY(tb->tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
 						 PYRATE_LOCK_CLASS);
-	switch (LockAcquire(&tb->tag, tb->lock_mode, false, dont_wait))
+	if (lw == NULL || lock_for != LOCK_CHECK)
 	{
-		case LOCKACQUIRE_NOT_AVAIL:
-			return false;
-		case LOCKACQUIRE_OK:
-			tb->lock_new = true;
-			break;
-		default:
-			tb->lock_new = false;
-			break;
+		switch (LockAcquire(&tb->tag, tb->lock_mode, false, dont_wait))
+		{
+			case LOCKACQUIRE_NOT_AVAIL:
+				return false;
+			case LOCKACQUIRE_OK:
+				tb->lock_new = true;
+				break;
+			default:
+				tb->lock_new = false;
+				break;
+		}
+		tb->locked = true;
 	}
-	tb->locked = true;
 	if (lw)
 	{
 		if (dont_wait && !LWLockConditionalAcquire(lw, LW_EXCLUSIVE))
 		{
-			LockRelease(&tb->tag, tb->lock_mode, false);
-			tb->locked = false;
+			bucket_unlock(tb);
 			return false;
 		}
 		if (!dont_wait)
@@ -418,20 +442,6 @@ bucket_id(Oid nsp, const char *name, BucketIdEntry **entry)
 	return id;
 }
 
-/*
- * What a caller of lock_bucket waits for, besides the lock.  Every caller
- * waits for a transaction that wrote an item without writing it to commit
- * (its puts hold the bucket until it ends); a transaction writing its items
- * to commit (table_pending.h) is waited for only by LOCK_ALL.
- */
-typedef enum LockFor
-{
-	LOCK_NONE,					/* tb_open: no lock */
-	LOCK_CHECK,					/* a decision whose item waits for the commit */
-	LOCK_INSERT,				/* a decision whose item is written now */
-	LOCK_COMMIT,				/* items written at commit, the lock let go at once */
-	LOCK_ALL					/* flush, dispose, reclaim: every put is done */
-} LockFor;
 
 static bool lock_bucket(TableBucket *tb, bool dont_wait, LockFor lock_for);
 
@@ -649,7 +659,7 @@ lock_bucket(TableBucket *tb, bool dont_wait, LockFor lock_for)
 	{
 		TransactionId xid;
 
-		if (!bucket_lock(tb, dont_wait, lock_for == LOCK_CHECK || lock_for == LOCK_COMMIT))
+		if (!bucket_lock(tb, dont_wait, lock_for))
 			return false;
 		/* ids and items as they are now that the lock is held */
 		tb->id = current_id(tb);
@@ -673,6 +683,9 @@ lock_bucket(TableBucket *tb, bool dont_wait, LockFor lock_for)
 static void
 keep_lock(TableBucket *tb)
 {
+	if (tb->lw)
+		LWLockRelease(tb->lw);
+	tb->lw = NULL;
 	if (tb->lock_new && locks_kept < max_locks_per_xact)
 		locks_kept++;
 	else
@@ -1328,7 +1341,7 @@ again:
 		if (b->def.slots > 0)
 			compact_items(&tb, weight);
 		/* a brief lock is never kept: the uncommitted item holds the bucket */
-		if (tb.lw)
+		if (tb.brief)
 			bucket_unlock(&tb);
 		else
 			keep_lock(&tb);

@@ -222,8 +222,8 @@ backend_pid() {
 
 # A holder inserts an item in an open transaction, written at once
 # (pyrate.defer_table_puts off: it holds the bucket's lock); a blocking
-# acquire waits for that lock; then $1 (holder|waiter) is killed with
-# SIGKILL.  (Permits waiting for their commit hold no lock: a crash with
+# acquire that would write at once too waits for that lock; then $1
+# (holder|waiter) is killed with SIGKILL.  (Permits waiting for their commit hold no lock: a crash with
 # some open is test/t/006_table_crash.pl.)
 kill_in_acquire() {
 	local victim=$1 key=kt:$1 hpid wpid pos t0 took got
@@ -234,7 +234,8 @@ kill_in_acquire() {
 		>"$TMP/holder.out" 2>&1 &
 	local holder=$!
 	hpid=$(backend_pid holder Timeout) || { not_ok "$victim: the holder sleeps in its transaction"; return; }
-	PGAPPNAME=waiter psql -X -At "$(dsn_of fault)" -c "SELECT pyrate_try_acquire('$key', 1, true, 30)" \
+	PGAPPNAME=waiter psql -X -At "$(dsn_of fault)" -c "SET pyrate.defer_table_puts = off" \
+		-c "SELECT pyrate_try_acquire('$key', 1, true, 30)" \
 		>"$TMP/waiter.out" 2>&1 &
 	local waiter=$!
 	wpid=$(backend_pid waiter Lock) || { not_ok "$victim: the waiter waits for the bucket's lock"; return; }
