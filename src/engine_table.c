@@ -18,16 +18,22 @@
  * than the smallest window: the merged items are deleted and a newer item
  * takes their units, keeping its cum and ts; units stay contiguous.
  *
- * Concurrency: check-and-insert on a bucket is serialized by a heavyweight
- * lock on the bucket's name (an advisory-class lock tag, visible in pg_locks).
- * Whoever takes it waits first for any other transaction whose item (or new
- * bucket row) is still in progress, so the next caller sees every item
- * committed or rolled back.  Once an item is inserted the lock is normally
- * held to the end of the transaction; past max_locks_per_transaction buckets
- * in one transaction, the uncommitted items alone hold the buckets (see
- * lock_bucket).  A rejected attempt releases the lock at once.  Probes use
- * SnapshotSelf: every committed item and the transaction's own, whatever the
- * isolation level, and no SSI read locks.
+ * Concurrency: with shared memory (table_pending.h) an admitted put's item
+ * waits for its transaction's commit, counted by every other check from
+ * shared memory meanwhile, and is written at commit (pending_xact_cb).
+ * Check-and-insert is serialized by a lightweight lock picked by the name's
+ * hash; the name's heavyweight lock (an advisory-class tag, visible in
+ * pg_locks) is what is held to the end of a transaction (see bucket_lock).
+ * Whoever locks waits first for any other transaction whose item (or new
+ * bucket row) is still in progress, unless that transaction is writing its
+ * items to commit: a put then goes on top of them (ITEM_STACKED).  Items
+ * written at once (no shared memory, pyrate.defer_table_puts off, the
+ * shared table full) hold the heavyweight lock to the end of the
+ * transaction; past max_locks_per_transaction buckets, the uncommitted items
+ * alone hold the buckets.  A rejected attempt releases the lock at once.
+ * Decisions read with the dirty snapshot (committed items, the
+ * transaction's own, and those being committed), other probes with
+ * SnapshotSelf, whatever the isolation level, and no SSI read locks.
  */
 #include "engine_table.h"
 
@@ -223,10 +229,14 @@ bucket_unlock(TableBucket *tb)
 
 /*
  * Bucket ids by name, cached per backend.  An id changes only when a bucket
- * is disposed of; dispose sends a relcache invalidation for the bucket table,
- * which empties every backend's cache, and holds the bucket's lock until it
- * commits, so a caller that takes the lock and then accepts invalidations
- * never uses a stale id.  Only existing buckets are cached.
+ * is flushed or disposed of; those send a relcache invalidation for the
+ * bucket table, which empties every backend's cache, and hold the bucket's
+ * heavyweight lock until they commit, so a caller that takes that lock and
+ * then accepts invalidations never uses a stale id.  A decision whose item
+ * waits for the commit takes no heavyweight lock: between such a commit and
+ * its invalidation it may read by the old id, whose items are all gone —
+ * the count that bucket has — and its item is written at commit under the
+ * heavyweight lock, by the id then.  Only existing buckets are cached.
  *
  * The invalidation only marks the cache stale; the next bucket_id() empties
  * it.  Invalidations also arrive in the middle of an operation (any relation
@@ -582,16 +592,17 @@ put_in_progress(TableBucket *tb, LockFor lock_for)
 }
 
 /*
- * Take the bucket's lock once no other transaction's put in the bucket is in
- * progress; false (without the lock) when dont_wait and either is taken.
+ * Take the bucket's lock (bucket_lock, as lock_for says) once no other
+ * transaction's put in the bucket that lock_for waits for is in progress;
+ * false (without the lock) when dont_wait and either is taken.
  *
- * The lock serializes check-and-insert.  A transaction that stored an item
- * keeps it to its end (keep_lock), up to max_locks_per_transaction buckets;
- * past that its uncommitted items hold the buckets instead, so one
- * transaction can take permits from any number of keys without a lock-table
- * slot each.  Either way the next caller waits for that transaction, and
- * waits for it without the bucket's lock: the transaction may come back to
- * the bucket for more.
+ * A transaction that wrote an item at once keeps the heavyweight lock to
+ * its end (keep_lock), up to max_locks_per_transaction buckets; past that
+ * its uncommitted items hold the buckets instead, so one transaction can
+ * take permits from any number of keys without a lock-table slot each.
+ * Either way the next caller waits for that transaction, and waits for it
+ * without the bucket's lock: the transaction may come back to the bucket
+ * for more.
  */
 static int64 listed_row(TableBucket *tb, PyrateRel *buckets);
 
@@ -807,6 +818,26 @@ find_since(TableBucket *tb, int64 since, int64 lo)
 }
 
 /*
+ * The slot holds an item that holds no unit at or below base (its cum less
+ * its weight): true, with the slot on the nearest item below it, when it is
+ * stacked and such an item exists (the units between are a gap's); else
+ * false, the slot as it was.
+ */
+static bool
+item_below_gap(TableBucket *tb)
+{
+	int64		cum = ITEM_I64(tb, Anum_item_cum);
+	int64		base = cum - ITEM_WEIGHT(tb);
+
+	if (!ITEM_STACKED(tb) || base < 1)
+		return false;
+	if (probe_cum(tb, BackwardScanDirection, BTLessEqualStrategyNumber, base))
+		return true;
+	(void) probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, cum);
+	return false;
+}
+
+/*
  * From the newest item down, the first probe that lands on an item before
  * since (*before), else the oldest item; false when the bucket has none.
  * The probes go 64, 128, 256 ... units below the newest: items a leak
@@ -846,13 +877,8 @@ down_from_newest(TableBucket *tb, int64 since, bool *before)
 			continue;
 		}
 		/* nothing holds a unit below it: the oldest, unless a gap is below it */
-		if (!ITEM_STACKED(tb) || base < 1)
+		if (!item_below_gap(tb))
 			return true;
-		if (!probe_cum(tb, BackwardScanDirection, BTLessEqualStrategyNumber, base))
-		{
-			(void) probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, cum);
-			return true;
-		}
 		/* an item below the gap: it holds unit c for its own cum */
 		c = ITEM_I64(tb, Anum_item_cum);
 	}
@@ -934,10 +960,8 @@ view_peek(void *ctx, int64 index, int64 *ts, int64 *weight)
 	if (ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb) >= unit)
 	{
 		int64		cum = ITEM_I64(tb, Anum_item_cum);
-		int64		base = cum - ITEM_WEIGHT(tb);
 
-		if (!ITEM_STACKED(tb) || base < 1 ||
-			!probe_cum(tb, BackwardScanDirection, BTLessEqualStrategyNumber, base) ||
+		if (!item_below_gap(tb) ||
 			!probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, cum))
 			return false;
 	}
@@ -1218,8 +1242,10 @@ decide_since_bound(void *ctx, int64 since)
  * now.
  */
 static bool
-pending_peek(TableBucket *tb, int64 index, int64 *ts, int64 *weight)
+decide_peek(void *ctx, int64 index, int64 *ts, int64 *weight)
 {
+	TableBucket *tb = ctx;
+
 	if (index < 0)
 		return false;
 	if (tb->own)
@@ -1242,12 +1268,6 @@ pending_peek(TableBucket *tb, int64 index, int64 *ts, int64 *weight)
 		return true;
 	}
 	return view_peek(tb, index - tb->others, ts, weight);
-}
-
-static bool
-decide_peek(void *ctx, int64 index, int64 *ts, int64 *weight)
-{
-	return pending_peek((TableBucket *) ctx, index, ts, weight);
 }
 
 static void materialize(const PyrateBucket *b);
@@ -1279,8 +1299,9 @@ table_acquire(const PyrateBucket *b, int64 ts, int64 weight, bool store, pyr_dec
 	 * pending first, so its items merge as each is put (as the memory
 	 * engine's do).
 	 */
+	PendingBucket *own = pyrate_pending_own(b);
 	bool		defer = store && weight > 0 && pyrate_pending_enabled() &&
-		!(b->def.slots > 0 && pyrate_pending_own(b) != NULL && pyrate_pending_own(b)->n > 0);
+		!(b->def.slots > 0 && own != NULL && own->n > 0);
 
 	if (store)
 		prevent_writes("take permits from", b->name);
@@ -1291,7 +1312,7 @@ again:
 			defer || (weight == 0 && pyrate_pending_enabled()) ? LOCK_CHECK : LOCK_INSERT);
 	InitDirtySnapshot(tb.dirty);
 	tb.snap = &tb.dirty;
-	tb.own = pyrate_pending_own(b);
+	tb.own = own;
 	tb.others = pyrate_pending_others(b);
 	tb.now = ts;
 	view.ctx = &tb;
@@ -1371,9 +1392,8 @@ table_count(const PyrateBucket *b)
 	int64		n;
 
 	tb_open(&tb, b, AccessShareLock, LOCK_NONE);
-	n = count_units(&tb);
-	if ((tb.own = pyrate_pending_own(b)) != NULL)
-		n += tb.own->units;
+	tb.own = pyrate_pending_own(b);
+	n = count_units(&tb) + own_total(&tb);
 	tb_close(&tb);
 	return n;
 }
@@ -1410,7 +1430,7 @@ table_peek(const PyrateBucket *b, int64 index, int64 *ts, int64 *weight)
 
 	tb_open(&tb, b, AccessShareLock, LOCK_NONE);
 	tb.own = pyrate_pending_own(b);
-	found = pending_peek(&tb, index, ts, weight);
+	found = decide_peek(&tb, index, ts, weight);
 	tb_close(&tb);
 	return found;
 }
