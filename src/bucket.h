@@ -34,6 +34,14 @@ pyrate_listed_may_leak(const PyrateListed *listed, int64 before)
 	return listed->oldest_ts < before;
 }
 
+/* How a leak left its bucket. */
+typedef enum PyrateLeakEnd
+{
+	PYRATE_LEAK_HOLDS,			/* units stay, or there was no bucket */
+	PYRATE_LEAK_EMPTIED,		/* no unit left: reclaim may forget it */
+	PYRATE_LEAK_RECLAIMED		/* forgotten by the leak itself */
+} PyrateLeakEnd;
+
 typedef struct PyrateBucket
 {
 	Oid			nsp;			/* the extension's schema */
@@ -72,11 +80,14 @@ typedef struct PyrateEngine
 	 * Remove items with ts < before, at most max_items of them when max_items
 	 * > 0 (the worker leaks table buckets in bounded batches); returns the
 	 * units removed.  An engine whose leak is one O(log n) step whatever it
-	 * removes (memory) may ignore max_items.  *emptied says the bucket holds
-	 * no unit now, and so nothing stamped at or after before: reclaim may
-	 * forget it.
+	 * removes (memory) may ignore max_items.  *end says whether the bucket
+	 * holds units still, or none, and so nothing stamped at or after before
+	 * (reclaim may forget it), or whether the leak, allowed to reclaim, forgot
+	 * it itself: one step where a leak and a reclaim would each find and lock
+	 * the bucket (an engine may always leave that to reclaim).
 	 */
-	int64		(*leak) (const PyrateBucket *b, int64 before, int64 max_items, bool *emptied);
+	int64		(*leak) (const PyrateBucket *b, int64 before, int64 max_items,
+						 bool reclaim, PyrateLeakEnd *end);
 	void		(*flush) (const PyrateBucket *b);
 	/* forget the bucket; false when it did not exist */
 	bool		(*dispose) (const PyrateBucket *b);

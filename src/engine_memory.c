@@ -735,7 +735,8 @@ memory_peek(const PyrateBucket *pb, int64 index, int64 *ts, int64 *weight)
  * max_items (the table engine's batch bound) does not apply here.
  */
 static int64
-memory_leak(const PyrateBucket *pb, int64 before, int64 max_items, bool *emptied)
+memory_leak(const PyrateBucket *pb, int64 before, int64 max_items, bool reclaim,
+			PyrateLeakEnd *end)
 {
 	dsa_area   *a = pyrate_area();
 	Key			k;
@@ -743,7 +744,7 @@ memory_leak(const PyrateBucket *pb, int64 before, int64 max_items, bool *emptied
 	int64		removed = 0;
 	int			p;
 
-	*emptied = false;
+	*end = PYRATE_LEAK_HOLDS;
 	key_init(&k, MyDatabaseId, pb->name);
 	p = partition_of(k.hash);
 	LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
@@ -754,7 +755,8 @@ memory_leak(const PyrateBucket *pb, int64 before, int64 max_items, bool *emptied
 		uint32		len = log->len;
 
 		removed = pyr_log_leak(log, before);
-		*emptied = log->len == 0;
+		if (log->len == 0)
+			*end = PYRATE_LEAK_EMPTIED;
 		partition(p)->items -= len - log->len;
 		if (is_one(log, &one))
 			store_one(s.b, log);

@@ -64,6 +64,7 @@
 
 #include "table_pending.h"
 #include "tuples.h"
+#include "worker.h"
 
 #define BUCKETS_TABLE	"pyrate_bucket_data"
 #define ITEMS_TABLE		"pyrate_item_data"
@@ -138,6 +139,9 @@ typedef struct TableBucket
 	PendingBucket *own;
 	int64		others;
 	int64		now;			/* the decision's time */
+	/* the expired newest item a leak left for its reclaim (spare_newest) */
+	ItemPointerData spared;
+	int32		spared_weight;
 } TableBucket;
 
 /* Bucket locks this transaction keeps to its end (see keep_lock). */
@@ -1515,10 +1519,14 @@ make_tombstone(TableBucket *tb, ItemPointer tid, HeapTuple tup)
  * The scan runs one item behind: an item is deleted once the scan has read
  * another after it, and the last one it reads, with nothing after it, is
  * the newest.  *emptied says the leak reached the newest item (made it the
- * tombstone, or found it one already): the bucket holds no unit.
+ * tombstone, or found it one already): the bucket holds no unit.  With
+ * spare_newest an expired newest item is left as it is (the caller means to
+ * drop the bucket whole: reclaim_spared) and its units are not among those
+ * returned.
  */
 static int64
-delete_items(TableBucket *tb, int64 before, int64 max_items, bool *emptied)
+delete_items(TableBucket *tb, int64 before, int64 max_items, bool spare_newest,
+			 bool *emptied)
 {
 	ScanKeyData keys[1];
 	IndexScanDesc scan;
@@ -1535,6 +1543,7 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool *emptied)
 	bool		nulls[Natts_item];
 
 	*emptied = false;
+	ItemPointerSetInvalid(&tb->spared);
 	if (tb->id < 0)
 		return 0;
 	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
@@ -1590,7 +1599,12 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool *emptied)
 		int32		w = Abs(DatumGetInt32(values[Anum_item_weight - 1]));
 
 		*emptied = true;
-		if (w > 0)
+		if (spare_newest)
+		{
+			tb->spared = pending_tid;
+			tb->spared_weight = w;
+		}
+		else if (w > 0)
 		{
 			values[Anum_item_weight - 1] = Int32GetDatum(0);
 			switch (make_tombstone(tb, &pending_tid, pyrate_rel_form(&tb->items, values, nulls)))
@@ -1704,12 +1718,13 @@ update_due(TableBucket *tb, int64 before)
 		was = was_null ? 0 : DatumGetInt64(buckets.slot->tts_values[Anum_bucket_due - 1]);
 
 		/*
-		 * Due then and due now: every pass lists it either way, and the new
-		 * version of the row (an entry in each of its indexes) buys nothing.
-		 * That is the case after every leak that empties a bucket: its
-		 * tombstone left the largest window already.
+		 * Due then and due by the worker's next pass: that pass lists it
+		 * either way, and the new version of the row (an entry in each of
+		 * its indexes) buys nothing.  That is the case after every leak that
+		 * empties a bucket (its tombstone left the largest window already),
+		 * and for an item that leaves it before the next pass.
 		 */
-		if (!was_null && was <= at && due <= at)
+		if (!was_null && was <= at && due <= at + Max(pyrate_leak_interval, 0))
 			;
 		else if (was_null || was != due)
 		{
@@ -1727,12 +1742,84 @@ update_due(TableBucket *tb, int64 before)
 	pyrate_rel_close(&buckets);
 }
 
+static int64 listed_row(TableBucket *tb, PyrateRel *buckets);
+
+/*
+ * Whether the bucket's items, read with a dirty snapshot, are exactly the
+ * one at tid (none at all for an invalid tid), that one committed: no other
+ * transaction's item, committed or not, and no deletion in progress.
+ */
+static bool
+only_item_is(TableBucket *tb, ItemPointer tid)
+{
+	ScanKeyData key;
+	IndexScanDesc scan;
+	SnapshotData dirty;
+	int			seen = 0;
+	bool		only = true;
+
+	InitDirtySnapshot(dirty);
+	pyrate_key_int8(&key, 1, BTEqualStrategyNumber, tb->id);
+	scan = index_beginscan(tb->items.heap, tb->by_cum, &dirty, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (only && index_getnext_slot(scan, BackwardScanDirection, tb->items.slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		seen++;
+		only = seen == 1 && ItemPointerIsValid(tid) &&
+			ItemPointerEquals(&tb->items.slot->tts_tid, tid) &&
+			!TransactionIdIsValid(dirty.xmin) && !TransactionIdIsValid(dirty.xmax);
+	}
+	index_endscan(scan);
+	return only;
+}
+
+/*
+ * The leak that left the bucket's expired newest item (tb->spared) drops the
+ * bucket in one step: with its lock (never waited for), its row still the
+ * version listed and that item still all it holds, it deletes both.  The
+ * lock is kept to commit, as a reclaim's.  *units: the item's units.  false
+ * (nothing locked) when the bucket is busy or changed; the item may then be
+ * gone already, and its units counted.
+ */
+static bool
+reclaim_spared(TableBucket *tb, int64 *units)
+{
+	PendingBucket *own = pyrate_pending_own(tb->b);
+	PyrateRel	buckets;
+	bool		gone = false;
+
+	*units = 0;
+	if ((own != NULL && own->n > 0) || tb->b->listed.id != tb->id ||
+		!bucket_lock(tb, true, LOCK_ALL))
+		return false;
+	if (listed_row(tb, &buckets) < 0)
+	{
+		bucket_unlock(tb);
+		return false;
+	}
+	if (only_item_is(tb, &tb->spared))
+	{
+		if (ItemPointerIsValid(&tb->spared) && pyrate_rel_delete(&tb->items, &tb->spared))
+			*units = tb->spared_weight;
+		gone = pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
+		if (gone)
+			forget_bucket_ids(RelationGetRelid(buckets.heap));
+	}
+	pyrate_rel_close(&buckets);
+	if (!gone)
+		bucket_unlock(tb);
+	return gone;
+}
+
 static int64
-table_leak(const PyrateBucket *b, int64 before, int64 max_items, bool *emptied_out)
+table_leak(const PyrateBucket *b, int64 before, int64 max_items, bool reclaim,
+		   PyrateLeakEnd *end)
 {
 	TableBucket tb;
 	PendingBucket *own;
 	int64		removed;
+	int64		units;
 	bool		emptied;
 
 	prevent_writes("leak", b->name);
@@ -1740,7 +1827,29 @@ table_leak(const PyrateBucket *b, int64 before, int64 max_items, bool *emptied_o
 	if ((own = pyrate_pending_own(b)) != NULL && own->n > 0 && own->items[0].ts < before)
 		materialize(b);
 	tb_open(&tb, b, RowExclusiveLock, LOCK_NONE);
-	removed = delete_items(&tb, before, max_items, &emptied);
+
+	/*
+	 * A leak allowed to reclaim leaves an expired newest item alone and then
+	 * drops the bucket whole: no tombstone written only for the reclaim to
+	 * delete it, and the bucket found and locked once.  Where the bucket is
+	 * busy (its lock taken, a put in progress, a new item since the scan),
+	 * the leak goes on as any other: from the first item, which its own
+	 * deletions (this command's) make it pass.
+	 */
+	removed = delete_items(&tb, before, max_items, reclaim, &emptied);
+	if (reclaim && emptied)
+	{
+		bool		gone = reclaim_spared(&tb, &units);
+
+		removed += units;
+		if (gone)
+		{
+			*end = PYRATE_LEAK_RECLAIMED;
+			tb_close(&tb);
+			return removed;
+		}
+		removed += delete_items(&tb, before, max_items, false, &emptied);
+	}
 
 	/*
 	 * A leak that removed items and left the newest holds units still: the
@@ -1754,7 +1863,7 @@ table_leak(const PyrateBucket *b, int64 before, int64 max_items, bool *emptied_o
 	 */
 	if (tb.id >= 0 && (emptied ? b->listed.id != tb.id : removed == 0))
 		update_due(&tb, before);
-	*emptied_out = tb.id >= 0 && emptied;
+	*end = tb.id >= 0 && emptied ? PYRATE_LEAK_EMPTIED : PYRATE_LEAK_HOLDS;
 	tb_close(&tb);
 	return removed;
 }
@@ -1770,7 +1879,7 @@ table_flush(const PyrateBucket *b)
 	prevent_writes("flush", b->name);
 	forget_pending(b);
 	tb_open(&tb, b, RowExclusiveLock, LOCK_ALL);
-	(void) delete_items(&tb, PG_INT64_MAX, 0, &emptied);
+	(void) delete_items(&tb, PG_INT64_MAX, 0, false, &emptied);
 
 	/*
 	 * Give the bucket a new id: its items start in a fresh range of the
@@ -1799,17 +1908,17 @@ table_flush(const PyrateBucket *b)
 /*
  * Forget the bucket of tb, opened with its lock: its items, its row, and
  * every backend's cached id.  The lock is kept to commit.  false when the
- * row was gone already.
+ * row was gone already.  *units: the units its items held.
  */
 static bool
-drop_bucket(TableBucket *tb)
+drop_bucket(TableBucket *tb, int64 *units)
 {
 	PyrateRel	buckets;
 	bool		gone;
 	bool		emptied;
 	int64		id;
 
-	(void) delete_items(tb, PG_INT64_MAX, 0, &emptied);
+	*units = delete_items(tb, PG_INT64_MAX, 0, false, &emptied);
 	id = bucket_row(tb, &buckets);
 	gone = id >= 0 && pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
 	if (gone)
@@ -1824,6 +1933,7 @@ table_dispose(const PyrateBucket *b)
 	TableBucket tb;
 	bool		existed;
 	bool		had_pending;
+	int64		units;
 	BucketIdEntry *cached;
 
 	/*
@@ -1836,9 +1946,32 @@ table_dispose(const PyrateBucket *b)
 		return had_pending;
 	prevent_writes("dispose of", b->name);
 	tb_open(&tb, b, RowExclusiveLock, LOCK_ALL);
-	existed = drop_bucket(&tb);
+	existed = drop_bucket(&tb, &units);
 	tb_close(&tb);
 	return existed;
+}
+
+/*
+ * Reclaim the bucket of tb, opened without its lock: drop it when no item
+ * in it is stamped at or after before, nobody holds its lock and no put in
+ * it is in progress (a bucket in use is never waited for), and this
+ * transaction holds no permit of it.  *units: the units its items held.
+ */
+static bool
+reclaim_opened(TableBucket *tb, int64 before, int64 *units)
+{
+	PendingBucket *own = pyrate_pending_own(tb->b);
+
+	*units = 0;
+	if ((own != NULL && own->n > 0) || !lock_bucket(tb, true, LOCK_ALL))
+		return false;
+	if (tb->id < 0 || (!tb->empty && tb->newest_ts >= before))
+	{
+		/* gone meanwhile, or a put came first: nothing to do, nothing changed */
+		bucket_unlock(tb);
+		return false;
+	}
+	return drop_bucket(tb, units);
 }
 
 static bool
@@ -1846,30 +1979,15 @@ table_reclaim(const PyrateBucket *b, int64 before)
 {
 	TableBucket tb;
 	bool		gone;
+	int64		units;
 	BucketIdEntry *cached;
 
 	/* a listed bucket existed a moment ago: lock_bucket finds what is left */
 	if (b->listed.id <= 0 && bucket_id(b->nsp, b->name, &cached) < 0)
 		return false;
 	prevent_writes("reclaim", b->name);
-	/* a bucket this transaction holds permits of is in use */
-	if (pyrate_pending_own(b) != NULL && pyrate_pending_own(b)->n > 0)
-		return false;
 	tb_open(&tb, b, RowExclusiveLock, LOCK_NONE);
-	/* a bucket whose lock is taken, or with a put in progress, is in use: never wait */
-	if (!lock_bucket(&tb, true, LOCK_ALL))
-	{
-		tb_close(&tb);
-		return false;
-	}
-	if (tb.id < 0 || (!tb.empty && tb.newest_ts >= before))
-	{
-		/* gone meanwhile, or a put came first: nothing to do, nothing changed */
-		bucket_unlock(&tb);
-		tb_close(&tb);
-		return false;
-	}
-	gone = drop_bucket(&tb);
+	gone = reclaim_opened(&tb, before, &units);
 	tb_close(&tb);
 	return gone;
 }

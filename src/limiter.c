@@ -294,11 +294,11 @@ pyrate_leak(PG_FUNCTION_ARGS)
 	char	   *name = arg_name(fcinfo, 0);
 	int64		at = arg_at(fcinfo, 1, nsp);
 	PyrateBucket b;
-	bool		emptied;
+	PyrateLeakEnd end;
 
 	pyrate_bucket_init(&b, nsp, name);
 	PG_RETURN_INT64(pyrate_engine(b.def.storage)->leak(&b, at - b.def.rates[b.def.nrates - 1].interval,
-													   0, &emptied));
+													   0, false, &end));
 }
 
 /* a bucket as listed: its name, and whether it held no unit */
@@ -366,20 +366,14 @@ leak_every_bucket(Oid nsp, int64 at)
 			b.listed = l->listed;
 			if (!l->idle)
 			{
-				bool		emptied = false;
+				PyrateLeakEnd end = PYRATE_LEAK_HOLDS;
 
+				/* a table bucket it empties, the leak reclaims at once */
 				if (pyrate_listed_may_leak(&l->listed, before))
-					removed += engines[i]->leak(&b, before, 0, &emptied);
-				/*
-				 * A table bucket the leak emptied: reclaim it now, once what
-				 * the leak changed (its tombstone) is visible to the reclaim's
-				 * scans.
-				 */
-				if (emptied && engines[i]->in_tables && reclaimed < RECLAIM_PER_CALL)
-				{
-					CommandCounterIncrement();
-					reclaimed += engines[i]->reclaim(&b, before);
-				}
+					removed += engines[i]->leak(&b, before, 0,
+												engines[i]->in_tables && reclaimed < RECLAIM_PER_CALL,
+												&end);
+				reclaimed += end == PYRATE_LEAK_RECLAIMED;
 			}
 			else if (!engines[i]->in_tables || reclaimed < RECLAIM_PER_CALL)
 				reclaimed += engines[i]->reclaim(&b, before) && engines[i]->in_tables;

@@ -12,11 +12,14 @@
 #include "catalog/index.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -114,37 +117,211 @@ check_index(Relation heap, Relation idx, IndexInfo *ii)
 	}
 }
 
+/*
+ * What an open of a table found, kept per backend so the next open of it
+ * skips the name lookup and the checks: the table's oid, its columns
+ * present, its indexes and their IndexInfo (btrees on columns: nothing in
+ * them depends on a transaction).  An entry stays valid until a relcache
+ * invalidation of the table (or of every relation) arrives: any ALTER TABLE,
+ * CREATE or DROP INDEX, DROP or rename sends one.  Opening the table takes
+ * its lock first, which accepts invalidations pending; one that arrives then
+ * sends the open the long way.
+ */
+typedef struct LayoutEntry
+{
+	const PyrateTable *table;
+	Oid			nsp;
+	Oid			relid;
+	bool		valid;
+	int			ncolumns;
+	int			nindexes;
+	Oid			indexes[PYRATE_MAX_INDEXES];
+	IndexInfo  *info[PYRATE_MAX_INDEXES];
+} LayoutEntry;
+
+#define LAYOUT_ENTRIES 8
+
+static LayoutEntry layouts[LAYOUT_ENTRIES];
+static int	nlayouts = 0;
+static MemoryContext layout_cxt = NULL;
+
+/*
+ * IndexInfo by index oid, kept for the backend's life: what BuildIndexInfo
+ * reads of an index (its columns, its being a plain btree) never changes
+ * while the index exists, and a table's entry is rebuilt at every
+ * invalidation of it (each reclaim of a table bucket sends one).  An oid
+ * used again by another index after a drop is told apart by its columns.
+ */
+typedef struct IndexInfoEntry
+{
+	Oid			indexoid;
+	IndexInfo  *info;
+} IndexInfoEntry;
+
+static IndexInfoEntry *index_infos = NULL;
+static int	nindex_infos = 0;
+static int	max_index_infos = 0;
+
+static IndexInfo *
+index_info(Relation idx)
+{
+	Oid			oid = RelationGetRelid(idx);
+	IndexInfo  *ii;
+	MemoryContext old;
+	int			i;
+
+	for (i = 0; i < nindex_infos; i++)
+	{
+		ii = index_infos[i].info;
+		if (index_infos[i].indexoid == oid &&
+			ii->ii_NumIndexAttrs == idx->rd_index->indnatts &&
+			memcmp(ii->ii_IndexAttrNumbers, idx->rd_index->indkey.values,
+				   sizeof(AttrNumber) * ii->ii_NumIndexAttrs) == 0 &&
+			(ii->ii_Expressions == NIL) == heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
+			(ii->ii_Predicate == NIL) == heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL))
+			return ii;
+	}
+	old = MemoryContextSwitchTo(layout_cxt);
+	ii = BuildIndexInfo(idx);
+	for (i = 0; i < nindex_infos; i++)
+		if (index_infos[i].indexoid == oid)
+			break;
+	if (i == nindex_infos)
+	{
+		if (nindex_infos == max_index_infos)
+		{
+			max_index_infos = Max(16, max_index_infos * 2);
+			index_infos = index_infos == NULL
+				? palloc(sizeof(IndexInfoEntry) * max_index_infos)
+				: repalloc(index_infos, sizeof(IndexInfoEntry) * max_index_infos);
+		}
+		nindex_infos++;
+	}
+	index_infos[i].indexoid = oid;
+	index_infos[i].info = ii;
+	MemoryContextSwitchTo(old);
+	return ii;
+}
+
+static void
+layout_relcache_cb(Datum arg, Oid relid)
+{
+	for (int i = 0; i < nlayouts; i++)
+		if (!OidIsValid(relid) || layouts[i].relid == relid)
+			layouts[i].valid = false;
+}
+
+static LayoutEntry *
+layout_entry(Oid nsp, const PyrateTable *t)
+{
+	LayoutEntry *e;
+
+	for (int i = 0; i < nlayouts; i++)
+		if (layouts[i].table == t && layouts[i].nsp == nsp)
+			return &layouts[i];
+	if (layout_cxt == NULL)
+	{
+		layout_cxt = AllocSetContextCreate(TopMemoryContext, "pyrate table layouts",
+										   ALLOCSET_SMALL_SIZES);
+		CacheRegisterRelcacheCallback(layout_relcache_cb, (Datum) 0);
+	}
+	/* schemas come and go (DROP and CREATE EXTENSION): the oldest entry makes room */
+	if (nlayouts == LAYOUT_ENTRIES)
+	{
+		memmove(&layouts[0], &layouts[1], sizeof(LayoutEntry) * (LAYOUT_ENTRIES - 1));
+		nlayouts--;
+	}
+	e = &layouts[nlayouts++];
+	memset(e, 0, sizeof(*e));
+	e->table = t;
+	e->nsp = nsp;
+	return e;
+}
+
+/* The table as its valid entry describes it, opened; false (nothing open) otherwise. */
+static bool
+open_as_cached(PyrateRel *r, LayoutEntry *e, LOCKMODE mode)
+{
+	if (!e->valid)
+		return false;
+	r->heap = try_table_open(e->relid, mode);
+	if (r->heap == NULL)
+		return false;
+	if (!e->valid || RelationGetNamespace(r->heap) != e->nsp ||
+		strcmp(RelationGetRelationName(r->heap), e->table->name) != 0)
+	{
+		table_close(r->heap, NoLock);
+		return false;
+	}
+	r->ncolumns = e->ncolumns;
+	for (int i = 0; i < e->nindexes; i++)
+	{
+		r->indexes[i] = index_open(e->indexes[i], mode);
+		r->info[i] = e->info[i];
+	}
+	r->nindexes = e->nindexes;
+	return true;
+}
+
 void
 pyrate_rel_open(PyrateRel *r, Oid nsp, const PyrateTable *t, LOCKMODE mode)
 {
-	Oid			relid = get_relname_relid(t->name, nsp);
+	LayoutEntry *e = layout_entry(nsp, t);
+	Oid			relid;
 	List	   *indexes;
 	ListCell   *lc;
 
+	r->table = t;
+	r->lockmode = mode;
+	if (open_as_cached(r, e, mode))
+	{
+		r->slot = table_slot_create(r->heap, NULL);
+		return;
+	}
+	e->valid = false;
+	relid = get_relname_relid(t->name, nsp);
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("pyrate's table \"%s\" is missing from schema \"%s\"",
 						t->name, get_namespace_name(nsp)),
 				 errhint("Recreate the extension: DROP EXTENSION pyrate; CREATE EXTENSION pyrate.")));
-	r->table = t;
 	r->heap = table_open(relid, mode);
-	r->lockmode = mode;
 	r->nindexes = 0;
 	r->ncolumns = check_columns(r->heap, t, nsp);
+	/* what is read from here on is what the invalidations accepted so far left */
+	e->valid = true;
+	e->relid = relid;
+	e->ncolumns = r->ncolumns;
+	e->nindexes = 0;
 	indexes = RelationGetIndexList(r->heap);
 	foreach(lc, indexes)
 	{
 		Relation	idx;
 
 		if (r->nindexes == PYRATE_MAX_INDEXES)
+		{
+			e->valid = false;
 			bad_layout(r->heap, "it has more indexes than pyrate created",
 					   "Drop the indexes you added to it.");
+		}
 		idx = index_open(lfirst_oid(lc), mode);
 		r->indexes[r->nindexes] = idx;
-		r->info[r->nindexes] = BuildIndexInfo(idx);
+		r->info[r->nindexes] = index_info(idx);
 		r->nindexes++;
-		check_index(r->heap, idx, r->info[r->nindexes - 1]);
+		e->nindexes = r->nindexes;
+		e->indexes[r->nindexes - 1] = RelationGetRelid(idx);
+		e->info[r->nindexes - 1] = r->info[r->nindexes - 1];
+		PG_TRY();
+		{
+			check_index(r->heap, idx, r->info[r->nindexes - 1]);
+		}
+		PG_CATCH();
+		{
+			e->valid = false;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 	}
 	list_free(indexes);
 	r->slot = table_slot_create(r->heap, NULL);

@@ -404,25 +404,27 @@ leak_all(int64 at, LeakPass *pass)
 			pass->reclaimed += engines[t->engine]->reclaim(&b, t->before);
 		else
 		{
-			bool		emptied;
+			PyrateLeakEnd end;
 
 			pass->buckets++;
-			pass->memory_units += engines[t->engine]->leak(&b, t->before, 0, &emptied);
+			pass->memory_units += engines[t->engine]->leak(&b, t->before, 0, false, &end);
 		}
 	}
 
 	/*
 	 * table buckets: many to a transaction, which ends once it removed
-	 * LEAK_BATCH units or leaked LEAK_BUCKETS buckets; a bucket holding more
-	 * than LEAK_BATCH expired items is leaked in several.  A transaction per
-	 * bucket cost a commit (and a WAL flush, where commits wait for one) per
-	 * bucket.
+	 * LEAK_BATCH units, leaked LEAK_BUCKETS buckets or reclaimed
+	 * RECLAIM_BATCH; a bucket holding more than LEAK_BATCH expired items is
+	 * leaked in several.  A transaction per bucket cost a commit (and a WAL
+	 * flush, where commits wait for one) per bucket.  A leak that empties a
+	 * bucket reclaims it too, where it can at once; the others go below.
 	 */
 	lc = next_table_leak(engines, c.targets, list_head(c.targets));
 	while (lc != NULL)
 	{
 		int64		units = 0;
 		int			nbuckets = 0;
+		int			nreclaimed = 0;
 
 		CHECK_FOR_INTERRUPTS();
 		begin();
@@ -432,32 +434,39 @@ leak_all(int64 at, LeakPass *pass)
 			end();
 			return true;
 		}
-		while (lc != NULL && units < LEAK_BATCH && nbuckets < LEAK_BUCKETS)
+		while (lc != NULL && units < LEAK_BATCH && nbuckets < LEAK_BUCKETS &&
+			   nreclaimed < RECLAIM_BATCH)
 		{
 			LeakTarget *t = lfirst(lc);
 			PyrateBucket b;
 			int64		removed;
-			bool		emptied;
+			PyrateLeakEnd end;
 
 			CHECK_FOR_INTERRUPTS();
 			memset(&b, 0, sizeof(b));
 			b.nsp = c.nsp;
 			b.name = t->name;
 			b.listed = t->listed;
-			removed = engines[t->engine]->leak(&b, t->before, LEAK_BATCH, &emptied);
+			removed = engines[t->engine]->leak(&b, t->before, LEAK_BATCH, true, &end);
 			units += removed;
 			nbuckets++;
 
 			/*
 			 * Fewer units than LEAK_BATCH: fewer items too (each removed one
 			 * holds a unit at least), so the leak reached its end.  Otherwise
-			 * the same bucket again.  One it emptied is reclaimed below.
+			 * the same bucket again.  One it emptied and could not reclaim is
+			 * reclaimed below.
 			 */
-			if (removed < LEAK_BATCH || emptied)
+			if (removed < LEAK_BATCH || end != PYRATE_LEAK_HOLDS)
 			{
 				if (removed > 0)
 					pass->buckets++;
-				if (emptied)
+				if (end == PYRATE_LEAK_RECLAIMED)
+				{
+					pass->reclaimed++;
+					nreclaimed++;
+				}
+				else if (end == PYRATE_LEAK_EMPTIED)
 					t->idle = true;
 				lc = next_table_leak(engines, c.targets, lnext(c.targets, lc));
 			}
