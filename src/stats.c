@@ -113,7 +113,7 @@ pyrate_stats_shmem_startup(void)
 	info.keysize = sizeof(StatsKey);
 	info.entrysize = sizeof(StatsEntry);
 	entries = ShmemInitHash("pyrate stats hash", pyrate_max_stats + 1, pyrate_max_stats + 1,
-							&info, HASH_ELEM | HASH_BLOBS);
+							&info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -41,6 +41,8 @@ typedef struct PendingShared
 	LWLockPadded *locks;
 	LWLockPadded *bucket_locks;
 	int			nslots;
+	/* buckets transactions hold past their share (see pending_room) */
+	pg_atomic_uint32 beyond_shares;
 	pg_atomic_uint32 committing[FLEXIBLE_ARRAY_MEMBER];
 } PendingShared;
 
@@ -56,6 +58,7 @@ static HTAB *own = NULL;
 static PendingBucket **order = NULL;
 static int	norder = 0;
 static int	order_cap = 0;
+static int	own_beyond_share = 0;	/* of norder, counted in beyond_shares */
 static bool callbacks_registered = false;
 
 /*
@@ -111,6 +114,7 @@ pyrate_pending_shmem_startup(void)
 		shared->locks = GetNamedLWLockTranche("pyrate_pending");
 		shared->bucket_locks = GetNamedLWLockTranche("pyrate_bucket");
 		shared->nslots = slot_count();
+		pg_atomic_init_u32(&shared->beyond_shares, 0);
 		for (int i = 0; i < shared->nslots; i++)
 			pg_atomic_init_u32(&shared->committing[i], InvalidTransactionId);
 	}
@@ -123,7 +127,7 @@ pyrate_pending_shmem_startup(void)
 		info.num_partitions = PENDING_PARTITIONS;
 		shared_units = ShmemInitHash("pyrate pending units", table_pending_buckets,
 									 table_pending_buckets, &info,
-									 HASH_ELEM | HASH_BLOBS | HASH_PARTITION);
+									 HASH_ELEM | HASH_BLOBS | HASH_PARTITION | HASH_FIXED_SIZE);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -278,6 +282,52 @@ pyrate_pending_own_since(const PendingBucket *pb, int64 since)
 	return units;
 }
 
+/*
+ * Room for one more bucket of this transaction.  pyrate.table_pending_buckets
+ * is shared so that no role can take it all: every backend may hold a share
+ * (half the buckets over MaxBackends) at any time, and the other half goes
+ * to whoever comes first.  A backend's buckets beyond its share are counted
+ * in beyond_shares, which never passes what the shares leave; so a backend
+ * within its share always finds an entry (each backend counts every bucket
+ * it holds units in, though two may share one entry).  Past that, a put
+ * writes its item at once.
+ */
+static int
+pending_share(void)
+{
+	return Max(table_pending_buckets / (2 * MaxBackends), 1);
+}
+
+static bool
+pending_room(void)
+{
+	uint32		limit;
+	uint32		cur;
+
+	if (norder < pending_share())
+		return true;
+	limit = (uint32) Max(table_pending_buckets - pending_share() * MaxBackends, 0);
+	cur = pg_atomic_read_u32(&shared->beyond_shares);
+	while (cur < limit)
+		if (pg_atomic_compare_exchange_u32(&shared->beyond_shares, &cur, cur + 1))
+		{
+			own_beyond_share++;
+			return true;
+		}
+	return false;
+}
+
+/* The room just taken went unused (the shared table had no entry after all). */
+static void
+pending_room_unused(void)
+{
+	if (norder >= pending_share() && own_beyond_share > 0)
+	{
+		pg_atomic_fetch_sub_u32(&shared->beyond_shares, 1);
+		own_beyond_share--;
+	}
+}
+
 static void pending_xact_cb(XactEvent event, void *arg);
 static void pending_subxact_cb(SubXactEvent event, SubTransactionId mySubid,
 							   SubTransactionId parentSubid, void *arg);
@@ -314,8 +364,14 @@ pyrate_pending_add(const PyrateBucket *b, int64 ts, int64 weight)
 	pb = hash_search(own, &key, HASH_FIND, NULL);
 	if (pb != NULL && (pb->b.nsp != b->nsp || strcmp(pb->b.name, b->name) != 0))
 		return false;			/* another name with the same hash: write at once */
-	if (!shared_add(key, weight))
+	if (pb == NULL && !pending_room())
 		return false;
+	if (!shared_add(key, weight))
+	{
+		if (pb == NULL)
+			pending_room_unused();
+		return false;
+	}
 	old = MemoryContextSwitchTo(pending_cxt);
 	if (pb == NULL)
 	{
@@ -448,6 +504,9 @@ pending_reset(bool release)
 		for (int i = 0; i < nstored; i++)
 			(void) shared_add(stored[i].pb->key, -stored[i].units);
 	}
+	if (own_beyond_share > 0)
+		pg_atomic_fetch_sub_u32(&shared->beyond_shares, own_beyond_share);
+	own_beyond_share = 0;
 	if (pending_cxt)
 		MemoryContextReset(pending_cxt);
 	own = NULL;

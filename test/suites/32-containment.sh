@@ -4,7 +4,11 @@
 # (the reserve, pyrate.memory_reserve), and a database kept to its share
 # (pyrate.memory_database_share, set by a superuser) cannot crowd out the
 # others; a definition with max_buckets holds a crowd of new names to its
-# cap, across a restart.  A small arena: 2 MB, 128 kB of it reserved.
+# cap, across a restart.  A small arena: 2 MB, 128 kB of it reserved.  And
+# the table engine's pending permits: a transaction that holds thousands of
+# keys' permits cannot take every entry of pyrate.table_pending_buckets, so
+# other sessions' permits still wait for their commit holding no lock, and a
+# call that never waits does not wait for them.
 set -u
 cd "$(dirname "$0")/../.."
 . test/lib.sh
@@ -12,7 +16,7 @@ pyrate_trap
 
 PORT=55451
 pg_start contain $PORT "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" \
-	"pyrate.memory_size = '2MB'" "pyrate.memory_reserve = '128kB'" ||
+	"pyrate.memory_size = '2MB'" "pyrate.memory_reserve = '128kB'" "pyrate.table_pending_buckets = 2000" ||
 	{ echo "0 passed, 1 failed"; exit 1; }
 # sql_as ROLE DB psql-args...: psql as that role, errors included in the output
 sql_as() { local role=$1 db=$2; shift 2; psql -X -At "$(pg_conninfo contain $PORT "$db") user=$role" "$@" 2>&1; }
@@ -101,4 +105,36 @@ check "disposing of 100 makes room for 100 new ones, no more" \
 	test "$(sql_as stranger victim -c "DO \$\$ DECLARE i int := 1000; BEGIN
 		LOOP i := i + 1; PERFORM pyrate_put('c:' || i); END LOOP;
 	EXCEPTION WHEN others THEN RAISE NOTICE 'made %', i - 1001; END \$\$" | sed -n 's/.*NOTICE:  made //p')" = 100
+
+# 4. Pending table permits.  2000 entries; each backend's share is 2000 /
+#    (2 x MaxBackends), the rest first come, first served up to what the
+#    shares leave.  The stranger holds 3000 keys' permits in one open
+#    transaction (past the entries it may take, its puts write their items
+#    at once); the victim's permit then still waits for its commit, holding
+#    nothing, and a caller that never waits answers at once.
+super victim -q -c "SELECT FROM pyrate_define('t:*', '100/1h', 'table')" >/dev/null
+wait_for_sleep() { # application_name
+	local i
+	for i in $(seq 1 300); do
+		[ "$(super victim -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = '$1' AND wait_event = 'PgSleep'")" = 1 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+psql -X -At "$(pg_conninfo contain $PORT victim) user=stranger application_name=hoarder" \
+	-c "BEGIN" -c "SELECT count(*) FILTER (WHERE pyrate_put('t:s:' || i)) FROM generate_series(1, 3000) i" \
+	-c "SELECT pg_sleep(20)" -c "COMMIT" >"$(pyrate_tmp)/hoarder.out" 2>&1 &
+hoarder=$!
+check "a stranger holds 3000 table keys' permits in an open transaction" wait_for_sleep hoarder
+psql -X -At "$(pg_conninfo contain $PORT victim) user=postgres application_name=holder" \
+	-c "BEGIN" -c "SELECT pyrate_put('t:v')" -c "SELECT pg_sleep(20)" -c "COMMIT" >/dev/null 2>&1 &
+holder=$!
+check "the victim takes a permit in an open transaction too" wait_for_sleep holder
+check "... which holds the bucket's lock for no one: a call that never waits answers at once, counting it" \
+	test "$(super victim -q -c "SET statement_timeout = '3s'" -c "SELECT pyrate_try_acquire('t:v', 100, false)")" = f
+check "... and a weight that fits is admitted at once" \
+	test "$(super victim -q -c "SET statement_timeout = '3s'" -c "SELECT pyrate_try_acquire('t:v', 99, false)")" = t
+super victim -q -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name IN ('hoarder', 'holder')" >/dev/null
+wait $hoarder $holder
+check "every one of the stranger's 3000 puts was admitted" grep -qx 3000 "$(pyrate_tmp)/hoarder.out"
 suite_end
