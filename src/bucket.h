@@ -34,6 +34,19 @@ pyrate_listed_may_leak(const PyrateListed *listed, int64 before)
 	return listed->oldest_ts < before;
 }
 
+/* What a leak is asked to do. */
+typedef struct PyrateLeakHow
+{
+	int64		before;			/* remove the items stamped before this */
+	int64		max_items;		/* at most this many; 0: all */
+	bool		reclaim;		/* forget a bucket it empties, where it can */
+	/*
+	 * When the caller leaks again (the worker's next pass), or 0: a table
+	 * bucket that will be due by then keeps the due time it has
+	 */
+	int64		next_leak;
+} PyrateLeakHow;
+
 /* How a leak left its bucket. */
 typedef enum PyrateLeakEnd
 {
@@ -77,17 +90,17 @@ typedef struct PyrateEngine
 	int64		(*entries) (const PyrateBucket *b);
 	bool		(*peek) (const PyrateBucket *b, int64 index, int64 *ts, int64 *weight);
 	/*
-	 * Remove items with ts < before, at most max_items of them when max_items
-	 * > 0 (the worker leaks table buckets in bounded batches); returns the
-	 * units removed.  An engine whose leak is one O(log n) step whatever it
-	 * removes (memory) may ignore max_items.  *end says whether the bucket
-	 * holds units still, or none, and so nothing stamped at or after before
-	 * (reclaim may forget it), or whether the leak, allowed to reclaim, forgot
-	 * it itself: one step where a leak and a reclaim would each find and lock
-	 * the bucket (an engine may always leave that to reclaim).
+	 * Remove the items stamped before how->before, at most how->max_items
+	 * of them when > 0 (the worker leaks table buckets in bounded batches);
+	 * returns the units removed.  An engine whose leak is one O(log n) step
+	 * whatever it removes (memory) may ignore max_items.  *end says whether
+	 * the bucket holds units still, or none, and so nothing stamped at or
+	 * after before (reclaim may forget it), or whether the leak, allowed to
+	 * reclaim (how->reclaim), forgot it itself: one step where a leak and a
+	 * reclaim would each find and lock the bucket (an engine may always
+	 * leave that to reclaim).
 	 */
-	int64		(*leak) (const PyrateBucket *b, int64 before, int64 max_items,
-						 bool reclaim, PyrateLeakEnd *end);
+	int64		(*leak) (const PyrateBucket *b, const PyrateLeakHow *how, PyrateLeakEnd *end);
 	void		(*flush) (const PyrateBucket *b);
 	/* forget the bucket; false when it did not exist */
 	bool		(*dispose) (const PyrateBucket *b);

@@ -735,8 +735,7 @@ memory_peek(const PyrateBucket *pb, int64 index, int64 *ts, int64 *weight)
  * max_items (the table engine's batch bound) does not apply here.
  */
 static int64
-memory_leak(const PyrateBucket *pb, int64 before, int64 max_items, bool reclaim,
-			PyrateLeakEnd *end)
+memory_leak(const PyrateBucket *pb, const PyrateLeakHow *how, PyrateLeakEnd *end)
 {
 	dsa_area   *a = pyrate_area();
 	Key			k;
@@ -754,7 +753,7 @@ memory_leak(const PyrateBucket *pb, int64 before, int64 max_items, bool reclaim,
 		pyr_log    *log = log_of(a, s.b, &one);
 		uint32		len = log->len;
 
-		removed = pyr_log_leak(log, before);
+		removed = pyr_log_leak(log, how->before);
 		if (log->len == 0)
 			*end = PYRATE_LEAK_EMPTIED;
 		partition(p)->items -= len - log->len;

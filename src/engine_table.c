@@ -64,7 +64,6 @@
 
 #include "table_pending.h"
 #include "tuples.h"
-#include "worker.h"
 
 #define BUCKETS_TABLE	"pyrate_bucket_data"
 #define ITEMS_TABLE		"pyrate_item_data"
@@ -1692,7 +1691,7 @@ bucket_row(TableBucket *tb, PyrateRel *buckets)
  * concurrent leak that wrote it first wins.
  */
 static void
-update_due(TableBucket *tb, int64 before)
+update_due(TableBucket *tb, int64 before, int64 next_leak)
 {
 	PyrateRel	buckets;
 	ScanKeyData key;
@@ -1718,13 +1717,13 @@ update_due(TableBucket *tb, int64 before)
 		was = was_null ? 0 : DatumGetInt64(buckets.slot->tts_values[Anum_bucket_due - 1]);
 
 		/*
-		 * Due then and due by the worker's next pass: that pass lists it
+		 * Due then and due by the caller's next leak: that leak lists it
 		 * either way, and the new version of the row (an entry in each of
 		 * its indexes) buys nothing.  That is the case after every leak that
 		 * empties a bucket (its tombstone left the largest window already),
-		 * and for an item that leaves it before the next pass.
+		 * and for an item that leaves it before the worker's next pass.
 		 */
-		if (!was_null && was <= at && due <= at + Max(pyrate_leak_interval, 0))
+		if (!was_null && was <= at && due <= Max(at, next_leak))
 			;
 		else if (was_null || was != due)
 		{
@@ -1813,9 +1812,11 @@ reclaim_spared(TableBucket *tb, int64 *units)
 }
 
 static int64
-table_leak(const PyrateBucket *b, int64 before, int64 max_items, bool reclaim,
-		   PyrateLeakEnd *end)
+table_leak(const PyrateBucket *b, const PyrateLeakHow *how, PyrateLeakEnd *end)
 {
+	int64		before = how->before;
+	int64		max_items = how->max_items;
+	bool		reclaim = how->reclaim;
 	TableBucket tb;
 	PendingBucket *own;
 	int64		removed;
@@ -1833,8 +1834,8 @@ table_leak(const PyrateBucket *b, int64 before, int64 max_items, bool reclaim,
 	 * drops the bucket whole: no tombstone written only for the reclaim to
 	 * delete it, and the bucket found and locked once.  Where the bucket is
 	 * busy (its lock taken, a put in progress, a new item since the scan),
-	 * the leak goes on as any other: from the first item, which its own
-	 * deletions (this command's) make it pass.
+	 * the leak reads the bucket again and ends as any other (the items it
+	 * deleted already, in this command, it passes by).
 	 */
 	removed = delete_items(&tb, before, max_items, reclaim, &emptied);
 	if (reclaim && emptied)
@@ -1862,7 +1863,7 @@ table_leak(const PyrateBucket *b, int64 before, int64 max_items, bool reclaim,
 	 * due to be reclaimed, and stays listed).
 	 */
 	if (tb.id >= 0 && (emptied ? b->listed.id != tb.id : removed == 0))
-		update_due(&tb, before);
+		update_due(&tb, before, how->next_leak);
 	*end = tb.id >= 0 && emptied ? PYRATE_LEAK_EMPTIED : PYRATE_LEAK_HOLDS;
 	tb_close(&tb);
 	return removed;
@@ -1908,17 +1909,17 @@ table_flush(const PyrateBucket *b)
 /*
  * Forget the bucket of tb, opened with its lock: its items, its row, and
  * every backend's cached id.  The lock is kept to commit.  false when the
- * row was gone already.  *units: the units its items held.
+ * row was gone already.
  */
 static bool
-drop_bucket(TableBucket *tb, int64 *units)
+drop_bucket(TableBucket *tb)
 {
 	PyrateRel	buckets;
 	bool		gone;
 	bool		emptied;
 	int64		id;
 
-	*units = delete_items(tb, PG_INT64_MAX, 0, false, &emptied);
+	(void) delete_items(tb, PG_INT64_MAX, 0, false, &emptied);
 	id = bucket_row(tb, &buckets);
 	gone = id >= 0 && pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
 	if (gone)
@@ -1933,7 +1934,6 @@ table_dispose(const PyrateBucket *b)
 	TableBucket tb;
 	bool		existed;
 	bool		had_pending;
-	int64		units;
 	BucketIdEntry *cached;
 
 	/*
@@ -1946,32 +1946,9 @@ table_dispose(const PyrateBucket *b)
 		return had_pending;
 	prevent_writes("dispose of", b->name);
 	tb_open(&tb, b, RowExclusiveLock, LOCK_ALL);
-	existed = drop_bucket(&tb, &units);
+	existed = drop_bucket(&tb);
 	tb_close(&tb);
 	return existed;
-}
-
-/*
- * Reclaim the bucket of tb, opened without its lock: drop it when no item
- * in it is stamped at or after before, nobody holds its lock and no put in
- * it is in progress (a bucket in use is never waited for), and this
- * transaction holds no permit of it.  *units: the units its items held.
- */
-static bool
-reclaim_opened(TableBucket *tb, int64 before, int64 *units)
-{
-	PendingBucket *own = pyrate_pending_own(tb->b);
-
-	*units = 0;
-	if ((own != NULL && own->n > 0) || !lock_bucket(tb, true, LOCK_ALL))
-		return false;
-	if (tb->id < 0 || (!tb->empty && tb->newest_ts >= before))
-	{
-		/* gone meanwhile, or a put came first: nothing to do, nothing changed */
-		bucket_unlock(tb);
-		return false;
-	}
-	return drop_bucket(tb, units);
 }
 
 static bool
@@ -1979,15 +1956,30 @@ table_reclaim(const PyrateBucket *b, int64 before)
 {
 	TableBucket tb;
 	bool		gone;
-	int64		units;
 	BucketIdEntry *cached;
 
 	/* a listed bucket existed a moment ago: lock_bucket finds what is left */
 	if (b->listed.id <= 0 && bucket_id(b->nsp, b->name, &cached) < 0)
 		return false;
 	prevent_writes("reclaim", b->name);
+	/* a bucket this transaction holds permits of is in use */
+	if (pyrate_pending_own(b) != NULL && pyrate_pending_own(b)->n > 0)
+		return false;
 	tb_open(&tb, b, RowExclusiveLock, LOCK_NONE);
-	gone = reclaim_opened(&tb, before, &units);
+	/* a bucket whose lock is taken, or with a put in progress, is in use: never wait */
+	if (!lock_bucket(&tb, true, LOCK_ALL))
+	{
+		tb_close(&tb);
+		return false;
+	}
+	if (tb.id < 0 || (!tb.empty && tb.newest_ts >= before))
+	{
+		/* gone meanwhile, or a put came first: nothing to do, nothing changed */
+		bucket_unlock(&tb);
+		tb_close(&tb);
+		return false;
+	}
+	gone = drop_bucket(&tb);
 	tb_close(&tb);
 	return gone;
 }

@@ -294,11 +294,12 @@ pyrate_leak(PG_FUNCTION_ARGS)
 	char	   *name = arg_name(fcinfo, 0);
 	int64		at = arg_at(fcinfo, 1, nsp);
 	PyrateBucket b;
+	PyrateLeakHow how = {0};
 	PyrateLeakEnd end;
 
 	pyrate_bucket_init(&b, nsp, name);
-	PG_RETURN_INT64(pyrate_engine(b.def.storage)->leak(&b, at - b.def.rates[b.def.nrates - 1].interval,
-													   0, false, &end));
+	how.before = at - b.def.rates[b.def.nrates - 1].interval;
+	PG_RETURN_INT64(pyrate_engine(b.def.storage)->leak(&b, &how, &end));
 }
 
 /* a bucket as listed: its name, and whether it held no unit */
@@ -366,13 +367,14 @@ leak_every_bucket(Oid nsp, int64 at)
 			b.listed = l->listed;
 			if (!l->idle)
 			{
+				PyrateLeakHow how = {0};
 				PyrateLeakEnd end = PYRATE_LEAK_HOLDS;
 
 				/* a table bucket it empties, the leak reclaims at once */
+				how.before = before;
+				how.reclaim = engines[i]->in_tables && reclaimed < RECLAIM_PER_CALL;
 				if (pyrate_listed_may_leak(&l->listed, before))
-					removed += engines[i]->leak(&b, before, 0,
-												engines[i]->in_tables && reclaimed < RECLAIM_PER_CALL,
-												&end);
+					removed += engines[i]->leak(&b, &how, &end);
 				reclaimed += end == PYRATE_LEAK_RECLAIMED;
 			}
 			else if (!engines[i]->in_tables || reclaimed < RECLAIM_PER_CALL)

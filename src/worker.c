@@ -404,10 +404,12 @@ leak_all(int64 at, LeakPass *pass)
 			pass->reclaimed += engines[t->engine]->reclaim(&b, t->before);
 		else
 		{
+			PyrateLeakHow how = {0};
 			PyrateLeakEnd end;
 
+			how.before = t->before;
 			pass->buckets++;
-			pass->memory_units += engines[t->engine]->leak(&b, t->before, 0, false, &end);
+			pass->memory_units += engines[t->engine]->leak(&b, &how, &end);
 		}
 	}
 
@@ -439,6 +441,7 @@ leak_all(int64 at, LeakPass *pass)
 		{
 			LeakTarget *t = lfirst(lc);
 			PyrateBucket b;
+			PyrateLeakHow how;
 			int64		removed;
 			PyrateLeakEnd end;
 
@@ -447,7 +450,12 @@ leak_all(int64 at, LeakPass *pass)
 			b.nsp = c.nsp;
 			b.name = t->name;
 			b.listed = t->listed;
-			removed = engines[t->engine]->leak(&b, t->before, LEAK_BATCH, true, &end);
+			how.before = t->before;
+			how.max_items = LEAK_BATCH;
+			how.reclaim = true;
+			/* a due time that comes before the next pass is left as it is */
+			how.next_leak = at + Max(pyrate_leak_interval, 0);
+			removed = engines[t->engine]->leak(&b, &how, &end);
 			units += removed;
 			nbuckets++;
 
