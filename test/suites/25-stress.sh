@@ -167,6 +167,51 @@ entries=$(sql -c "SELECT count(*) || ' ' || max(n) FROM slot_entries")
 check "... and the bucket never held more than 29 entries (samples, most: $entries)" \
 	test "${entries#* }" -le 29 -a "${entries% *}" -gt 10
 
+# 8. Leaks that reclaim what they empty, beside puts.  100 keys under
+#    {2/20,3/50}, each hit about every 50 ms at random: a key often goes
+#    unhit past its largest window, a session leaking every bucket every
+#    10 ms then drops it (its newest item and row in one step), and the next
+#    puts start it again, some of them racing that leak.  Half the putting
+#    transactions roll back.  Every admitted and committed item's time goes
+#    to a log in its transaction (the buckets' own items leave with them):
+#    no window of the true clock holds more than its limit.
+sql -q -c "SELECT pyrate_define('churn:*', '{2/20,3/50}', 'table')" \
+	-c "CREATE TABLE churn_log (name text NOT NULL, ts bigint NOT NULL)" >/dev/null
+first_id=$(sql -c "SELECT last_value FROM pyrate_bucket_id_seq")
+echo "\\set rb random(0, 1)
+BEGIN;
+WITH k AS (SELECT 'churn:' || (random() * 99)::int AS name),
+p AS MATERIALIZED (SELECT name, pyrate_put(name) AS ok FROM k)
+INSERT INTO churn_log SELECT name, (pyrate_peek(name, 0)).ts FROM p WHERE ok;
+\\if :rb
+ROLLBACK;
+\\else
+COMMIT;
+\\endif" >"$work/churn.sql"
+echo "SELECT pyrate_leak(), pg_sleep(0.01);" >"$work/churn-leak.sql"
+pgbench -n -c 1 -T 5 -f "$work/churn-leak.sql" "$DSN" >"$work/pgbench-churn-leak.log" 2>&1 &
+leaker=$!
+pgbench -n -c "$CLIENTS" -j 2 -T 5 -f "$work/churn.sql" "$DSN" >"$work/pgbench-churn.log" 2>&1
+wait $leaker
+check "churn: clients on 100 keys, half rolling back, beside a session leaking every bucket: pgbench without errors" \
+	grep -q "^number of failed transactions: 0 " "$work/pgbench-churn.log"
+check "... and the leaking session ran without errors" \
+	grep -q "^number of failed transactions: 0 " "$work/pgbench-churn-leak.log"
+made=$(( $(sql -c "SELECT last_value FROM pyrate_bucket_id_seq") - first_id ))
+check "... the leaks dropped idle keys' buckets and puts started them again ($made buckets made for 100 keys)" \
+	test "$made" -gt 500
+logged=$(sql -c "SELECT count(*) FROM churn_log")
+over=$(sql -c "SELECT count(*) FROM unnest('{2/20,3/50}'::pyrate_rate[]) r, churn_log x,
+	LATERAL (SELECT count(*) AS used FROM churn_log y WHERE y.name = x.name
+		AND y.ts BETWEEN x.ts - pyrate_rate_interval(r) AND x.ts) u
+	WHERE u.used > pyrate_rate_limit(r)")
+echo "churn: $logged admitted and committed; $over windows over their limit"
+[ "$over" = 0 ] || sql -c "SELECT x.name, x.ts, r, u.used FROM unnest('{2/20,3/50}'::pyrate_rate[]) r, churn_log x,
+	LATERAL (SELECT count(*) AS used FROM churn_log y WHERE y.name = x.name
+		AND y.ts BETWEEN x.ts - pyrate_rate_interval(r) AND x.ts) u
+	WHERE u.used > pyrate_rate_limit(r) ORDER BY 1, 2 LIMIT 10"
+check "... no window of the true clock over its limit, $logged admitted" test "$logged" -gt 1000 -a "$over" = 0
+
 # Every window of every rate, from the stored items.
 violations=$(sql -v like='stress:%' -f test/stress/window_check.sql 2>&1) && wc_rc=0 || wc_rc=$?
 if [ "$wc_rc" = 0 ] && [ -z "$violations" ]; then
