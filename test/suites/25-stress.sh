@@ -127,6 +127,29 @@ check "... and holds them: a second admits none" \
 check "... 100,000 buckets of one unit each" \
 	test "$(sql -c "SELECT count(*) || ' ' || sum(count) FROM pyrate_buckets() WHERE name LIKE 'stress:many:%'")" = "100000 100000"
 
+# race LABEL SECONDS PUTS LEAKS: $CLIENTS clients run the script PUTS
+# beside one session running LEAKS, both for SECONDS; then both pgbench
+# runs are checked for errors.
+race() {
+	pgbench -n -c 1 -T "$2" -f "$4" "$DSN" >"$work/pgbench-$1-leak.log" 2>&1 &
+	local leaker=$!
+	pgbench -n -c "$CLIENTS" -j 2 -T "$2" -f "$3" "$DSN" >"$work/pgbench-$1.log" 2>&1
+	wait $leaker
+	check "$1: $5, beside a leaking session: pgbench without errors" \
+		grep -q "^number of failed transactions: 0 " "$work/pgbench-$1.log"
+	check "... and the leaking session ran without errors" \
+		grep -q "^number of failed transactions: 0 " "$work/pgbench-$1-leak.log"
+}
+# windows_over RATES LOG: windows of the true clock, one per logged
+# admission and rate, that hold more of the log's admissions of the same
+# name than the rate's limit (ts - interval .. ts, inclusive)
+windows_over() {
+	sql -c "SELECT count(*) FROM unnest('$1'::pyrate_rate[]) r, $2 x,
+		LATERAL (SELECT count(*) AS used FROM $2 y WHERE y.name = x.name
+			AND y.ts BETWEEN x.ts - pyrate_rate_interval(r) AND x.ts) u
+		WHERE u.used > pyrate_rate_limit(r)"
+}
+
 # 7. Bounded storage (slots) on a hot table key: clients put, half of them
 #    rolling back, while another session leaks the bucket over and over.
 #    Every admitted item's stored time goes to a log in the same
@@ -135,11 +158,12 @@ check "... 100,000 buckets of one unit each" \
 #    more than its bound of entries.  (Not named stress:*: the check of
 #    stored items below would count a coarse entry at its newest unit.)
 sql -q -c "SELECT pyrate_define('slotted', '{10/100,50/1000,200/5000}', 'table', slots => 3)" \
-	-c "CREATE TABLE slot_log (ts bigint NOT NULL)" -c "CREATE TABLE slot_entries (n bigint)" >/dev/null
+	-c "CREATE TABLE slot_log (name text NOT NULL DEFAULT 'slotted', ts bigint NOT NULL)" \
+	-c "CREATE TABLE slot_entries (n bigint)" >/dev/null
 echo "\\set rb random(0, 1)
 BEGIN;
 WITH p AS MATERIALIZED (SELECT pyrate_put('slotted') AS ok)
-INSERT INTO slot_log SELECT (pyrate_peek('slotted', 0)).ts FROM p WHERE ok;
+INSERT INTO slot_log (ts) SELECT (pyrate_peek('slotted', 0)).ts FROM p WHERE ok;
 \\if :rb
 ROLLBACK;
 \\else
@@ -148,18 +172,9 @@ COMMIT;
 echo "SELECT pyrate_leak('slotted'), pg_sleep(0.02);
 INSERT INTO slot_entries SELECT count(*) FROM pyrate_item_data i JOIN pyrate_bucket_data b ON b.id = i.bucket
 	WHERE b.name = 'slotted' AND i.weight <> 0;" >"$work/slots-leak.sql"
-pgbench -n -c 1 -T 4 -f "$work/slots-leak.sql" "$DSN" >"$work/pgbench-leak.log" 2>&1 &
-leaker=$!
-pgbench -n -c "$CLIENTS" -j 2 -T 4 -f "$work/slots.sql" "$DSN" >"$work/pgbench.log" 2>&1
-wait $leaker
-check "slots: clients on a hot key, half rolling back, beside a leaking session: pgbench without errors" \
-	grep -q "^number of failed transactions: 0 " "$work/pgbench.log"
-check "... and the leaking session ran without errors" \
-	grep -q "^number of failed transactions: 0 " "$work/pgbench-leak.log"
+race slots 4 "$work/slots.sql" "$work/slots-leak.sql" "clients on a hot key, half rolling back"
 logged=$(sql -c "SELECT count(*) FROM slot_log")
-over=$(sql -c "SELECT count(*) FROM unnest('{10/100,50/1000,200/5000}'::pyrate_rate[]) r, slot_log x,
-	LATERAL (SELECT count(*) AS used FROM slot_log y WHERE y.ts BETWEEN x.ts - pyrate_rate_interval(r) AND x.ts) u
-	WHERE u.used > pyrate_rate_limit(r)")
+over=$(windows_over '{10/100,50/1000,200/5000}' slot_log)
 echo "slots: $logged admitted and committed; $over windows over their limit"
 check "... no window of the true clock over its limit, $logged admitted" test "$logged" -gt 0 -a "$over" = 0
 # bound: 10 (the smallest limit) + 2 * 9 + 1; 9 = 1 + (900 - 1) / 333 + 2 + (4000 - 1) / 1665 + 2
@@ -189,27 +204,13 @@ ROLLBACK;
 COMMIT;
 \\endif" >"$work/churn.sql"
 echo "SELECT pyrate_leak(), pg_sleep(0.01);" >"$work/churn-leak.sql"
-pgbench -n -c 1 -T 5 -f "$work/churn-leak.sql" "$DSN" >"$work/pgbench-churn-leak.log" 2>&1 &
-leaker=$!
-pgbench -n -c "$CLIENTS" -j 2 -T 5 -f "$work/churn.sql" "$DSN" >"$work/pgbench-churn.log" 2>&1
-wait $leaker
-check "churn: clients on 100 keys, half rolling back, beside a session leaking every bucket: pgbench without errors" \
-	grep -q "^number of failed transactions: 0 " "$work/pgbench-churn.log"
-check "... and the leaking session ran without errors" \
-	grep -q "^number of failed transactions: 0 " "$work/pgbench-churn-leak.log"
+race churn 5 "$work/churn.sql" "$work/churn-leak.sql" "clients on 100 keys, half rolling back"
 made=$(( $(sql -c "SELECT last_value FROM pyrate_bucket_id_seq") - first_id ))
 check "... the leaks dropped idle keys' buckets and puts started them again ($made buckets made for 100 keys)" \
 	test "$made" -gt 500
 logged=$(sql -c "SELECT count(*) FROM churn_log")
-over=$(sql -c "SELECT count(*) FROM unnest('{2/20,3/50}'::pyrate_rate[]) r, churn_log x,
-	LATERAL (SELECT count(*) AS used FROM churn_log y WHERE y.name = x.name
-		AND y.ts BETWEEN x.ts - pyrate_rate_interval(r) AND x.ts) u
-	WHERE u.used > pyrate_rate_limit(r)")
+over=$(windows_over '{2/20,3/50}' churn_log)
 echo "churn: $logged admitted and committed; $over windows over their limit"
-[ "$over" = 0 ] || sql -c "SELECT x.name, x.ts, r, u.used FROM unnest('{2/20,3/50}'::pyrate_rate[]) r, churn_log x,
-	LATERAL (SELECT count(*) AS used FROM churn_log y WHERE y.name = x.name
-		AND y.ts BETWEEN x.ts - pyrate_rate_interval(r) AND x.ts) u
-	WHERE u.used > pyrate_rate_limit(r) ORDER BY 1, 2 LIMIT 10"
 check "... no window of the true clock over its limit, $logged admitted" test "$logged" -gt 1000 -a "$over" = 0
 
 # Every window of every rate, from the stored items.
