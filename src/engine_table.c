@@ -1799,10 +1799,21 @@ reclaim_spared(TableBucket *tb, int64 *units)
 	}
 	if (only_item_is(tb, &tb->spared))
 	{
+		bool		item_gone = false;
+
 		if (ItemPointerIsValid(&tb->spared) && pyrate_rel_delete(&tb->items, &tb->spared))
+		{
 			*units = tb->spared_weight;
+			item_gone = true;
+		}
 		gone = pyrate_rel_delete(&buckets, &buckets.slot->tts_tid);
-		if (gone)
+
+		/*
+		 * Gone, or (its row changed meanwhile by a leak's new due time)
+		 * left without its newest item, so its cum starts over: either way
+		 * every backend forgets the ids and hints it cached.
+		 */
+		if (gone || item_gone)
 			forget_bucket_ids(RelationGetRelid(buckets.heap));
 	}
 	pyrate_rel_close(&buckets);
