@@ -141,6 +141,8 @@ typedef struct TableBucket
 	/* the expired newest item a leak left for its reclaim (spare_newest) */
 	ItemPointerData spared;
 	int32		spared_weight;
+	/* the time of the first item delete_items read, PG_INT64_MIN: none */
+	int64		first_ts;
 } TableBucket;
 
 /* Bucket locks this transaction keeps to its end (see keep_lock). */
@@ -1543,6 +1545,7 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool spare_newest,
 
 	*emptied = false;
 	ItemPointerSetInvalid(&tb->spared);
+	tb->first_ts = PG_INT64_MIN;
 	if (tb->id < 0)
 		return 0;
 	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
@@ -1557,6 +1560,8 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool spare_newest,
 		if (more)
 		{
 			slot_getallattrs(tb->items.slot);
+			if (first)
+				tb->first_ts = ITEM_I64(tb, Anum_item_ts);
 			if (ITEM_I64(tb, Anum_item_ts) >= before)
 				break;
 		}
@@ -1691,7 +1696,7 @@ bucket_row(TableBucket *tb, PyrateRel *buckets)
  * concurrent leak that wrote it first wins.
  */
 static void
-update_due(TableBucket *tb, int64 before, int64 next_leak)
+update_due(TableBucket *tb, int64 before, int64 next_leak, int64 oldest_ts)
 {
 	PyrateRel	buckets;
 	ScanKeyData key;
@@ -1701,7 +1706,10 @@ update_due(TableBucket *tb, int64 before, int64 next_leak)
 	int64		id;
 
 	pyrate_key_int8(&key, 1, BTEqualStrategyNumber, tb->id);
-	if (pyrate_probe(&tb->items, tb->by_cum, &key, 1, ForwardScanDirection, SnapshotSelf))
+	/* the oldest item's time, known to a leak that removed nothing */
+	if (oldest_ts != PG_INT64_MIN)
+		due = oldest_ts + interval;
+	else if (pyrate_probe(&tb->items, tb->by_cum, &key, 1, ForwardScanDirection, SnapshotSelf))
 		due = ITEM_I64(tb, Anum_item_ts) + interval;
 	else
 		due = pyrate_now_ms() + interval;
@@ -1874,7 +1882,7 @@ table_leak(const PyrateBucket *b, const PyrateLeakHow *how, PyrateLeakEnd *end)
 	 * due to be reclaimed, and stays listed).
 	 */
 	if (tb.id >= 0 && (emptied ? b->listed.id != tb.id : removed == 0))
-		update_due(&tb, before, how->next_leak);
+		update_due(&tb, before, how->next_leak, removed == 0 && !emptied ? tb.first_ts : PG_INT64_MIN);
 	*end = tb.id >= 0 && emptied ? PYRATE_LEAK_EMPTIED : PYRATE_LEAK_HOLDS;
 	tb_close(&tb);
 	return removed;
