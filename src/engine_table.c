@@ -1277,6 +1277,15 @@ decide_peek(void *ctx, int64 index, int64 *ts, int64 *weight)
 
 static void materialize(const PyrateBucket *b);
 
+/* This transaction's pending items of the bucket, NULL when it has none. */
+static PendingBucket *
+own_items(const PyrateBucket *b)
+{
+	PendingBucket *pb = pyrate_pending_own(b);
+
+	return pb != NULL && pb->n > 0 ? pb : NULL;
+}
+
 /*
  * A flush or a dispose in the transaction that holds pending items of the
  * bucket: they go with the rest, unwritten (a rollback to a savepoint
@@ -1285,9 +1294,9 @@ static void materialize(const PyrateBucket *b);
 static bool
 forget_pending(const PyrateBucket *b)
 {
-	PendingBucket *pb = pyrate_pending_own(b);
+	PendingBucket *pb = own_items(b);
 
-	if (pb == NULL || pb->n == 0)
+	if (pb == NULL)
 		return false;
 	pyrate_pending_stored(pb);
 	return true;
@@ -1792,12 +1801,11 @@ only_item_is(TableBucket *tb, ItemPointer tid)
 static bool
 reclaim_spared(TableBucket *tb, int64 *units)
 {
-	PendingBucket *own = pyrate_pending_own(tb->b);
 	PyrateRel	buckets;
 	bool		gone = false;
 
 	*units = 0;
-	if ((own != NULL && own->n > 0) || tb->b->listed.id != tb->id ||
+	if (own_items(tb->b) != NULL || tb->b->listed.id != tb->id ||
 		!bucket_lock(tb, true, LOCK_ALL))
 		return false;
 	if (listed_row(tb, &buckets) < 0)
@@ -1844,7 +1852,7 @@ table_leak(const PyrateBucket *b, const PyrateLeakHow *how, PyrateLeakEnd *end)
 
 	prevent_writes("leak", b->name);
 	/* this transaction's items the leak would remove are written first */
-	if ((own = pyrate_pending_own(b)) != NULL && own->n > 0 && own->items[0].ts < before)
+	if ((own = own_items(b)) != NULL && own->items[0].ts < before)
 		materialize(b);
 	tb_open(&tb, b, RowExclusiveLock, LOCK_NONE);
 
@@ -1982,7 +1990,7 @@ table_reclaim(const PyrateBucket *b, int64 before)
 		return false;
 	prevent_writes("reclaim", b->name);
 	/* a bucket this transaction holds permits of is in use */
-	if (pyrate_pending_own(b) != NULL && pyrate_pending_own(b)->n > 0)
+	if (own_items(b) != NULL)
 		return false;
 	tb_open(&tb, b, RowExclusiveLock, LOCK_NONE);
 	/* a bucket whose lock is taken, or with a put in progress, is in use: never wait */
@@ -2234,16 +2242,16 @@ write_pending(PendingBucket *pb, bool keep)
 }
 
 /*
- * This transaction's pending items in a bucket are written now, held to commit as items written at once are: before a put
- * that cannot wait for the commit, and before a leak that would remove some
- * of them.
+ * This transaction's pending items in a bucket are written now, held to
+ * commit as items written at once are: before a put that cannot wait for
+ * the commit, and before a leak that would remove some of them.
  */
 static void
 materialize(const PyrateBucket *b)
 {
-	PendingBucket *pb = pyrate_pending_own(b);
+	PendingBucket *pb = own_items(b);
 
-	if (pb == NULL || pb->n == 0)
+	if (pb == NULL)
 		return;
 	write_pending(pb, true);
 	/* the rows are seen by what this command reads next, snapshots too */

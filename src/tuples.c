@@ -203,9 +203,13 @@ index_info(Relation idx)
 	return ii;
 }
 
+/* bumped by every relcache invalidation this backend accepts */
+static uint64 layout_invalidations = 0;
+
 static void
 layout_relcache_cb(Datum arg, Oid relid)
 {
+	layout_invalidations++;
 	for (int i = 0; i < nlayouts; i++)
 		if (!OidIsValid(relid) || layouts[i].relid == relid)
 			layouts[i].valid = false;
@@ -270,6 +274,7 @@ pyrate_rel_open(PyrateRel *r, Oid nsp, const PyrateTable *t, LOCKMODE mode)
 	Oid			relid;
 	List	   *indexes;
 	ListCell   *lc;
+	uint64		seen;
 
 	r->table = t;
 	r->lockmode = mode;
@@ -287,43 +292,32 @@ pyrate_rel_open(PyrateRel *r, Oid nsp, const PyrateTable *t, LOCKMODE mode)
 						t->name, get_namespace_name(nsp)),
 				 errhint("Recreate the extension: DROP EXTENSION pyrate; CREATE EXTENSION pyrate.")));
 	r->heap = table_open(relid, mode);
+	/* what is read from here on is what the invalidations accepted so far left */
+	seen = layout_invalidations;
 	r->nindexes = 0;
 	r->ncolumns = check_columns(r->heap, t, nsp);
-	/* what is read from here on is what the invalidations accepted so far left */
-	e->valid = true;
-	e->relid = relid;
-	e->ncolumns = r->ncolumns;
-	e->nindexes = 0;
 	indexes = RelationGetIndexList(r->heap);
 	foreach(lc, indexes)
 	{
 		Relation	idx;
 
 		if (r->nindexes == PYRATE_MAX_INDEXES)
-		{
-			e->valid = false;
 			bad_layout(r->heap, "it has more indexes than pyrate created",
 					   "Drop the indexes you added to it.");
-		}
 		idx = index_open(lfirst_oid(lc), mode);
 		r->indexes[r->nindexes] = idx;
 		r->info[r->nindexes] = index_info(idx);
+		check_index(r->heap, idx, r->info[r->nindexes]);
+		e->indexes[r->nindexes] = RelationGetRelid(idx);
+		e->info[r->nindexes] = r->info[r->nindexes];
 		r->nindexes++;
-		e->nindexes = r->nindexes;
-		e->indexes[r->nindexes - 1] = RelationGetRelid(idx);
-		e->info[r->nindexes - 1] = r->info[r->nindexes - 1];
-		PG_TRY();
-		{
-			check_index(r->heap, idx, r->info[r->nindexes - 1]);
-		}
-		PG_CATCH();
-		{
-			e->valid = false;
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
 	}
 	list_free(indexes);
+	/* checked whole, and nothing changed meanwhile: the next open may trust it */
+	e->relid = relid;
+	e->ncolumns = r->ncolumns;
+	e->nindexes = r->nindexes;
+	e->valid = layout_invalidations == seen;
 	r->slot = table_slot_create(r->heap, NULL);
 }
 

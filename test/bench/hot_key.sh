@@ -72,18 +72,25 @@ units=$(sql -c "SELECT pyrate_count('hot')")
 rows=$(sql -c "SELECT count(*) FROM bare")
 echo "at rest: pyrate $(ratio "$pb" "$units") B per unit ($units units), bare INSERT $(ratio "$bb" "$rows") B per row"
 echo "RESULT|table + indexes per stored unit, at rest, vs a bare INSERT's row (B)|$(ratio "$pb" "$units")|$(ratio "$bb" "$rows")|$(ratio "$(ratio "$pb" "$units")" "$(ratio "$bb" "$rows")")|<= 100 B"
-# churn: leak everything but the newest, VACUUM (as autovacuum does after a
-# leak's deletes), put as many again; five times.  Flat means the space of
-# leaked items is used again, round after round.
-per_round=""
-for r in 1 2 3 4 5; do
-	sql -c "SELECT pyrate_leak('hot', pyrate_now() + 604800001)" >/dev/null
-	sql -c "VACUUM pyrate_item_data" >/dev/null
-	pgbench -n -M prepared -c 1 -t "$N" -f "$work/hot.pgbench" "$DSN" >/dev/null 2>&1
-	pc=$(size "pg_total_relation_size('pyrate_item_data')")
-	units=$(sql -c "SELECT pyrate_count('hot')")
-	per_round="$per_round $(ratio "$pc" "$units")"
-done
+# churn_rounds [SQL...]: five times, leak everything but the newest,
+# VACUUM (as autovacuum does after a leak's deletes), run the SQL given,
+# put as many again; sets per_round (B per unit after each round), pc and
+# units.  Flat means the space of leaked items is used again, round after
+# round.
+churn_rounds() {
+	local r q
+	per_round=""
+	for r in 1 2 3 4 5; do
+		sql -c "SELECT pyrate_leak('hot', pyrate_now() + 604800001)" >/dev/null
+		sql -c "VACUUM pyrate_item_data" >/dev/null
+		for q in "$@"; do sql -c "$q" >/dev/null; done
+		pgbench -n -M prepared -c 1 -t "$N" -f "$work/hot.pgbench" "$DSN" >/dev/null 2>&1
+		pc=$(size "pg_total_relation_size('pyrate_item_data')")
+		units=$(sql -c "SELECT pyrate_count('hot')")
+		per_round="$per_round $(ratio "$pc" "$units")"
+	done
+}
+churn_rounds
 echo "after each of five leaks, VACUUMs and refills: B per unit:$per_round ($units units)"
 echo "RESULT|table + indexes per stored unit, after five leak/VACUUM/refill rounds (B)|$(ratio "$pc" "$units")|-|-|<= 100 B, flat"
 # The same churn where the space a VACUUM frees can be used again before
@@ -98,16 +105,7 @@ echo "RESULT|table + indexes per stored unit, after five leak/VACUUM/refill roun
 sql -q -c "DROP EXTENSION pyrate" -c "CREATE EXTENSION pyrate" \
 	-c "SELECT FROM pyrate_define('hot', '2000000000/1w', 'table')" >/dev/null
 pgbench -n -M prepared -c 1 -t "$N" -f "$work/hot.pgbench" "$DSN" >/dev/null 2>&1
-per_round="$(ratio "$(size "pg_total_relation_size('pyrate_item_data')")" "$(sql -c "SELECT pyrate_count('hot')")") at rest;"
-for r in 1 2 3 4 5; do
-	sql -c "SELECT pyrate_leak('hot', pyrate_now() + 604800001)" >/dev/null
-	sql -c "VACUUM pyrate_item_data" >/dev/null
-	sql -c "SELECT pg_current_xact_id()" >/dev/null
-	sql -c "VACUUM pyrate_item_data" >/dev/null
-	pgbench -n -M prepared -c 1 -t "$N" -f "$work/hot.pgbench" "$DSN" >/dev/null 2>&1
-	pc=$(size "pg_total_relation_size('pyrate_item_data')")
-	units=$(sql -c "SELECT pyrate_count('hot')")
-	per_round="$per_round $(ratio "$pc" "$units")"
-done
-echo "the same, one transaction id and a second VACUUM before each refill: B per unit: $per_round ($units units)"
+at_rest=$(ratio "$(size "pg_total_relation_size('pyrate_item_data')")" "$(sql -c "SELECT pyrate_count('hot')")")
+churn_rounds "SELECT pg_current_xact_id()" "VACUUM pyrate_item_data"
+echo "the same, one transaction id and a second VACUUM before each refill: B per unit: $at_rest at rest;$per_round ($units units)"
 echo "RESULT|table + indexes per stored unit, five rounds as above with the freed index pages recorded before each refill (B)|$(ratio "$pc" "$units")|-|-|<= 100 B, flat"

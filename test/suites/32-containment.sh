@@ -113,23 +113,17 @@ check "disposing of 100 makes room for 100 new ones, no more" \
 #    at once); the victim's permit then still waits for its commit, holding
 #    nothing, and a caller that never waits answers at once.
 super victim -q -c "SELECT FROM pyrate_define('t:*', '100/1h', 'table')" >/dev/null
-wait_for_sleep() { # application_name
-	local i
-	for i in $(seq 1 300); do
-		[ "$(super victim -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = '$1' AND wait_event = 'PgSleep'")" = 1 ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 psql -X -At "$(pg_conninfo contain $PORT victim) user=stranger application_name=hoarder" \
 	-c "BEGIN" -c "SELECT count(*) FILTER (WHERE pyrate_put('t:s:' || i)) FROM generate_series(1, 3000) i" \
 	-c "SELECT pg_sleep(20)" -c "COMMIT" >"$(pyrate_tmp)/hoarder.out" 2>&1 &
 hoarder=$!
-check "a stranger holds 3000 table keys' permits in an open transaction" wait_for_sleep hoarder
+check "a stranger holds 3000 table keys' permits in an open transaction" \
+	pg_waits "$(pg_conninfo contain $PORT victim)" hoarder Timeout 300
 psql -X -At "$(pg_conninfo contain $PORT victim) user=postgres application_name=holder" \
 	-c "BEGIN" -c "SELECT pyrate_put('t:v')" -c "SELECT pg_sleep(20)" -c "COMMIT" >/dev/null 2>&1 &
 holder=$!
-check "the victim takes a permit in an open transaction too" wait_for_sleep holder
+check "the victim takes a permit in an open transaction too" \
+	pg_waits "$(pg_conninfo contain $PORT victim)" holder Timeout 300
 check "... which holds the bucket's lock for no one: a call that never waits answers at once, counting it" \
 	test "$(super victim -q -c "SET statement_timeout = '3s'" -c "SELECT pyrate_try_acquire('t:v', 100, false)")" = f
 check "... and a weight that fits is admitted at once" \
