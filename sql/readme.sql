@@ -23,11 +23,11 @@ SELECT '5/s'::pyrate_rate, '10/1500ms'::pyrate_rate, pyrate_rate(100, interval '
 -- among patterns ('*' matches anything) the longest literal prefix wins.
 -- pyrate_define answers the definition it stored; rates are an array or text.
 SELECT * FROM pyrate_define('api:*', '{5/s,1000/h}');
---  pattern |     rates      | storage | dry_run | slots | max_buckets
---  api:*   | {5/1s,1000/1h} | table   | f       |       |
+--  pattern |     rates      | storage | dry_run | slots | max_buckets | durable
+--  api:*   | {5/1s,1000/1h} | table   | f       |       |             | t
 SELECT * FROM pyrate_define('api:admin', '100/s');
---   pattern  |  rates   | storage | dry_run | slots | max_buckets
---  api:admin | {100/1s} | table   | f       |       |
+--   pattern  |  rates   | storage | dry_run | slots | max_buckets | durable
+--  api:admin | {100/1s} | table   | f       |       |             | t
 SELECT storage FROM pyrate_define('reports:*', '2/m', storage => 'memory');  -- needs preload
 --  storage
 --  memory

@@ -101,9 +101,10 @@ define(FunctionCallInfo fcinfo, bool rates_as_text)
 	bool		dry_run;
 	int			slots = 0;
 	int64		max_buckets = 0;
+	bool		durable = true;
 	TupleDesc	desc;
-	Datum		values[6];
-	bool		nulls[6] = {false};
+	Datum		values[7];
+	bool		nulls[7] = {false};
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -152,13 +153,26 @@ define(FunctionCallInfo fcinfo, bool rates_as_text)
 					 errdetail("Definition \"%s\" has storage %s.", pattern, pyrate_storage_name(storage)),
 					 errhint("Use storage 'memory', or leave max_buckets NULL.")));
 	}
+	/* 1.4 on: durable => false keeps a memory definition's buckets out of the WAL */
+	if (PG_NARGS() > 6 && !PG_ARGISNULL(6))
+	{
+		durable = PG_GETARG_BOOL(6);
+		if (!durable && storage != PYRATE_STORAGE_MEMORY)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("only memory buckets can be volatile"),
+					 errdetail("Definition \"%s\" has storage %s, whose buckets are rows of WAL-logged tables.",
+							   pattern, pyrate_storage_name(storage)),
+					 errhint("Use storage 'memory' for buckets kept out of the WAL, or leave durable NULL.")));
+	}
 	(void) pyrate_engine(storage);	/* errors when the engine is unavailable */
 	PreventCommandIfReadOnly("pyrate_define()");
 
 	pyrate_definitions_lock(nsp);
 	if (pyrate_definition_stored(nsp, pattern, &stored) && stored != storage)
 		refuse_storage_move(nsp, pattern, stored, storage);
-	pyrate_definition_store(nsp, pattern, rates, nrates, storage, dry_run, slots, max_buckets);
+	pyrate_definition_store(nsp, pattern, rates, nrates, storage, dry_run, slots, max_buckets,
+							durable);
 	redefined(nsp, pattern);
 
 	/* 1.0's pyrate_define returned void: an old install script's function */
@@ -173,8 +187,10 @@ define(FunctionCallInfo fcinfo, bool rates_as_text)
 	nulls[4] = slots == 0;
 	values[5] = Int64GetDatum(max_buckets);
 	nulls[5] = max_buckets == 0;
-	if (desc->natts > 6)
-		elog(ERROR, "pyrate_definition has %d attributes, expected at most 6", desc->natts);
+	/* 1.4 on: and durable */
+	values[6] = BoolGetDatum(durable);
+	if (desc->natts > 7)
+		elog(ERROR, "pyrate_definition has %d attributes, expected at most 7", desc->natts);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 

@@ -39,6 +39,7 @@
 #include <limits.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
@@ -53,6 +54,7 @@
 
 #include "memory_arena.h"
 #include "memory_file.h"
+#include "memory_wal.h"
 
 typedef struct MemBucket
 {
@@ -63,7 +65,8 @@ typedef struct MemBucket
 	uint32		hash;
 	int32		one_weight;		/* 0: no item here */
 	uint16		namelen;		/* at most PYRATE_MAX_NAME */
-	uint16		group;			/* counted in group_buckets[group]; 0: nowhere */
+	uint16		group;			/* counted in group_buckets[group & PYRATE_GROUP_MASK]
+								 * (0: nowhere); PYRATE_GROUP_DURABLE: logged */
 	char		name[FLEXIBLE_ARRAY_MEMBER];	/* namelen bytes, then NUL */
 } MemBucket;
 
@@ -298,8 +301,10 @@ group_add(uint16 group, int64 max)
 static void
 unlink_bucket(dsa_area *a, Slot *s, PyratePartition *part)
 {
-	if (s->b->group != 0)
-		(void) pg_atomic_fetch_sub_u32(&pyrate_shared->group_buckets[s->b->group], 1);
+	uint16		group = s->b->group & PYRATE_GROUP_MASK;
+
+	if (group != 0)
+		(void) pg_atomic_fetch_sub_u32(&pyrate_shared->group_buckets[group], 1);
 	free_log(a, s->b, part);
 	*s->link = s->b->next;
 	part->buckets--;
@@ -379,10 +384,11 @@ create_bucket(dsa_area *a, const Key *k, Slot *s, PyratePartition *part, Size *n
 /*
  * Unlink buckets under each partition lock in turn: those that have leaked
  * empty (only_empty), else every bucket of a database (InvalidOid: of every
- * database).  Returns how many went.
+ * database), logging each partition's clearing when logged.  Returns how
+ * many went.
  */
 static int64
-unlink_buckets(dsa_area *a, bool only_empty, Oid dbid)
+unlink_buckets(dsa_area *a, bool only_empty, Oid dbid, bool logged)
 {
 	int64		n = 0;
 	int			p;
@@ -416,6 +422,8 @@ unlink_buckets(dsa_area *a, bool only_empty, Oid dbid)
 				n++;
 			}
 		}
+		if (logged)
+			partition(p)->lsn = pyrate_wal_clear(dbid, p);
 		LWLockRelease(partition_lock(p));
 	}
 	return n;
@@ -425,17 +433,20 @@ unlink_buckets(dsa_area *a, bool only_empty, Oid dbid)
 static int64
 evict_empty(dsa_area *a)
 {
-	int64		n = unlink_buckets(a, true, InvalidOid);
+	int64		n = unlink_buckets(a, true, InvalidOid, false);
 
 	pg_atomic_fetch_add_u64(&pyrate_shared->evicted, n);
 	return n;
 }
 
-/* Remove every bucket of a database (InvalidOid: of every database). */
+/*
+ * Remove every bucket of a database (InvalidOid: of every database), at the
+ * commit of its DROP DATABASE or DROP EXTENSION pyrate; a standby replays it.
+ */
 static void
 clear_database(dsa_area *a, Oid dbid)
 {
-	(void) unlink_buckets(a, false, dbid);
+	(void) unlink_buckets(a, false, dbid, !RecoveryInProgress());
 }
 
 typedef struct MemoryTotals
@@ -550,20 +561,43 @@ report_full(const PyrateBucket *pb, Size needed, Shortage why)
 }
 
 /*
+ * A durable bucket changes on the primary only; a standby holds the copy its
+ * WAL replays.  (Volatile buckets are each server's own.)
+ */
+static void
+refuse_in_recovery(const PyrateBucket *pb, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("cannot %s durable memory bucket \"%s\" during recovery", what, pb->name),
+			 errdetail("Durable memory buckets are WAL-logged: a standby holds the primary's, as it replays them."),
+			 errhint("Do it on the primary, or define pattern \"%s\" with durable => false so that each server "
+					 "limits with buckets of its own.", pb->def.pattern)));
+}
+
+/* Whether a bucket's changes are WAL-logged. */
+static inline bool
+is_durable(const MemBucket *b)
+{
+	return (b->group & PYRATE_GROUP_DURABLE) != 0;
+}
+
+/*
  * slots => n: after a put of weight into the ring, merge its old entries
  * once every so many units (pyr_slots_due), at the newest item's time.
  */
 static void
-compact(const PyrateBucket *pb, pyr_log *log, int64 weight, PyratePartition *part)
+compact(int slots, const pyr_rate *rates, int nrates, pyr_log *log, int64 weight,
+		PyratePartition *part)
 {
 	pyr_slots	s;
 	int64		after;
 	int64		newest_ts;
 	int64		newest_weight;
 
-	if (pb->def.slots == 0)
+	if (slots == 0)
 		return;
-	pyr_slots_init(&s, pb->def.rates, pb->def.nrates, pb->def.slots);
+	pyr_slots_init(&s, rates, nrates, slots);
 	after = log->base + pyr_log_count(log);
 	if (pyr_slots_due(&s, after - weight, after) &&
 		pyr_log_peek(log, 0, &newest_ts, &newest_weight))
@@ -593,6 +627,8 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 		LWLockRelease(partition_lock(p));
 		return;
 	}
+	if (pb->def.durable && RecoveryInProgress())
+		refuse_in_recovery(pb, "acquire on");
 	for (;;)
 	{
 		Slot		s;
@@ -601,6 +637,7 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 		Size		needed = 0;
 		Shortage	why = SHORT_NONE;
 		bool		growing = false;
+		bool		stored = false;
 
 		LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
 		(void) find(a, &k, &s);
@@ -612,7 +649,7 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 			case PYR_PUT_ADMITTED:
 				/* weight > 0: stored in the ring, or as the bucket's one item */
 				if (!is_one(log, &one))
-					compact(pb, log, weight, partition(p));
+					compact(pb->def.slots, pb->def.rates, pb->def.nrates, log, weight, partition(p));
 				else
 				{
 					if (s.b == NULL)
@@ -640,6 +677,7 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 					store_one(s.b, log);
 				}
 				partition(p)->items++;
+				stored = true;
 				break;
 			case PYR_PUT_FULL:
 				growing = true;
@@ -652,11 +690,20 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 					log = dsa_get_address(a, s.b->log);
 					(void) pyr_log_push(log, ts, weight);
 					partition(p)->items++;
-					compact(pb, log, weight, partition(p));
+					compact(pb->def.slots, pb->def.rates, pb->def.nrates, log, weight, partition(p));
+					stored = true;
 				}
 				else
 					why = SHORT_ARENA;
 				break;
+		}
+		if (stored && pb->def.durable)
+		{
+			/* logged as it was pushed: replay pushes it the same way */
+			s.b->group |= PYRATE_GROUP_DURABLE;
+			partition(p)->lsn = pyrate_wal_put(k.dbid, k.name, k.namelen,
+											   s.b->group & PYRATE_GROUP_MASK, ts, weight,
+											   pb->def.slots, pb->def.rates, pb->def.nrates);
 		}
 		LWLockRelease(partition_lock(p));
 		if (why == SHORT_NONE)
@@ -731,8 +778,64 @@ memory_peek(const PyrateBucket *pb, int64 index, int64 *ts, int64 *weight)
 }
 
 /*
+ * Remove the bucket's items older than before; the partition lock is held
+ * exclusively.  A ring halves once a quarter is used, and goes back to the
+ * bucket's entry when one item is left.  Redo does the same, so a standby's
+ * copy holds its memory as the primary's does.  Returns the units removed.
+ */
+static int64
+leak_bucket(dsa_area *a, Slot *s, int p, int64 before, PyrateLeakEnd *end)
+{
+	OneLog		one;
+	pyr_log    *log = log_of(a, s->b, &one);
+	uint32		len = log->len;
+	int64		removed = pyr_log_leak(log, before);
+
+	if (log->len == 0)
+		*end = PYRATE_LEAK_EMPTIED;
+	partition(p)->items -= len - log->len;
+	if (is_one(log, &one))
+		store_one(s->b, log);
+	else if (log->len <= 1)
+	{
+		/* back to the bucket's entry: the ring goes */
+		store_one(s->b, log);
+		account(partition(p), s->b->dbid, -(int64) pyr_log_size(log->cap));
+		dsa_free(a, s->b->log);
+		s->b->log = InvalidDsaPointer;
+	}
+	else if (log->cap > 2 && log->len <= log->cap / 4)
+	{
+		/* shrink by half; when that allocation fails, keep the ring */
+		dsa_pointer ldp = new_log(a, log, log->cap / 2);
+
+		if (DsaPointerIsValid(ldp))
+		{
+			account(partition(p), s->b->dbid,
+					(int64) pyr_log_size(log->cap / 2) - (int64) pyr_log_size(log->cap));
+			dsa_free(a, s->b->log);
+			s->b->log = ldp;
+		}
+	}
+	return removed;
+}
+
+/* Whether the bucket is gone by reclaim(before): nothing at or after before. */
+static bool
+reclaimable(dsa_area *a, const MemBucket *b, int64 before)
+{
+	OneLog		one;
+	int64		ts;
+	int64		w;
+
+	return !pyr_log_peek(log_of(a, b, &one), 0, &ts, &w) || ts < before;
+}
+
+/*
  * A leak is one O(log n) step on the ring however many items go, so
- * max_items (the table engine's batch bound) does not apply here.
+ * max_items (the table engine's batch bound) does not apply here.  During
+ * recovery a durable bucket is left to the WAL that replays the primary's
+ * leaks.
  */
 static int64
 memory_leak(const PyrateBucket *pb, const PyrateLeakHow *how, PyrateLeakEnd *end)
@@ -747,75 +850,70 @@ memory_leak(const PyrateBucket *pb, const PyrateLeakHow *how, PyrateLeakEnd *end
 	key_init(&k, MyDatabaseId, pb->name);
 	p = partition_of(k.hash);
 	LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
-	if (find(a, &k, &s))
+	if (find(a, &k, &s) && !(is_durable(s.b) && RecoveryInProgress()))
 	{
-		OneLog		one;
-		pyr_log    *log = log_of(a, s.b, &one);
-		uint32		len = log->len;
-
-		removed = pyr_log_leak(log, how->before);
-		if (log->len == 0)
-			*end = PYRATE_LEAK_EMPTIED;
-		partition(p)->items -= len - log->len;
-		if (is_one(log, &one))
-			store_one(s.b, log);
-		else if (log->len <= 1)
-		{
-			/* back to the bucket's entry: the ring goes */
-			store_one(s.b, log);
-			account(partition(p), s.b->dbid, -(int64) pyr_log_size(log->cap));
-			dsa_free(a, s.b->log);
-			s.b->log = InvalidDsaPointer;
-		}
-		else if (log->cap > 2 && log->len <= log->cap / 4)
-		{
-			/* shrink by half; when that allocation fails, keep the ring */
-			dsa_pointer ldp = new_log(a, log, log->cap / 2);
-
-			if (DsaPointerIsValid(ldp))
-			{
-				account(partition(p), s.b->dbid,
-						(int64) pyr_log_size(log->cap / 2) - (int64) pyr_log_size(log->cap));
-				dsa_free(a, s.b->log);
-				s.b->log = ldp;
-			}
-		}
+		removed = leak_bucket(a, &s, p, how->before, end);
+		if (removed > 0 && is_durable(s.b))
+			partition(p)->lsn = pyrate_wal_change(XLOG_PYRATE_LEAK, k.dbid, k.name, k.namelen,
+												  how->before);
 	}
 	LWLockRelease(partition_lock(p));
 	return removed;
 }
 
+/*
+ * Find the bucket under its partition lock (exclusive) for a user's change;
+ * a durable one cannot change during recovery.  false when absent.
+ */
+static bool
+find_to_change(const PyrateBucket *pb, Key *k, Slot *s, int *p, const char *what)
+{
+	key_init(k, MyDatabaseId, pb->name);
+	*p = partition_of(k->hash);
+	LWLockAcquire(partition_lock(*p), LW_EXCLUSIVE);
+	if (!find(pyrate_area(), k, s))
+		return false;
+	if (is_durable(s->b) && RecoveryInProgress())
+	{
+		LWLockRelease(partition_lock(*p));
+		refuse_in_recovery(pb, what);
+	}
+	return true;
+}
+
 static void
 memory_flush(const PyrateBucket *pb)
 {
-	dsa_area   *a = pyrate_area();
 	Key			k;
 	Slot		s;
 	int			p;
 
-	key_init(&k, MyDatabaseId, pb->name);
-	p = partition_of(k.hash);
-	LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
-	if (find(a, &k, &s))
-		free_log(a, s.b, partition(p));
+	if (find_to_change(pb, &k, &s, &p, "flush"))
+	{
+		free_log(pyrate_area(), s.b, partition(p));
+		if (is_durable(s.b))
+			partition(p)->lsn = pyrate_wal_change(XLOG_PYRATE_FLUSH, k.dbid, k.name, k.namelen, 0);
+	}
 	LWLockRelease(partition_lock(p));
 }
 
 static bool
 memory_dispose(const PyrateBucket *pb)
 {
-	dsa_area   *a = pyrate_area();
 	Key			k;
 	Slot		s;
 	bool		found;
 	int			p;
 
-	key_init(&k, MyDatabaseId, pb->name);
-	p = partition_of(k.hash);
-	LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
-	found = find(a, &k, &s);
+	found = find_to_change(pb, &k, &s, &p, "dispose of");
 	if (found)
-		unlink_bucket(a, &s, partition(p));
+	{
+		bool		durable = is_durable(s.b);
+
+		unlink_bucket(pyrate_area(), &s, partition(p));
+		if (durable)
+			partition(p)->lsn = pyrate_wal_change(XLOG_PYRATE_DISPOSE, k.dbid, k.name, k.namelen, 0);
+	}
 	LWLockRelease(partition_lock(p));
 	return found;
 }
@@ -832,20 +930,179 @@ memory_reclaim(const PyrateBucket *pb, int64 before)
 	key_init(&k, MyDatabaseId, pb->name);
 	p = partition_of(k.hash);
 	LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
-	if (find(a, &k, &s))
+	if (find(a, &k, &s) && !(is_durable(s.b) && RecoveryInProgress()) &&
+		reclaimable(a, s.b, before))
 	{
-		OneLog		one;
-		int64		ts;
-		int64		w;
+		bool		durable = is_durable(s.b);
 
-		if (!pyr_log_peek(log_of(a, s.b, &one), 0, &ts, &w) || ts < before)
-		{
-			unlink_bucket(a, &s, partition(p));
-			gone = true;
-		}
+		unlink_bucket(a, &s, partition(p));
+		if (durable)
+			partition(p)->lsn = pyrate_wal_change(XLOG_PYRATE_RECLAIM, k.dbid, k.name, k.namelen,
+												  before);
+		gone = true;
 	}
 	LWLockRelease(partition_lock(p));
 	return gone;
+}
+
+/* ---- redo (memory_wal.c): replaying the WAL of durable buckets ---- */
+
+/* redo puts that found no memory; reported now and then */
+static int64 redo_dropped = 0;
+
+/*
+ * Take partition p's lock for a record ending at lsn; false (lock released)
+ * when the partition holds that record's change already.
+ */
+static bool
+redo_lock(int p, XLogRecPtr lsn)
+{
+	LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
+	if (partition(p)->lsn >= lsn)
+	{
+		LWLockRelease(partition_lock(p));
+		return false;
+	}
+	return true;
+}
+
+static void
+redo_put(Oid dbid, const char *name, uint16 group, int64 ts, int64 weight,
+					   int slots, const pyr_rate *rates, int nrates, XLogRecPtr lsn)
+{
+	dsa_area   *a = pyrate_area();
+	Key			k;
+	int			p;
+	bool		evicted = false;
+
+	if (group >= PYRATE_GROUPS)
+		group = 0;
+	key_init(&k, dbid, name);
+	p = partition_of(k.hash);
+	for (;;)
+	{
+		Slot		s;
+		OneLog		one;
+		pyr_log    *log;
+		Size		needed;
+		bool		stored = false;
+
+		if (!redo_lock(p, lsn))
+			return;
+		if (!find(a, &k, &s) && create_bucket(a, &k, &s, partition(p), &needed))
+		{
+			/* counted, but never refused: the primary admitted it */
+			s.b->group = group;
+			if (group != 0)
+				(void) pg_atomic_fetch_add_u32(&pyrate_shared->group_buckets[group], 1);
+		}
+		if (s.b != NULL)
+		{
+			log = log_of(a, s.b, &one);
+			if (pyr_log_push(log, ts, weight))
+			{
+				if (is_one(log, &one))
+					store_one(s.b, log);
+				else
+					compact(slots, rates, nrates, log, weight, partition(p));
+				stored = true;
+			}
+			else if (make_room(a, &s, log, is_one(log, &one), partition(p), &needed) ||
+					 (evicted && pyrate_reserve_release(a) &&
+					  make_room(a, &s, log, is_one(log, &one), partition(p), &needed)))
+			{
+				log = dsa_get_address(a, s.b->log);
+				(void) pyr_log_push(log, ts, weight);
+				compact(slots, rates, nrates, log, weight, partition(p));
+				stored = true;
+			}
+			if (stored)
+			{
+				partition(p)->items++;
+				s.b->group |= PYRATE_GROUP_DURABLE;
+			}
+		}
+		if (stored || evicted)
+		{
+			partition(p)->lsn = lsn;
+			LWLockRelease(partition_lock(p));
+			if (!stored && (redo_dropped++ % 10000) == 0)
+				ereport(WARNING,
+						(errmsg("pyrate: replaying the WAL, an item of memory bucket \"%s\" found no room and was dropped",
+								name),
+						 errdetail("%lld replayed item(s) dropped so far; pyrate.memory_size is %zu kB.",
+								   (long long) redo_dropped, pyrate_shared->arena_size / 1024),
+						 errhint("Give this server a pyrate.memory_size at least the primary's.")));
+			return;
+		}
+		LWLockRelease(partition_lock(p));
+		(void) evict_empty(a);
+		evicted = true;
+	}
+}
+
+static void
+redo_change(uint8 kind, Oid dbid, const char *name, int64 before, XLogRecPtr lsn)
+{
+	dsa_area   *a = pyrate_area();
+	Key			k;
+	Slot		s;
+	int			p;
+
+	key_init(&k, dbid, name);
+	p = partition_of(k.hash);
+	if (!redo_lock(p, lsn))
+		return;
+	if (find(a, &k, &s))
+	{
+		PyrateLeakEnd end;
+
+		switch (kind)
+		{
+			case XLOG_PYRATE_LEAK:
+				(void) leak_bucket(a, &s, p, before, &end);
+				break;
+			case XLOG_PYRATE_FLUSH:
+				free_log(a, s.b, partition(p));
+				break;
+			case XLOG_PYRATE_DISPOSE:
+				unlink_bucket(a, &s, partition(p));
+				break;
+			case XLOG_PYRATE_RECLAIM:
+				if (reclaimable(a, s.b, before))
+					unlink_bucket(a, &s, partition(p));
+				break;
+		}
+	}
+	partition(p)->lsn = lsn;
+	LWLockRelease(partition_lock(p));
+}
+
+static void
+redo_clear(Oid dbid, int p, XLogRecPtr lsn)
+{
+	dsa_area   *a = pyrate_area();
+	uint32		h;
+
+	if (!redo_lock(p, lsn))
+		return;
+	for (h = p; h < pyrate_shared->nheads; h += PYRATE_PARTITIONS)
+	{
+		Slot		s;
+
+		s.link = &pyrate_heads[h];
+		while (DsaPointerIsValid(*s.link))
+		{
+			s.dp = *s.link;
+			s.b = dsa_get_address(a, s.dp);
+			if (s.b->dbid == dbid)
+				unlink_bucket(a, &s, partition(p));
+			else
+				s.link = &s.b->next;
+		}
+	}
+	partition(p)->lsn = lsn;
+	LWLockRelease(partition_lock(p));
 }
 
 /*
@@ -937,6 +1194,8 @@ static void
 memory_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
 {
 	memory_each_bucket(nsp, cb, arg);
+	/* the worker's leaks run outside any transaction */
+	pyrate_wal_nudge();
 }
 
 const PyrateEngine pyrate_memory_engine = {
@@ -955,28 +1214,60 @@ const PyrateEngine pyrate_memory_engine = {
 	NULL						/* every pass reads every bucket */
 };
 
-/* ---- saving and restoring (memory_file.c), postmaster only ----------- */
+static const PyrateWalReplay replay = {redo_put, redo_change, redo_clear};
 
-/* Every bucket, without locks: only the postmaster is left at shutdown. */
+/* ---- saving and restoring (memory_file.c) ----------------------------- */
+
+/*
+ * Every bucket (only the durable ones when durable_only), partition by
+ * partition, with the partition's lsn.  arg is the DSA area, or NULL in a
+ * running server: each partition is then read under its lock, in shared
+ * mode.  Without it only the postmaster may call this, when no other process
+ * is left.
+ */
 static void
-foreach_unlocked(PyrateFileVisitor visit, void *visit_arg, void *arg)
+foreach_bucket(PyrateFileVisitor visit, void *visit_arg, bool durable_only, uint64 *lsn,
+			   void *arg)
 {
-	dsa_area   *a = arg;
-	uint32		h;
+	dsa_area   *a = arg ? arg : pyrate_area();
+	int			p;
 
-	for (h = 0; h < pyrate_shared->nheads; h++)
+	for (p = 0; p < PYRATE_PARTITIONS; p++)
 	{
-		dsa_pointer dp;
+		uint32		h;
 
-		for (dp = pyrate_heads[h]; DsaPointerIsValid(dp);)
+		if (arg == NULL)
+			LWLockAcquire(partition_lock(p), LW_SHARED);
+		lsn[p] = partition(p)->lsn;
+		for (h = p; h < pyrate_shared->nheads; h += PYRATE_PARTITIONS)
 		{
-			MemBucket  *b = dsa_get_address(a, dp);
-			OneLog		one;
+			dsa_pointer dp;
 
-			visit(b->dbid, b->name, b->namelen, b->group, log_of(a, b, &one), visit_arg);
-			dp = b->next;
+			for (dp = pyrate_heads[h]; DsaPointerIsValid(dp);)
+			{
+				MemBucket  *b = dsa_get_address(a, dp);
+				OneLog		one;
+
+				if (!durable_only || is_durable(b))
+					visit(b->dbid, b->name, b->namelen, b->group, log_of(a, b, &one), visit_arg);
+				dp = b->next;
+			}
 		}
+		if (arg == NULL)
+			LWLockRelease(partition_lock(p));
 	}
+}
+
+XLogRecPtr
+pyrate_memory_saved_redo(void)
+{
+	return pyrate_shared->saved_redo;
+}
+
+bool
+pyrate_memory_save(XLogRecPtr redo)
+{
+	return pyrate_memory_file_save_durable(foreach_bucket, NULL, redo);
 }
 
 /*
@@ -1015,8 +1306,8 @@ insert_restored(Oid dbid, const char *name, uint32 group, const int64 *pairs, ui
 		link_bucket(a, &k, &s, bdp, partition(p));
 		/* counted again as it was: a cap holds across a restart */
 		s.b->group = (uint16) group;
-		if (group != 0)
-			(void) pg_atomic_fetch_add_u32(&pyrate_shared->group_buckets[group], 1);
+		if ((group & PYRATE_GROUP_MASK) != 0)
+			(void) pg_atomic_fetch_add_u32(&pyrate_shared->group_buckets[group & PYRATE_GROUP_MASK], 1);
 		if (n == 1)
 		{
 			s.b->one_ts = pairs[0];
@@ -1064,13 +1355,19 @@ pyrate_memory_object_access(ObjectAccessType access, Oid classId, Oid objectId, 
 static void
 memory_xact_callback(XactEvent event, void *arg)
 {
-	if (!OidIsValid(clear_at_commit))
-		return;
-	if (event == XACT_EVENT_COMMIT)
-		clear_database(pyrate_area(), clear_at_commit);
+	if (OidIsValid(clear_at_commit))
+	{
+		if (event == XACT_EVENT_COMMIT)
+			clear_database(pyrate_area(), clear_at_commit);
+		if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+			event == XACT_EVENT_PREPARE)
+			clear_at_commit = InvalidOid;
+	}
+	/* a put stays whatever becomes of its transaction: so does its record */
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PREPARE)
-		clear_at_commit = InvalidOid;
+		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT)
+		pyrate_wal_nudge();
 }
 
 static void
@@ -1096,28 +1393,38 @@ pyrate_memory_shmem_request(void)
 static void
 save_at_exit(int code, Datum arg)
 {
-	/* after a crash (code != 0) there is nothing trustworthy to save */
+	/* after a crash (code != 0) the last durable save stays for recovery */
 	if (code == 0)
-		pyrate_memory_file_save(foreach_unlocked, DatumGetPointer(arg));
+		pyrate_memory_file_save(foreach_bucket, DatumGetPointer(arg));
 }
 
 void
 pyrate_memory_shmem_startup(void)
 {
-	static bool started_once = false;	/* postmaster: made the arena before */
 	dsa_area   *created;
+	uint64		lsn[PYRATE_PARTITIONS];
+	uint64		redo;
+	int			p;
 
 	created = pyrate_arena_startup();
 	if (created == NULL)
 		return;
-	/* the postmaster made the arena: fill it from the last clean shutdown */
-	if (!started_once)
-		pyrate_memory_file_restore(insert_restored, created);
-	else
-		ereport(LOG,
-				(errmsg("pyrate: the memory engine starts empty after a server process crashed"),
-				 errdetail("Buckets in shared memory are lost when the server reinitializes it after a crash.")));
-	started_once = true;
+
+	/*
+	 * The postmaster made the arena, at its start or after a server process
+	 * crashed: fill it from the last clean shutdown, or else from the last
+	 * durable save, on which recovery replays the WAL.  Then save the durable
+	 * buckets at once: from now on a crash must not bring back the volatile
+	 * ones of a clean shutdown's file.  A file that cannot be written leaves
+	 * the one read in place: its durable buckets and their lsns are right
+	 * for recovery, and its volatile ones only count against their limits.
+	 */
+	pyrate_memory_file_restore(insert_restored, created, lsn, &redo);
+	for (p = 0; p < PYRATE_PARTITIONS; p++)
+		partition(p)->lsn = lsn[p];
+	/* (failing that, the file read stays: the saver tries again) */
+	pyrate_shared->saved_redo =
+		pyrate_memory_file_save_durable(foreach_bucket, created, redo) ? redo : InvalidXLogRecPtr;
 	on_shmem_exit(save_at_exit, PointerGetDatum(created));
 }
 
@@ -1135,6 +1442,8 @@ pyrate_memory_init(void)
 								PGC_POSTMASTER,
 								GUC_UNIT_KB,
 								NULL, NULL, NULL);
+	if (process_shared_preload_libraries_in_progress)
+		pyrate_wal_init(&replay);
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomIntVariable("pyrate.memory_reserve",
 								"Shared memory of the memory engine kept for buckets that exist.",

@@ -8,6 +8,7 @@
 
 #include "bucket.h"
 
+#include "access/xlogdefs.h"
 #include "catalog/objectaccess.h"
 
 extern const PyrateEngine pyrate_memory_engine;
@@ -24,5 +25,13 @@ void		pyrate_memory_shmem_startup(void);
 /* From pyrate.c's object access hook: DROP EXTENSION / DROP DATABASE. */
 void		pyrate_memory_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 										int subId);
+
+/*
+ * Save the durable buckets, good from the redo pointer redo on (the saver,
+ * worker.c); false when the file could not be written.
+ */
+bool		pyrate_memory_save(XLogRecPtr redo);
+/* The redo pointer of the save made at startup. */
+XLogRecPtr	pyrate_memory_saved_redo(void);
 
 #endif							/* PYRATE_ENGINE_MEMORY_H */

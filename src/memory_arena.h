@@ -16,13 +16,18 @@
 /* Lock partitions of the bucket directory (a power of two). */
 #define PYRATE_PARTITIONS 128
 
-/* Counters of one lock partition; guarded by that partition's lock. */
+/*
+ * Counters of one lock partition; guarded by that partition's lock.  lsn is
+ * the end of the last WAL record of a change to its durable buckets that
+ * they hold (memory_wal.h): logged here, replayed here, or restored.
+ */
 typedef struct PyratePartition
 {
 	int64		buckets;
 	int64		items;			/* log entries stored */
 	int64		bytes;			/* bytes allocated for entries and logs */
-	char		pad[PG_CACHE_LINE_SIZE - 3 * sizeof(int64)];
+	uint64		lsn;			/* an XLogRecPtr */
+	char		pad[PG_CACHE_LINE_SIZE - 4 * sizeof(int64)];
 } PyratePartition;
 
 /* Per-database byte counters: a database counts in slot oid % this. */
@@ -34,6 +39,13 @@ typedef struct PyratePartition
  * was created under (group 0: counted nowhere).
  */
 #define PYRATE_GROUPS 4096
+/*
+ * A bucket's group field holds its group in the low bits and, in the top
+ * bit, whether it is durable: its changes are WAL-logged (memory_wal.h).
+ */
+#define PYRATE_GROUP_MASK 0x0FFF
+#define PYRATE_GROUP_DURABLE 0x8000
+StaticAssertDecl(PYRATE_GROUPS - 1 <= PYRATE_GROUP_MASK, "a group fits its bits");
 
 /* The reserve for buckets that exist: chunks of this size, at most this many. */
 #define PYRATE_RESERVE_CHUNK ((Size) 64 * 1024)
@@ -68,6 +80,7 @@ typedef struct PyrateShared
 	uint32		nheads;			/* a power of two, >= PYRATE_PARTITIONS */
 	pg_atomic_uint64 evicted;
 	pg_atomic_uint64 full_errors;
+	uint64		saved_redo;		/* the redo pointer of the last durable save (the saver's) */
 	PyratePartition parts[PYRATE_PARTITIONS];
 	pg_atomic_uint64 db_bytes[PYRATE_DB_SLOTS];
 	pg_atomic_uint32 group_buckets[PYRATE_GROUPS];

@@ -1,15 +1,21 @@
 /*
- * memory_file.c — the memory engine's buckets across a restart.
+ * memory_file.c — the memory engine's buckets across a restart and a crash.
  *
- * At a clean shutdown the postmaster writes every bucket to
- * PYRATE_MEMORY_FILE in the data directory (a temp file, then a durable
- * rename).  At startup it reads them back and at once replaces the file with
- * a "running" marker, so a server that stops without saving (a crash, an
- * immediate shutdown) leaves the marker behind and the next start says the
- * buckets were lost.
+ * PYRATE_MEMORY_FILE in the data directory holds saved buckets (written to
+ * a temp file, then durably renamed):
+ *   "saved": every bucket, written by the postmaster at a clean shutdown;
+ *   "durable": the durable buckets only, written at startup once restored,
+ *     and by the saver (worker.c) each time a checkpoint or restartpoint
+ *     moves the redo pointer, before that checkpoint can complete.
+ * With each partition's buckets goes the partition's lsn (memory_wal.h):
+ * they hold exactly the changes logged up to it.  Restored at startup, after
+ * a crash too, the buckets then take the WAL replayed from the redo pointer
+ * on: recovery rebuilds the durable buckets as they were, and the volatile
+ * ones come back only from a clean shutdown.  A file of format 1 (before
+ * 1.4) is read as before: saved buckets, or a "running" marker.
  *
  * Layout, native byte order (the file never leaves its server):
- *   FileHeader
+ *   FileHeader (format 2: then PYRATE_PARTITIONS lsns)
  *   per bucket: FileBucket, the name (namelen bytes), nitems x (ts, weight)
  *   a CRC-32C of everything before it
  * Nothing is restored from a file that fails any check.
@@ -32,10 +38,12 @@
 #define PYRATE_MEMORY_FILE		"pyrate_memory.state"
 #define PYRATE_MEMORY_TMP		PYRATE_MEMORY_FILE ".tmp"
 #define PYRATE_FILE_MAGIC		0x50595254	/* "PYRT" */
-#define PYRATE_FILE_VERSION		1
+#define PYRATE_FILE_VERSION		2
+#define PYRATE_FILE_VERSION_1	1		/* before 1.4: no lsns, no durable buckets */
 
-#define STATE_RUNNING	1
+#define STATE_RUNNING	1		/* format 1 only */
 #define STATE_SAVED		2
+#define STATE_DURABLE	3
 
 typedef struct FileHeader
 {
@@ -45,52 +53,78 @@ typedef struct FileHeader
 	uint32		reserved;
 	int64		buckets;
 	int64		items;
+	uint64		redo;			/* format 2: the redo pointer the file is good from */
 } FileHeader;
+
+/* format 1's header: FileHeader without redo */
+#define HEADER_SIZE(version) \
+	((version) == PYRATE_FILE_VERSION_1 ? offsetof(FileHeader, redo) : sizeof(FileHeader))
 
 typedef struct FileBucket
 {
 	Oid			dbid;
 	uint32		namelen;
 	uint32		nitems;
-	uint32		group;			/* the group it counted in (max_buckets); 0 before 1.3 */
+	uint32		group;			/* its group field (max_buckets, durable); 0 before 1.3 */
 } FileBucket;
 
 /* ---- writing ------------------------------------------------------- */
 
-typedef struct Writer
+/*
+ * The buckets are serialized into memory first (under their partition's
+ * lock when the server runs), then written without any lock held.
+ */
+#define CHUNK_SIZE ((Size) 1024 * 1024)
+
+typedef struct Chunk
 {
-	FILE	   *f;
-	pg_crc32c	crc;
-	bool		failed;
+	struct Chunk *next;
+	Size		len;
+	char		data[FLEXIBLE_ARRAY_MEMBER];
+} Chunk;
+
+typedef struct Collected
+{
+	Chunk	   *first;
+	Chunk	   *last;
 	int64		buckets;
 	int64		items;
-} Writer;
+	uint64		lsn[PYRATE_PARTITIONS];
+} Collected;
 
 static void
-put(Writer *w, const void *p, size_t n)
+append(Collected *c, const void *p, Size n)
 {
-	if (w->failed || n == 0)
-		return;
-	COMP_CRC32C(w->crc, p, n);
-	if (fwrite(p, 1, n, w->f) != n)
-		w->failed = true;
+	while (n > 0)
+	{
+		Size		take;
+
+		if (c->last == NULL || c->last->len == CHUNK_SIZE)
+		{
+			Chunk	   *ch = MemoryContextAlloc(CurrentMemoryContext,
+											   offsetof(Chunk, data) + CHUNK_SIZE);
+
+			ch->next = NULL;
+			ch->len = 0;
+			if (c->last)
+				c->last->next = ch;
+			else
+				c->first = ch;
+			c->last = ch;
+		}
+		take = Min(n, CHUNK_SIZE - c->last->len);
+		memcpy(c->last->data + c->last->len, p, take);
+		c->last->len += take;
+		p = (const char *) p + take;
+		n -= take;
+	}
 }
 
 static void
-count_bucket(Oid dbid, const char *name, uint32 namelen, uint32 group, const pyr_log *log,
-			 void *arg)
+collect_bucket(Oid dbid, const char *name, uint32 namelen, uint32 group, const pyr_log *log,
+			   void *arg)
 {
-	Writer	   *w = arg;
-
-	w->buckets++;
-	w->items += log->len;
-}
-
-static void
-write_bucket(Oid dbid, const char *name, uint32 namelen, uint32 group, const pyr_log *log,
-			 void *arg)
-{
-	Writer	   *w = arg;
+	Collected  *c = arg;
 	FileBucket	fb;
 	int64		prev = log->base;
 	uint32		i;
@@ -100,8 +134,8 @@ write_bucket(Oid dbid, const char *name, uint32 namelen, uint32 group, const pyr
 	fb.namelen = namelen;
 	fb.nitems = log->len;
 	fb.group = group;
-	put(w, &fb, sizeof(fb));
-	put(w, name, namelen);
+	append(c, &fb, sizeof(fb));
+	append(c, name, namelen);
 	/* entry i (0 = oldest) is at e[(head + i) & (cap - 1)]; see pyrate_core.h */
 	for (i = 0; i < log->len; i++)
 	{
@@ -111,39 +145,61 @@ write_bucket(Oid dbid, const char *name, uint32 namelen, uint32 group, const pyr
 		pair[0] = e->ts;
 		pair[1] = e->cum - prev;
 		prev = e->cum;
-		put(w, pair, sizeof(pair));
+		append(c, pair, sizeof(pair));
+	}
+	c->buckets++;
+	c->items += log->len;
+}
+
+static void
+free_collected(Collected *c)
+{
+	while (c->first)
+	{
+		Chunk	   *next = c->first->next;
+
+		pfree(c->first);
+		c->first = next;
 	}
 }
 
-/* Write the file in the given state, with the buckets when foreach is given. */
+/* Write the file in the given state from what was collected. */
 static bool
-write_file(PyrateFileForeach foreach, void *arg, uint32 state, int64 *buckets, int64 *items)
+write_file(const Collected *c, uint32 state, uint64 redo)
 {
-	Writer		w;
+	FILE	   *f;
+	pg_crc32c	crc;
 	FileHeader	h;
+	const Chunk *ch;
+	bool		failed = false;
 
-	memset(&w, 0, sizeof(w));
-	if (foreach != NULL)
-		foreach(count_bucket, &w, arg);
-	w.f = AllocateFile(PYRATE_MEMORY_TMP, PG_BINARY_W);
-	if (w.f == NULL)
+	f = AllocateFile(PYRATE_MEMORY_TMP, PG_BINARY_W);
+	if (f == NULL)
 		goto fail;
-	INIT_CRC32C(w.crc);
 	memset(&h, 0, sizeof(h));
 	h.magic = PYRATE_FILE_MAGIC;
 	h.version = PYRATE_FILE_VERSION;
 	h.state = state;
-	h.buckets = w.buckets;
-	h.items = w.items;
-	put(&w, &h, sizeof(h));
-	if (foreach != NULL)
-		foreach(write_bucket, &w, arg);
-	FIN_CRC32C(w.crc);
-	if (!w.failed && fwrite(&w.crc, sizeof(w.crc), 1, w.f) != 1)
-		w.failed = true;
-	if (FreeFile(w.f) != 0 || w.failed)
+	h.buckets = c->buckets;
+	h.items = c->items;
+	h.redo = redo;
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, &h, sizeof(h));
+	COMP_CRC32C(crc, c->lsn, sizeof(c->lsn));
+	if (fwrite(&h, sizeof(h), 1, f) != 1 || fwrite(c->lsn, sizeof(c->lsn), 1, f) != 1)
+		failed = true;
+	for (ch = c->first; ch != NULL && !failed; ch = ch->next)
 	{
-		w.f = NULL;
+		COMP_CRC32C(crc, ch->data, ch->len);
+		if (fwrite(ch->data, 1, ch->len, f) != ch->len)
+			failed = true;
+	}
+	FIN_CRC32C(crc);
+	if (!failed && fwrite(&crc, sizeof(crc), 1, f) != 1)
+		failed = true;
+	if (FreeFile(f) != 0 || failed)
+	{
+		f = NULL;
 		goto fail;
 	}
 	if (durable_rename(PYRATE_MEMORY_TMP, PYRATE_MEMORY_FILE, LOG) != 0)
@@ -151,66 +207,90 @@ write_file(PyrateFileForeach foreach, void *arg, uint32 state, int64 *buckets, i
 		unlink(PYRATE_MEMORY_TMP);
 		return false;
 	}
-	*buckets = w.buckets;
-	*items = w.items;
 	return true;
 
 fail:
 	ereport(LOG,
 			(errcode_for_file_access(),
 			 errmsg("pyrate: could not write file \"%s\": %m", PYRATE_MEMORY_TMP)));
-	if (w.f)
-		FreeFile(w.f);
+	if (f)
+		FreeFile(f);
 	unlink(PYRATE_MEMORY_TMP);
 	return false;
 }
 
-/* Whether pg_control says the server shut down cleanly. */
+/*
+ * The control file's state: whether the server shut down cleanly, and the
+ * redo pointer of its last checkpoint (where recovery starts).  false when
+ * it cannot be read.
+ */
 static bool
-clean_shutdown(void)
+read_control(bool *clean, uint64 *redo)
 {
 	ControlFileData *cf;
 	bool		crc_ok = false;
-	bool		clean = false;
 	MemoryContext cxt = CurrentMemoryContext;
 
+	*clean = false;
+	*redo = 0;
 	PG_TRY();
 	{
 		cf = get_controlfile(DataDir, &crc_ok);
-		clean = crc_ok && (cf->state == DB_SHUTDOWNED ||
-						   cf->state == DB_SHUTDOWNED_IN_RECOVERY);
+		if (crc_ok)
+		{
+			*clean = cf->state == DB_SHUTDOWNED || cf->state == DB_SHUTDOWNED_IN_RECOVERY;
+			*redo = cf->checkPointCopy.redo;
+		}
 	}
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(cxt);
 		EmitErrorReport();
 		FlushErrorState();
-		clean = false;
+		crc_ok = false;
 	}
 	PG_END_TRY();
-	return clean;
+	return crc_ok;
 }
 
 void
 pyrate_memory_file_save(PyrateFileForeach foreach, void *arg)
 {
-	int64		buckets;
-	int64		items;
+	Collected	c;
+	bool		clean;
+	uint64		redo;
 
 	/*
 	 * The postmaster exits with code 0 after an immediate shutdown too, with
-	 * no shutdown checkpoint: only a clean stop is worth saving.
+	 * no shutdown checkpoint: only a clean stop is worth saving.  Otherwise
+	 * the last durable save stays, for the WAL to replay on.
 	 */
-	if (!clean_shutdown())
+	if (!read_control(&clean, &redo) || !clean)
 	{
 		ereport(LOG,
 				(errmsg("pyrate: not saving the memory engine's buckets: the server did not shut down cleanly")));
 		return;
 	}
-	if (write_file(foreach, arg, STATE_SAVED, &buckets, &items))
+	memset(&c, 0, sizeof(c));
+	foreach(collect_bucket, &c, false, c.lsn, arg);
+	if (write_file(&c, STATE_SAVED, redo))
 		ereport(LOG,
 				(errmsg("pyrate: saved %lld memory bucket(s) holding %lld item(s) to \"%s\"",
-						(long long) buckets, (long long) items, PYRATE_MEMORY_FILE)));
+						(long long) c.buckets, (long long) c.items, PYRATE_MEMORY_FILE)));
+	free_collected(&c);
+}
+
+bool
+pyrate_memory_file_save_durable(PyrateFileForeach foreach, void *arg, uint64 redo)
+{
+	Collected	c;
+	bool		ok;
+
+	memset(&c, 0, sizeof(c));
+	foreach(collect_bucket, &c, true, c.lsn, arg);
+	ok = write_file(&c, STATE_DURABLE, redo);
+	free_collected(&c);
+	return ok;
 }
 
 /* ---- reading ------------------------------------------------------- */
@@ -280,7 +360,8 @@ read_buckets(Reader *r, const FileHeader *h, PyrateFileInsert insert, void *arg,
 		if (!get(r, &fb, sizeof(fb)))
 			ok = false;
 		else if (fb.namelen == 0 || fb.namelen > PYRATE_MAX_NAME ||
-				 fb.nitems > (UINT32_C(1) << 31) || fb.group >= PYRATE_GROUPS)
+				 fb.nitems > (UINT32_C(1) << 31) ||
+				 (fb.group & ~(uint32) PYRATE_GROUP_DURABLE) >= PYRATE_GROUPS)
 		{
 			r->problem = "a bucket record is malformed";
 			ok = false;
@@ -358,8 +439,12 @@ read_buckets(Reader *r, const FileHeader *h, PyrateFileInsert insert, void *arg,
 	return ok;
 }
 
-static void
-restore_from(FILE *f, PyrateFileInsert insert, void *arg)
+/*
+ * Restore from the open file f; returns its state (0 when nothing was
+ * restored) and, with format 2, its lsns and redo pointer.
+ */
+static uint32
+restore_from(FILE *f, PyrateFileInsert insert, void *arg, uint64 *lsn, uint64 *redo)
 {
 	Reader		r;
 	FileHeader	h;
@@ -367,8 +452,12 @@ restore_from(FILE *f, PyrateFileInsert insert, void *arg)
 	int64		restored_items = 0;
 	int64		dropped = 0;
 	struct stat st;
+	uint64		stamps[PYRATE_PARTITIONS];
+	Size		head;
 
 	memset(&r, 0, sizeof(r));
+	memset(&h, 0, sizeof(h));
+	memset(stamps, 0, sizeof(stamps));
 	r.f = f;
 	INIT_CRC32C(r.crc);
 	if (fstat(fileno(f), &st) != 0)
@@ -377,31 +466,36 @@ restore_from(FILE *f, PyrateFileInsert insert, void *arg)
 		goto corrupt;
 	}
 	r.left = st.st_size;
-	if (!get(&r, &h, sizeof(h)))
+	if (!get(&r, &h, HEADER_SIZE(PYRATE_FILE_VERSION_1)))
 		goto corrupt;
 	if (h.magic != PYRATE_FILE_MAGIC)
 	{
 		r.problem = "it is not a pyrate memory file";
 		goto corrupt;
 	}
-	if (h.version != PYRATE_FILE_VERSION)
+	if (h.version != PYRATE_FILE_VERSION && h.version != PYRATE_FILE_VERSION_1)
 	{
 		ereport(WARNING,
 				(errmsg("pyrate: ignoring \"%s\": it was written in format version %u, this server reads %u",
 						PYRATE_MEMORY_FILE, h.version, PYRATE_FILE_VERSION),
 				 errdetail("The memory engine starts empty.")));
-		return;
+		return 0;
 	}
-	if (h.state == STATE_RUNNING)
+	if (h.version == PYRATE_FILE_VERSION_1 && h.state == STATE_RUNNING)
 	{
 		ereport(LOG,
 				(errmsg("pyrate: the memory engine starts empty: the server did not shut down cleanly"),
-				 errdetail("Buckets in shared memory are saved only at a clean shutdown (smart or fast); "
-						   "after a crash or an immediate shutdown they are lost.")));
-		return;
+				 errdetail("Buckets in shared memory were saved only at a clean shutdown (smart or fast) "
+						   "before pyrate 1.4.")));
+		return 0;
 	}
+	head = HEADER_SIZE(h.version);
+	if (h.version == PYRATE_FILE_VERSION &&
+		(!get(&r, &h.redo, sizeof(h.redo)) || !get(&r, stamps, sizeof(stamps))))
+		goto corrupt;
 	/* every bucket takes a record, every item 16 bytes: check before reading */
-	if (h.state != STATE_SAVED || h.buckets < 0 || h.items < 0 ||
+	if ((h.state != STATE_SAVED && !(h.version == PYRATE_FILE_VERSION && h.state == STATE_DURABLE)) ||
+		h.buckets < 0 || h.items < 0 ||
 		h.buckets > r.left / (off_t) sizeof(FileBucket) ||
 		h.items > r.left / (off_t) (2 * sizeof(int64)))
 	{
@@ -411,39 +505,51 @@ restore_from(FILE *f, PyrateFileInsert insert, void *arg)
 	/* check it all first: a bad file restores nothing */
 	if (!read_buckets(&r, &h, NULL, NULL, NULL, NULL, NULL))
 		goto corrupt;
-	if (fseeko(f, sizeof(h), SEEK_SET) != 0)
+	head += h.version == PYRATE_FILE_VERSION ? sizeof(stamps) : 0;
+	if (fseeko(f, head, SEEK_SET) != 0)
 	{
 		r.problem = "a seek failed";
 		goto corrupt;
 	}
-	r.left = st.st_size - sizeof(h);
+	r.left = st.st_size - head;
 	if (!read_buckets(&r, &h, insert, arg, &restored, &restored_items, &dropped))
 		goto corrupt;
-	ereport(LOG,
-			(errmsg("pyrate: restored %lld memory bucket(s) holding %lld item(s) from \"%s\"",
-					(long long) restored, (long long) restored_items, PYRATE_MEMORY_FILE)));
+	if (h.state == STATE_SAVED)
+		ereport(LOG,
+				(errmsg("pyrate: restored %lld memory bucket(s) holding %lld item(s) from \"%s\"",
+						(long long) restored, (long long) restored_items, PYRATE_MEMORY_FILE)));
+	else
+		ereport(LOG,
+				(errmsg("pyrate: restored %lld durable memory bucket(s) holding %lld item(s) as saved at %X/%X; volatile buckets start empty",
+						(long long) restored, (long long) restored_items, LSN_FORMAT_ARGS(h.redo)),
+				 errdetail("Volatile buckets are saved only at a clean shutdown; the WAL replayed from the last checkpoint adds the durable buckets' changes since the save.")));
 	if (dropped > 0)
 		ereport(WARNING,
 				(errmsg("pyrate: %lld saved memory bucket(s) did not fit and were dropped", (long long) dropped),
 				 errhint("pyrate.memory_size is smaller than when they were saved.")));
-	return;
+	memcpy(lsn, stamps, sizeof(stamps));
+	*redo = h.redo;
+	return h.state;
 
 corrupt:
 	ereport(WARNING,
 			(errmsg("pyrate: ignoring \"%s\": %s", PYRATE_MEMORY_FILE, r.problem),
 			 errdetail("The memory engine starts empty.")));
+	return 0;
 }
 
 void
-pyrate_memory_file_restore(PyrateFileInsert insert, void *arg)
+pyrate_memory_file_restore(PyrateFileInsert insert, void *arg, uint64 *lsn, uint64 *redo)
 {
 	FILE	   *f = AllocateFile(PYRATE_MEMORY_FILE, PG_BINARY_R);
-	int64		buckets;
-	int64		items;
+	uint32		state = 0;
+	uint64		saved_redo = 0;
+	bool		clean;
 
+	memset(lsn, 0, sizeof(uint64) * PYRATE_PARTITIONS);
 	if (f != NULL)
 	{
-		restore_from(f, insert, arg);
+		state = restore_from(f, insert, arg, lsn, &saved_redo);
 		FreeFile(f);
 	}
 	else if (errno != ENOENT)
@@ -451,15 +557,18 @@ pyrate_memory_file_restore(PyrateFileInsert insert, void *arg)
 				(errcode_for_file_access(),
 				 errmsg("pyrate: could not read file \"%s\": %m", PYRATE_MEMORY_FILE),
 				 errdetail("The memory engine starts empty.")));
+	if (!read_control(&clean, redo))
+		*redo = 0;
 	/*
-	 * From now on the file says "running" until a clean shutdown saves.
-	 * Failing that, it must at least be gone: buckets saved there must never
-	 * come back after a later start that saved nothing.
+	 * Recovery replays the WAL from the last checkpoint's redo pointer on.  A
+	 * durable save older than it misses what was logged in between: that
+	 * checkpoint completed before the saver could save.
 	 */
-	if (!write_file(NULL, NULL, STATE_RUNNING, &buckets, &items) &&
-		unlink(PYRATE_MEMORY_FILE) != 0 && errno != ENOENT)
+	if (state == STATE_DURABLE && saved_redo < *redo)
 		ereport(WARNING,
-				(errcode_for_file_access(),
-				 errmsg("pyrate: could not remove file \"%s\": %m", PYRATE_MEMORY_FILE),
-				 errdetail("The buckets saved in it may be restored again at a later start.")));
+				(errmsg("pyrate: durable memory buckets may miss changes logged from %X/%X to %X/%X",
+						LSN_FORMAT_ARGS(saved_redo), LSN_FORMAT_ARGS(*redo)),
+				 errdetail("A checkpoint completed before pyrate saved its buckets, and the server then stopped without a clean shutdown.")));
+	if (state == 0 && f != NULL)
+		memset(lsn, 0, sizeof(uint64) * PYRATE_PARTITIONS);
 }

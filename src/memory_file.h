@@ -13,19 +13,32 @@
 /* One bucket, as the engine shows it to the writer. */
 typedef void (*PyrateFileVisitor) (Oid dbid, const char *name, uint32 namelen,
 								   uint32 group, const pyr_log *log, void *arg);
-/* The engine's walk over every bucket, calling visit(..., visit_arg). */
-typedef void (*PyrateFileForeach) (PyrateFileVisitor visit, void *visit_arg, void *arg);
+/*
+ * The engine's walk, partition by partition, over every bucket (only the
+ * durable ones when durable_only), calling visit(..., visit_arg), and
+ * storing each partition's lsn in lsn[p]: its buckets and its lsn read at
+ * one time.
+ */
+typedef void (*PyrateFileForeach) (PyrateFileVisitor visit, void *visit_arg, bool durable_only,
+								   uint64 *lsn, void *arg);
 /*
  * Insert one restored bucket holding n items as (ts, weight) pairs, oldest
- * first, every one checked, in the group it counted in (checked: below
- * PYRATE_GROUPS; 0 in a file written before 1.3); false when it did not fit.
+ * first, every one checked, with the group field it had (checked: a group
+ * below PYRATE_GROUPS, and maybe PYRATE_GROUP_DURABLE; 0 in a file written
+ * before 1.3); false when it did not fit.
  */
 typedef bool (*PyrateFileInsert) (Oid dbid, const char *name, uint32 group,
 								  const int64 *pairs, uint32 n, void *arg);
 
-/* Restore the saved buckets, then mark the file "running". */
-void		pyrate_memory_file_restore(PyrateFileInsert insert, void *arg);
-/* Save every bucket, when the server shut down cleanly. */
+/*
+ * Restore the saved buckets; lsn[PYRATE_PARTITIONS] gets their partitions'
+ * lsns (0 when none), redo the redo pointer recovery starts from.
+ */
+void		pyrate_memory_file_restore(PyrateFileInsert insert, void *arg, uint64 *lsn,
+									   uint64 *redo);
+/* Save every bucket, when the server shut down cleanly (postmaster). */
 void		pyrate_memory_file_save(PyrateFileForeach foreach, void *arg);
+/* Save the durable buckets, good from the redo pointer redo on. */
+bool		pyrate_memory_file_save_durable(PyrateFileForeach foreach, void *arg, uint64 redo);
 
 #endif							/* PYRATE_MEMORY_FILE_H */

@@ -43,14 +43,15 @@ enum
 	Anum_def_created,
 	Anum_def_slots,				/* 1.3 */
 	Anum_def_max_buckets,		/* 1.3 */
-	Natts_def = Anum_def_max_buckets
+	Anum_def_durable,			/* 1.4 */
+	Natts_def = Anum_def_durable
 };
 
 static const PyrateTable definitions_table = {
 	DEFINITIONS_TABLE, Natts_def, Anum_def_created,
 	{{"pattern", TEXTOID}, {"rates", InvalidOid}, {"storage", TEXTOID},
 	{"dry_run", BOOLOID}, {"created", TIMESTAMPTZOID}, {"slots", INT4OID},
-	{"max_buckets", INT8OID}}
+	{"max_buckets", INT8OID}, {"durable", BOOLOID}}
 };
 
 typedef struct RoutingCache
@@ -261,6 +262,10 @@ load_cache(Oid nsp)
 		}
 		if (rel.ncolumns >= Anum_def_max_buckets && !nulls[Anum_def_max_buckets - 1])
 			d->max_buckets = Max(DatumGetInt64(values[Anum_def_max_buckets - 1]), 0);
+		/* before 1.4 memory buckets were volatile; the table's CHECK keeps tables durable */
+		d->durable = d->storage == PYRATE_STORAGE_TABLE ||
+			(rel.ncolumns >= Anum_def_durable && !nulls[Anum_def_durable - 1] &&
+			 DatumGetBool(values[Anum_def_durable - 1]));
 		if (strchr(d->pattern, '*'))
 			patterns = lappend(patterns, d);
 		else
@@ -358,7 +363,8 @@ pyrate_definition_stored(Oid nsp, const char *pattern, PyrateStorage *storage)
 
 void
 pyrate_definition_store(Oid nsp, const char *pattern, const pyr_rate *rates, int nrates,
-						PyrateStorage storage, bool dry_run, int slots, int64 max_buckets)
+						PyrateStorage storage, bool dry_run, int slots, int64 max_buckets,
+						bool durable)
 {
 	PyrateRel	rel;
 	Datum		values[Natts_def];
@@ -375,6 +381,7 @@ pyrate_definition_store(Oid nsp, const char *pattern, const pyr_rate *rates, int
 	nulls[Anum_def_slots - 1] = slots == 0;
 	values[Anum_def_max_buckets - 1] = Int64GetDatum(max_buckets);
 	nulls[Anum_def_max_buckets - 1] = max_buckets == 0;
+	values[Anum_def_durable - 1] = BoolGetDatum(durable);
 	/* (before 1.3 the table has no slots column, and pyrate_define no slots) */
 	if (find_definition(&rel, pattern))
 	{

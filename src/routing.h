@@ -30,6 +30,7 @@ typedef struct PyrateDefinition
 	bool		dry_run;
 	int			slots;			/* slots => n: bounded storage; 0: exact */
 	int64		max_buckets;	/* memory buckets it may have at once; 0: no cap */
+	bool		durable;		/* WAL-logged: tables always, memory unless durable => false */
 } PyrateDefinition;
 
 /*
@@ -57,7 +58,7 @@ bool		pyrate_definition_stored(Oid nsp, const char *pattern, PyrateStorage *stor
 /* Insert or replace. */
 void		pyrate_definition_store(Oid nsp, const char *pattern, const pyr_rate *rates,
 									int nrates, PyrateStorage storage, bool dry_run, int slots,
-									int64 max_buckets);
+									int64 max_buckets, bool durable);
 /* false when the pattern had no definition */
 bool		pyrate_definition_remove(Oid nsp, const char *pattern);
 

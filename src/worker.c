@@ -61,6 +61,7 @@
 #include "utils/timestamp.h"
 
 #include "engine.h"
+#include "engine_memory.h"
 
 /* table units removed per transaction (one bucket's leak may pass it) */
 #define LEAK_BATCH 1000
@@ -235,6 +236,79 @@ pyrate_worker_init(void)
 	snprintf(w.bgw_name, BGW_MAXLEN, "pyrate leaker");
 	snprintf(w.bgw_type, BGW_MAXLEN, "pyrate leaker");
 	RegisterBackgroundWorker(&w);
+
+	/* from the start, through recovery: it saves what recovery rebuilds */
+	memset(&w, 0, sizeof(w));
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	w.bgw_start_time = BgWorkerStart_PostmasterStart;
+	w.bgw_restart_time = 1;
+	snprintf(w.bgw_library_name, BGW_MAXLEN, "pyrate");
+	snprintf(w.bgw_function_name, BGW_MAXLEN, "pyrate_saver_main");
+	snprintf(w.bgw_name, BGW_MAXLEN, "pyrate saver");
+	snprintf(w.bgw_type, BGW_MAXLEN, "pyrate saver");
+	RegisterBackgroundWorker(&w);
+}
+
+/* ---- the saver -------------------------------------------------------- */
+
+/*
+ * "pyrate saver": saves the durable memory buckets (engine_memory.c) each
+ * time the redo pointer moves, that is when a checkpoint or restartpoint
+ * starts.  Recovery replays the WAL from the last completed one's redo
+ * pointer onto the last save, so a save must be written after its redo
+ * pointer is set and before it completes: the saver looks every
+ * SAVE_POLL_MS, and a checkpoint takes at least that long unless it is
+ * immediate with next to nothing to write (then a crash before the next save
+ * may lose what was logged between the two redo pointers; the next start
+ * says so).  A save that fails is tried again a second later, the file
+ * before it staying in place.  No database connection, no transaction.
+ */
+#define SAVE_POLL_MS 20
+/* after a save failed (and said why in the log) */
+#define SAVE_RETRY_MS 1000
+
+PGDLLEXPORT void pyrate_saver_main(Datum arg);
+
+void
+pyrate_saver_main(Datum arg)
+{
+	XLogRecPtr	saved;
+	TimestampTz retry_at = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+	if (!pyrate_memory_available())
+		proc_exit(0);
+	saved = pyrate_memory_saved_redo();
+	for (;;)
+	{
+		XLogRecPtr	redo;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 SAVE_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		if (ShutdownRequestPending)
+			proc_exit(0);
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		/* (0 until recovery has read its checkpoint; never going back) */
+		redo = GetRedoRecPtr();
+		if (redo <= saved || GetCurrentTimestamp() < retry_at)
+			continue;
+		if (pyrate_memory_save(redo))
+		{
+			saved = redo;
+			ereport(DEBUG1,
+					(errmsg("pyrate: saved the durable memory buckets for redo pointer %X/%X",
+							LSN_FORMAT_ARGS(redo))));
+		}
+		else
+			retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SAVE_RETRY_MS);
+	}
 }
 
 /* ---- status --------------------------------------------------------- */

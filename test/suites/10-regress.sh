@@ -139,7 +139,13 @@ check "the limits still hold on both engines" \
 check "the role granted pyrate_define keeps it, for both forms" \
 	test "$(usql -c "SET ROLE pyrate_definer" -c "SELECT (pyrate_define('up:r', '{1/s}')).storage, (pyrate_define('up:s', '2/s')).rates" -c "RESET ROLE")" = "table|{2/1s}"
 check "PUBLIC still may not define" \
-	test "$(usql -c "SELECT has_function_privilege('public', 'pyrate_define(text, text, text, boolean, integer, bigint)', 'EXECUTE')")" = f
+	test "$(usql -c "SELECT has_function_privilege('public', 'pyrate_define(text, text, text, boolean, integer, bigint, boolean)', 'EXECUTE')")" = f
+check "after the update memory definitions are durable, table ones too, and a memory one may be volatile (1.4)" \
+	test "$(usql -c "SELECT (pyrate_define('up:v:*', '{3/1h}', 'memory', durable => false)).durable" \
+		-c "SELECT string_agg(pattern || '=' || durable, ',' ORDER BY pattern) FROM pyrate_definitions WHERE pattern LIKE 'up:_:*'" | tr '\n' ' ')" = \
+	"f up:m:*=true,up:t:*=true,up:v:*=false "
+check "... and the durable memory bucket put before the update still holds its items, the volatile one takes its own (1.4)" \
+	test "$(usql -c "SELECT pyrate_count('up:m:a'), pyrate_put('up:v:a', 3), pyrate_put('up:v:a')")" = "3|t|f"
 check "... and pyrate_buckets(), which gained a column (1.3)" \
 	test "$(usql -c "SET ROLE pyrate_definer" -c "SELECT count, entries FROM pyrate_buckets() WHERE name = 'up:t:a'" -c "RESET ROLE")" = "3|2"
 usql -c "SELECT pyrate_define('up:t:*', '{2/1s,6/10s}', 'table', slots => 2), pyrate_define('up:m:*', '{2/1s,6/10s}', 'memory', slots => 2)" \
@@ -157,7 +163,7 @@ check "after the update a table bucket records when it is next due" \
 check "the updated database matches a fresh install, object by object" \
 	test "$(usql -c "SELECT count(*) FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pyrate') AND deptype = 'e'")" = \
 	"$(sql -c "SELECT count(*) FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pyrate') AND deptype = 'e'")"
-usql -c "SELECT pyrate_dispose('up:m:a'), pyrate_dispose('up:m:c'), pyrate_dispose('up:m:d')" -c "DROP EXTENSION pyrate" -c "DROP ROLE pyrate_definer" >/dev/null
+usql -c "SELECT pyrate_dispose('up:m:a'), pyrate_dispose('up:m:c'), pyrate_dispose('up:m:d'), pyrate_dispose('up:v:a')" -c "DROP EXTENSION pyrate" -c "DROP ROLE pyrate_definer" >/dev/null
 
 pg_stop regress
 

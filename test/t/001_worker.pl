@@ -30,7 +30,7 @@ is($plain->safe_psql('postgres', 'SELECT available, size_bytes IS NULL FROM pyra
 	'f|t', 'memory status says the engine is unavailable');
 is($plain->safe_psql('postgres',
 	"SELECT pyrate_define('t:*', '{5/s}', 'table'); SELECT pyrate_put('t:1'); SELECT pyrate_leak()"),
-	"(t:*,{5/1s},table,f,,)\nt\n0", 'the table engine and pyrate_leak() work without preload');
+	"(t:*,{5/1s},table,f,,,t)\nt\n0", 'the table engine and pyrate_leak() work without preload');
 $plain->stop;
 
 # ---- preloaded ------------------------------------------------------------
@@ -218,8 +218,8 @@ ok($node->poll_query_until('postgres',
 $pid = $node->safe_psql('postgres', $leaker);
 $logpos = -s $node->logfile;
 kill 'KILL', $pid;
-ok($node->wait_for_log(qr/pyrate: the memory engine starts empty after a server process crashed/, $logpos),
-	'SIGKILL of the worker: the server reinitializes and the memory engine says it starts empty');
+ok($node->wait_for_log(qr/pyrate: restored \d+ durable memory bucket/, $logpos),
+	'SIGKILL of the worker: the server reinitializes and the memory engine restores its durable buckets');
 ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($leaker) w WHERE pid <> $pid"),
 	'the worker is restarted after the crash');
 
@@ -228,7 +228,7 @@ $node->backup('base');
 my $standby = PostgreSQL::Test::Cluster->new('standby', port => 57103);
 $standby->init_from_backup($node, 'base', has_streaming => 1);
 $standby->start;
-$node->safe_psql('postgres', "SELECT limits.pyrate_define('sb', '{2/1h}', 'memory')");
+$node->safe_psql('postgres', "SELECT limits.pyrate_define('sb', '{2/1h}', 'memory', durable => false)");
 $node->wait_for_catchup($standby);
 ok($standby->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($leaker) w"),
 	'the worker runs on a hot standby too (for its memory buckets; see 004_standby)');

@@ -1,6 +1,7 @@
-# The memory engine across restarts: saved at a clean shutdown and restored,
-# empty after an immediate shutdown or a crash (and the log says so), a bad
-# state file ignored with a warning, and buckets that no longer fit dropped.
+# The memory engine's volatile buckets (durable => false) across restarts:
+# saved at a clean shutdown and restored, empty after an immediate shutdown
+# or a crash (and the log says so), a bad state file ignored with a warning,
+# and buckets that no longer fit dropped.  (Durable buckets: 007_memory_wal.)
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -31,7 +32,7 @@ FROM pyrate_buckets() b WHERE b.storage = 'memory'});
 
 $node->safe_psql('postgres', qq{
 CREATE EXTENSION pyrate;
-SELECT pyrate_define('keep:*', '{5/1h,10/1d}', 'memory');
+SELECT pyrate_define('keep:*', '{5/1h,10/1d}', 'memory', durable => false);
 SELECT pyrate_define('tab', '{5/1h}', 'table');
 SELECT pyrate_put('keep:a', 1, 1000), pyrate_put('keep:a', 2, 1001), pyrate_put('keep:a', 2, 1002);
 SELECT pyrate_put('keep:b', 1, 5000), pyrate_put('keep:b', 1, 5000), pyrate_put('keep:b', 3, 9000);
@@ -42,7 +43,7 @@ CREATE DATABASE db2;
 });
 $node->safe_psql('db2', q{
 CREATE EXTENSION pyrate;
-SELECT pyrate_define('keep:*', '{5/1h,10/1d}', 'memory');
+SELECT pyrate_define('keep:*', '{5/1h,10/1d}', 'memory', durable => false);
 SELECT pyrate_put('keep:a', 5, 2000);
 });
 my $before = memory_snapshot('postgres');
@@ -62,7 +63,7 @@ ok($node->log_contains(qr/pyrate: saved 5 memory bucket\(s\) holding 8 item\(s\)
 	'the shutdown says what it saved');
 ok($node->log_contains(qr/pyrate: restored 5 memory bucket\(s\) holding 8 item\(s\) from "pyrate_memory.state"/),
 	'the start says what it restored');
-is(-s $state, 36, 'while running, the state file is only a marker');
+is(-s $state, 40 + 128 * 8 + 4, 'while running, the state file holds only the durable buckets (none here)');
 is($node->safe_psql('postgres', 'SELECT buckets, items FROM pyrate_memory_status()'), '5|9',
 	'pyrate_memory_status counts the restored buckets');
 
@@ -74,8 +75,8 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM pyrate_buckets() WHERE sto
 is($node->safe_psql('postgres', "SELECT pyrate_count('tab')"), '1', '... and the table engine intact');
 ok($node->log_contains(qr/pyrate: not saving the memory engine's buckets: the server did not shut down cleanly/),
 	'the immediate shutdown saved nothing, and said so');
-ok($node->log_contains(qr/pyrate: the memory engine starts empty: the server did not shut down cleanly/),
-	'the next start says the memory engine starts empty');
+ok($node->log_contains(qr/pyrate: restored 0 durable memory bucket\(s\) holding 0 item\(s\) as saved at [0-9A-F]+\/[0-9A-F]+; volatile buckets start empty/),
+	'the next start says the volatile buckets start empty');
 
 # ---- a crashed backend: shared memory reinitialized ----------------------
 $node->safe_psql('postgres', "SELECT pyrate_put('keep:crash')");
@@ -83,8 +84,8 @@ my $logpos = -s $node->logfile;
 my $victim = $node->background_psql('postgres', on_error_stop => 0);
 kill 'KILL', $victim->query_safe('SELECT pg_backend_pid()');
 eval { $victim->quit };
-ok($node->wait_for_log(qr/pyrate: the memory engine starts empty after a server process crashed/, $logpos),
-	'after a backend crash the memory engine starts empty, and says so');
+ok($node->wait_for_log(qr/pyrate: restored 0 durable memory bucket.*volatile buckets start empty/, $logpos),
+	'after a backend crash the volatile buckets start empty, and the log says so');
 ok($node->poll_query_until('postgres', "SELECT pyrate_count('keep:crash') = 0 AND pyrate_count('tab') = 1"),
 	'... its buckets are gone, the table engine is intact');
 $node->safe_psql('postgres', "SELECT pyrate_put('keep:after')");
@@ -115,7 +116,7 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM pyrate_buckets() WHERE sto
 
 $node->safe_psql('postgres', "SELECT pyrate_put('keep:v')");
 $pos = restart_with_file(sub { my $b = shift; substr($b, 4, 4) = pack('L', 99); $b });
-ok($node->wait_for_log(qr/pyrate: ignoring "pyrate_memory.state": it was written in format version 99, this server reads 1/, $pos),
+ok($node->wait_for_log(qr/pyrate: ignoring "pyrate_memory.state": it was written in format version 99, this server reads 2/, $pos),
 	'another format version: ignored with a warning');
 
 $node->safe_psql('postgres', "SELECT pyrate_put('keep:t')");
@@ -170,12 +171,13 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM pyrate_buckets() WHERE sto
 	'... and nothing is restored from it');
 
 # a bucket counted in a group (max_buckets) past the last, under a valid
-# checksum: ignored (the group sits after dbid, namelen and nitems)
+# checksum: ignored (the group sits after the header, the partitions' lsns,
+# and the bucket's dbid, namelen and nitems)
 $node->safe_psql('postgres', "SELECT pyrate_put('keep:g')");
 $pos = restart_with_file(
 	sub {
 		my $b = substr(shift, 0, -4);
-		substr($b, 32 + 12, 4) = pack('L', 70000);
+		substr($b, 40 + 128 * 8 + 12, 4) = pack('L', 70000);
 		return $b . pack('L', crc32c($b));
 	});
 ok($node->wait_for_log(qr/pyrate: ignoring "pyrate_memory.state": a bucket record is malformed/, $pos),

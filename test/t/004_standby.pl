@@ -1,5 +1,7 @@
 # A primary and a hot standby, both with pyrate preloaded: the standby limits
-# with memory buckets of its own, its worker leaks them, pyrate_leak() there
+# with volatile memory buckets of its own, its worker leaks them; durable
+# memory buckets arrive by replication, read there, change on the primary
+# only (the standby's leaks leave them to the primary's), pyrate_leak() there
 # leaks what it can and skips table buckets (which change on the primary and
 # arrive by replication), table buckets read on the standby as on the
 # primary, acquiring one there says where to go; after a promotion the same
@@ -22,7 +24,8 @@ $primary->append_conf('postgresql.conf', $conf);
 $primary->start;
 $primary->safe_psql('postgres', q{
 CREATE EXTENSION pyrate;
-SELECT pyrate_define('m:*', '{3/300}', 'memory');
+SELECT pyrate_define('m:*', '{3/300}', 'memory', durable => false);
+SELECT pyrate_define('d:*', '{3/1h}', 'memory');
 SELECT pyrate_define('t:*', '{3/1h}', 'table');
 SELECT pyrate_define('old:*', '{5/1s}', 'table');
 SELECT pyrate_put('t:a', 2);
@@ -40,6 +43,8 @@ ok($standby->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($leaker) w"
 my $pid = $standby->safe_psql('postgres', $leaker);
 is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 't', '... which is in recovery');
 
+my ($rc, $out, $err);
+
 # memory buckets of the standby's own
 is($standby->safe_psql('postgres', "SELECT pyrate_put('m:s'), pyrate_put('m:s'), pyrate_put('m:s'), pyrate_put('m:s')"),
 	't|t|t|f', 'the standby limits with memory buckets');
@@ -51,10 +56,29 @@ ok($standby->poll_query_until('postgres',
 is($primary->safe_psql('postgres', "SELECT pyrate_count('m:s')"), '0',
 	'memory buckets are per server: the primary has none of the standby ones');
 
+# durable memory buckets: replicated, changed on the primary only
+$primary->safe_psql('postgres', q{
+SELECT pyrate_put('d:p', 2);
+SELECT pyrate_put('d:old', 1, pyrate_now() - 7200000);
+});
+$primary->wait_for_catchup($standby);
+is($standby->safe_psql('postgres', "SELECT pyrate_count('d:p'), pyrate_count('d:old'), (pyrate_peek('d:p', 0)).weight"),
+	'2|1|2', 'durable memory buckets arrive by replication, item by item');
+($rc, $out, $err) = $standby->psql('postgres', "SELECT pyrate_put('d:p')");
+like($err, qr/cannot acquire on durable memory bucket "d:p" during recovery/,
+	'acquiring a durable memory bucket on the standby is refused');
+($rc, $out, $err) = $standby->psql('postgres', "SELECT pyrate_flush('d:p')");
+like($err, qr/cannot flush durable memory bucket "d:p" during recovery/, '... and so is flushing it');
+is($standby->safe_psql('postgres', "SELECT pyrate_leak() >= 0, pyrate_count('d:old')"), 't|1',
+	'the standby leaves durable buckets to the primary, whose leaks it replays');
+$primary->safe_psql('postgres', "SELECT pyrate_leak('d:old')");
+$primary->wait_for_catchup($standby);
+is($standby->safe_psql('postgres', "SELECT pyrate_count('d:old')"), '0', '... as this one');
+
 # table buckets: read on the standby, written on the primary
 is($standby->safe_psql('postgres', "SELECT pyrate_count('t:a'), pyrate_waiting('t:a', 2) > 0, (pyrate_peek('t:a', 0)).weight"),
 	'2|t|2', 'a table bucket reads on the standby');
-my ($rc, $out, $err) = $standby->psql('postgres', "SELECT pyrate_put('t:a')");
+($rc, $out, $err) = $standby->psql('postgres', "SELECT pyrate_put('t:a')");
 like($err, qr/cannot take permits from table bucket "t:a" during recovery/,
 	'acquiring a table bucket on the standby is refused');
 like($err, qr/HINT:  Table buckets live on the primary/, '... and says where to go');
@@ -77,6 +101,8 @@ ok($standby->poll_query_until('postgres', "SELECT state = 'idle' FROM pyrate_wor
 	'its status is that of a primary');
 is($standby->safe_psql('postgres', "SELECT pyrate_put('t:a'), pyrate_put('t:a')"), 't|f',
 	'the promoted server takes table permits, within the replicated window');
+is($standby->safe_psql('postgres', "SELECT pyrate_put('d:p'), pyrate_put('d:p')"), 't|f',
+	'... and durable memory permits, within the replicated window');
 
 $standby->stop;
 $primary->stop;

@@ -1,0 +1,273 @@
+/*
+ * memory_wal.c — the memory engine's WAL records: their layout, insertion,
+ * description (pg_waldump, pg_walinspect) and redo, which hands each record
+ * to the engine (engine_memory.c).
+ *
+ * Layout, after the record header (native byte order, as all WAL):
+ *   put:     PutRecord, rates (nrates pyr_rate, only with slots), the name
+ *   leak, flush, dispose, reclaim: ChangeRecord, the name
+ *   clear:   ClearRecord
+ * Every length is checked at redo against the record's: a record that does
+ * not add up is a PANIC, as a corrupt record of any resource manager is.
+ */
+#include "memory_wal.h"
+
+#include "access/xlog.h"
+#include "access/xlog_internal.h"
+#include "access/xloginsert.h"
+#include "access/xlogreader.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+
+#include "memory_arena.h"
+
+typedef struct PutRecord
+{
+	Oid			dbid;
+	uint16		namelen;
+	uint16		group;
+	int64		ts;
+	int32		weight;
+	uint16		slots;
+	uint16		nrates;			/* rates that follow: 0 without slots */
+} PutRecord;
+
+typedef struct ChangeRecord
+{
+	Oid			dbid;
+	uint16		namelen;
+	uint16		pad;
+	int64		before;			/* leak, reclaim */
+} ChangeRecord;
+
+typedef struct ClearRecord
+{
+	Oid			dbid;
+	int32		partition;
+} ClearRecord;
+
+static const PyrateWalReplay *replay = NULL;
+
+/* what this process logged and has not yet asked the WAL writer to flush */
+static XLogRecPtr unflushed = InvalidXLogRecPtr;
+
+XLogRecPtr
+pyrate_wal_put(Oid dbid, const char *name, uint32 namelen, uint16 group, int64 ts,
+			   int64 weight, int slots, const pyr_rate *rates, int nrates)
+{
+	PutRecord	r;
+
+	Assert(weight > 0 && weight <= PG_INT32_MAX && namelen <= PYRATE_MAX_NAME);
+	memset(&r, 0, sizeof(r));
+	r.dbid = dbid;
+	r.namelen = (uint16) namelen;
+	r.group = group;
+	r.ts = ts;
+	r.weight = (int32) weight;
+	r.slots = (uint16) slots;
+	r.nrates = slots > 0 ? (uint16) nrates : 0;
+	XLogBeginInsert();
+	XLogRegisterData((char *) &r, sizeof(r));
+	if (r.nrates > 0)
+		XLogRegisterData((char *) rates, sizeof(pyr_rate) * r.nrates);
+	XLogRegisterData(unconstify(char *, name), namelen);
+	unflushed = XLogInsert(PYRATE_RMGR_ID, XLOG_PYRATE_PUT);
+	return unflushed;
+}
+
+XLogRecPtr
+pyrate_wal_change(uint8 kind, Oid dbid, const char *name, uint32 namelen, int64 before)
+{
+	ChangeRecord r;
+
+	memset(&r, 0, sizeof(r));
+	r.dbid = dbid;
+	r.namelen = (uint16) namelen;
+	r.before = before;
+	XLogBeginInsert();
+	XLogRegisterData((char *) &r, sizeof(r));
+	XLogRegisterData(unconstify(char *, name), namelen);
+	unflushed = XLogInsert(PYRATE_RMGR_ID, kind);
+	return unflushed;
+}
+
+XLogRecPtr
+pyrate_wal_clear(Oid dbid, int partition)
+{
+	ClearRecord r;
+
+	r.dbid = dbid;
+	r.partition = partition;
+	XLogBeginInsert();
+	XLogRegisterData((char *) &r, sizeof(r));
+	unflushed = XLogInsert(PYRATE_RMGR_ID, XLOG_PYRATE_CLEAR);
+	return unflushed;
+}
+
+void
+pyrate_wal_nudge(void)
+{
+	if (XLogRecPtrIsInvalid(unflushed))
+		return;
+	XLogSetAsyncXactLSN(unflushed);
+	unflushed = InvalidXLogRecPtr;
+}
+
+/* ---- reading a record --------------------------------------------- */
+
+typedef struct Parsed
+{
+	uint8		kind;
+	Oid			dbid;
+	char		name[PYRATE_MAX_NAME + 1];
+	int64		ts;				/* put: the item's; leak, reclaim: before */
+	int64		weight;
+	uint16		group;
+	int			slots;
+	int			nrates;
+	pyr_rate	rates[PYR_MAX_RATES];
+	int			partition;		/* clear */
+} Parsed;
+
+/* false when the record does not add up */
+static bool
+parse(XLogReaderState *record, Parsed *p)
+{
+	const char *data = XLogRecGetData(record);
+	Size		len = XLogRecGetDataLen(record);
+	Size		namelen;
+
+	memset(p, 0, sizeof(*p));
+	p->kind = XLogRecGetInfo(record) & ~XLR_INFO_MASK;
+	if (p->kind == XLOG_PYRATE_CLEAR)
+	{
+		ClearRecord r;
+
+		if (len != sizeof(r))
+			return false;
+		memcpy(&r, data, sizeof(r));
+		p->dbid = r.dbid;
+		p->partition = r.partition;
+		return r.partition >= 0 && r.partition < PYRATE_PARTITIONS;
+	}
+	if (p->kind == XLOG_PYRATE_PUT)
+	{
+		PutRecord	r;
+
+		if (len < sizeof(r))
+			return false;
+		memcpy(&r, data, sizeof(r));
+		if (r.nrates > PYR_MAX_RATES || r.weight <= 0 ||
+			len < sizeof(r) + sizeof(pyr_rate) * r.nrates)
+			return false;
+		p->dbid = r.dbid;
+		p->group = r.group;
+		p->ts = r.ts;
+		p->weight = r.weight;
+		p->slots = r.slots;
+		p->nrates = r.nrates;
+		memcpy(p->rates, data + sizeof(r), sizeof(pyr_rate) * r.nrates);
+		namelen = r.namelen;
+		data += sizeof(r) + sizeof(pyr_rate) * r.nrates;
+		len -= sizeof(r) + sizeof(pyr_rate) * r.nrates;
+	}
+	else if (p->kind <= XLOG_PYRATE_RECLAIM)
+	{
+		ChangeRecord r;
+
+		if (len < sizeof(r))
+			return false;
+		memcpy(&r, data, sizeof(r));
+		p->dbid = r.dbid;
+		p->ts = r.before;
+		namelen = r.namelen;
+		data += sizeof(r);
+		len -= sizeof(r);
+	}
+	else
+		return false;
+	if (namelen == 0 || namelen > PYRATE_MAX_NAME || len != namelen)
+		return false;
+	memcpy(p->name, data, namelen);
+	p->name[namelen] = '\0';
+	return true;
+}
+
+static const char *
+pyrate_identify(uint8 info)
+{
+	switch (info & ~XLR_INFO_MASK)
+	{
+		case XLOG_PYRATE_PUT:
+			return "PUT";
+		case XLOG_PYRATE_LEAK:
+			return "LEAK";
+		case XLOG_PYRATE_FLUSH:
+			return "FLUSH";
+		case XLOG_PYRATE_DISPOSE:
+			return "DISPOSE";
+		case XLOG_PYRATE_RECLAIM:
+			return "RECLAIM";
+		case XLOG_PYRATE_CLEAR:
+			return "CLEAR";
+	}
+	return NULL;
+}
+
+static void
+pyrate_desc(StringInfo buf, XLogReaderState *record)
+{
+	Parsed		p;
+
+	if (!parse(record, &p))
+	{
+		appendStringInfoString(buf, "malformed");
+		return;
+	}
+	appendStringInfo(buf, "db %u", p.dbid);
+	if (p.kind == XLOG_PYRATE_CLEAR)
+	{
+		appendStringInfo(buf, " partition %d", p.partition);
+		return;
+	}
+	appendStringInfo(buf, " bucket \"%s\"", p.name);
+	if (p.kind == XLOG_PYRATE_PUT)
+		appendStringInfo(buf, " ts " INT64_FORMAT " weight " INT64_FORMAT " group %u slots %d",
+						 p.ts, p.weight, p.group, p.slots);
+	else if (p.kind == XLOG_PYRATE_LEAK || p.kind == XLOG_PYRATE_RECLAIM)
+		appendStringInfo(buf, " before " INT64_FORMAT, p.ts);
+}
+
+static void
+pyrate_redo(XLogReaderState *record)
+{
+	Parsed		p;
+
+	if (!parse(record, &p))
+		elog(PANIC, "pyrate: malformed WAL record at %X/%X",
+			 LSN_FORMAT_ARGS(record->ReadRecPtr));
+	if (pyrate_shared == NULL)
+		elog(PANIC, "pyrate: WAL record at %X/%X needs the memory engine, which has no shared memory",
+			 LSN_FORMAT_ARGS(record->ReadRecPtr));
+	if (p.kind == XLOG_PYRATE_PUT)
+		replay->put(p.dbid, p.name, p.group, p.ts, p.weight, p.slots, p.rates, p.nrates,
+					record->EndRecPtr);
+	else if (p.kind == XLOG_PYRATE_CLEAR)
+		replay->clear(p.dbid, p.partition, record->EndRecPtr);
+	else
+		replay->change(p.kind, p.dbid, p.name, p.ts, record->EndRecPtr);
+}
+
+static RmgrData pyrate_rmgr = {
+	.rm_name = "pyrate",
+	.rm_redo = pyrate_redo,
+	.rm_desc = pyrate_desc,
+	.rm_identify = pyrate_identify,
+};
+
+void
+pyrate_wal_init(const PyrateWalReplay *r)
+{
+	replay = r;
+	RegisterCustomRmgr(PYRATE_RMGR_ID, &pyrate_rmgr);
+}
