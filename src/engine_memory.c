@@ -1264,10 +1264,16 @@ pyrate_memory_saved_redo(void)
 	return pyrate_shared->saved_redo;
 }
 
-bool
-pyrate_memory_save(XLogRecPtr redo)
+XLogRecPtr
+pyrate_memory_replay_from(void)
 {
-	return pyrate_memory_file_save_durable(foreach_bucket, NULL, redo);
+	return pyrate_shared->replay_from;
+}
+
+bool
+pyrate_memory_save(XLogRecPtr redo, XLogRecPtr from)
+{
+	return pyrate_memory_file_save_durable(foreach_bucket, NULL, redo, from);
 }
 
 /*
@@ -1404,6 +1410,8 @@ pyrate_memory_shmem_startup(void)
 	dsa_area   *created;
 	uint64		lsn[PYRATE_PARTITIONS];
 	uint64		redo;
+	uint64		from;
+	bool		restored;
 	int			p;
 
 	created = pyrate_arena_startup();
@@ -1413,18 +1421,26 @@ pyrate_memory_shmem_startup(void)
 	/*
 	 * The postmaster made the arena, at its start or after a server process
 	 * crashed: fill it from the last clean shutdown, or else from the last
-	 * durable save, on which recovery replays the WAL.  Then save the durable
-	 * buckets at once: from now on a crash must not bring back the volatile
-	 * ones of a clean shutdown's file.  A file that cannot be written leaves
-	 * the one read in place: its durable buckets and their lsns are right
-	 * for recovery, and its volatile ones only count against their limits.
+	 * durable save, on which recovery replays the WAL (from "from" on).  Then
+	 * save the durable buckets at once: from now on a crash must not bring
+	 * back the volatile ones of a clean shutdown's file.  A file that cannot
+	 * be written leaves the one restored in place: its durable buckets and
+	 * their lsns are right for recovery, and its volatile ones only count
+	 * against their limits.  One that was not restored must go.
 	 */
-	pyrate_memory_file_restore(insert_restored, created, lsn, &redo);
+	restored = pyrate_memory_file_restore(insert_restored, created, lsn, &redo, &from);
 	for (p = 0; p < PYRATE_PARTITIONS; p++)
 		partition(p)->lsn = lsn[p];
-	/* (failing that, the file read stays: the saver tries again) */
-	pyrate_shared->saved_redo =
-		pyrate_memory_file_save_durable(foreach_bucket, created, redo) ? redo : InvalidXLogRecPtr;
+	pyrate_shared->replay_from = from;
+	if (pyrate_memory_file_save_durable(foreach_bucket, created, redo, from))
+		pyrate_shared->saved_redo = redo;
+	else
+	{
+		/* (the saver tries again) */
+		pyrate_shared->saved_redo = InvalidXLogRecPtr;
+		if (!restored)
+			pyrate_memory_file_forget();
+	}
 	on_shmem_exit(save_at_exit, PointerGetDatum(created));
 }
 

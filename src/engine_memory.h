@@ -27,11 +27,15 @@ void		pyrate_memory_object_access(ObjectAccessType access, Oid classId, Oid obje
 										int subId);
 
 /*
- * Save the durable buckets, good from the redo pointer redo on (the saver,
- * worker.c); false when the file could not be written.
+ * Save the durable buckets (the saver, worker.c) when the redo pointer is
+ * redo; from: a WAL position before which every change is in memory (the
+ * WAL insert position, or the replay position during recovery, read before
+ * the save starts).  false when the file could not be written.
  */
-bool		pyrate_memory_save(XLogRecPtr redo);
-/* The redo pointer of the save made at startup. */
+bool		pyrate_memory_save(XLogRecPtr redo, XLogRecPtr from);
+/* The redo pointer of the save made at startup (0 when it failed). */
 XLogRecPtr	pyrate_memory_saved_redo(void);
+/* Where the WAL recovery replays onto the restored buckets begins. */
+XLogRecPtr	pyrate_memory_replay_from(void);
 
 #endif							/* PYRATE_ENGINE_MEMORY_H */

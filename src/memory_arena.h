@@ -80,7 +80,8 @@ typedef struct PyrateShared
 	uint32		nheads;			/* a power of two, >= PYRATE_PARTITIONS */
 	pg_atomic_uint64 evicted;
 	pg_atomic_uint64 full_errors;
-	uint64		saved_redo;		/* the redo pointer of the last durable save (the saver's) */
+	uint64		saved_redo;		/* the redo pointer of the startup's durable save */
+	uint64		replay_from;	/* WAL recovery replays first for the restored buckets */
 	PyratePartition parts[PYRATE_PARTITIONS];
 	pg_atomic_uint64 db_bytes[PYRATE_DB_SLOTS];
 	pg_atomic_uint32 group_buckets[PYRATE_GROUPS];

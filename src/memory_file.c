@@ -53,10 +53,11 @@ typedef struct FileHeader
 	uint32		reserved;
 	int64		buckets;
 	int64		items;
-	uint64		redo;			/* format 2: the redo pointer the file is good from */
+	uint64		redo;			/* format 2: the redo pointer when it was saved */
+	uint64		from;			/* format 2: WAL to replay from on top of it */
 } FileHeader;
 
-/* format 1's header: FileHeader without redo */
+/* format 1's header: FileHeader without redo and from */
 #define HEADER_SIZE(version) \
 	((version) == PYRATE_FILE_VERSION_1 ? offsetof(FileHeader, redo) : sizeof(FileHeader))
 
@@ -165,7 +166,7 @@ free_collected(Collected *c)
 
 /* Write the file in the given state from what was collected. */
 static bool
-write_file(const Collected *c, uint32 state, uint64 redo)
+write_file(const Collected *c, uint32 state, uint64 redo, uint64 from)
 {
 	FILE	   *f;
 	pg_crc32c	crc;
@@ -183,6 +184,7 @@ write_file(const Collected *c, uint32 state, uint64 redo)
 	h.buckets = c->buckets;
 	h.items = c->items;
 	h.redo = redo;
+	h.from = from;
 	INIT_CRC32C(crc);
 	COMP_CRC32C(crc, &h, sizeof(h));
 	COMP_CRC32C(crc, c->lsn, sizeof(c->lsn));
@@ -273,7 +275,7 @@ pyrate_memory_file_save(PyrateFileForeach foreach, void *arg)
 	}
 	memset(&c, 0, sizeof(c));
 	foreach(collect_bucket, &c, false, c.lsn, arg);
-	if (write_file(&c, STATE_SAVED, redo))
+	if (write_file(&c, STATE_SAVED, redo, redo))
 		ereport(LOG,
 				(errmsg("pyrate: saved %lld memory bucket(s) holding %lld item(s) to \"%s\"",
 						(long long) c.buckets, (long long) c.items, PYRATE_MEMORY_FILE)));
@@ -281,14 +283,14 @@ pyrate_memory_file_save(PyrateFileForeach foreach, void *arg)
 }
 
 bool
-pyrate_memory_file_save_durable(PyrateFileForeach foreach, void *arg, uint64 redo)
+pyrate_memory_file_save_durable(PyrateFileForeach foreach, void *arg, uint64 redo, uint64 from)
 {
 	Collected	c;
 	bool		ok;
 
 	memset(&c, 0, sizeof(c));
 	foreach(collect_bucket, &c, true, c.lsn, arg);
-	ok = write_file(&c, STATE_DURABLE, redo);
+	ok = write_file(&c, STATE_DURABLE, redo, from);
 	free_collected(&c);
 	return ok;
 }
@@ -444,7 +446,8 @@ read_buckets(Reader *r, const FileHeader *h, PyrateFileInsert insert, void *arg,
  * restored) and, with format 2, its lsns and redo pointer.
  */
 static uint32
-restore_from(FILE *f, PyrateFileInsert insert, void *arg, uint64 *lsn, uint64 *redo)
+restore_from(FILE *f, PyrateFileInsert insert, void *arg, uint64 *lsn, uint64 *redo,
+			 uint64 *from)
 {
 	Reader		r;
 	FileHeader	h;
@@ -491,7 +494,8 @@ restore_from(FILE *f, PyrateFileInsert insert, void *arg, uint64 *lsn, uint64 *r
 	}
 	head = HEADER_SIZE(h.version);
 	if (h.version == PYRATE_FILE_VERSION &&
-		(!get(&r, &h.redo, sizeof(h.redo)) || !get(&r, stamps, sizeof(stamps))))
+		(!get(&r, &h.redo, sizeof(h) - HEADER_SIZE(PYRATE_FILE_VERSION_1)) ||
+		 !get(&r, stamps, sizeof(stamps))))
 		goto corrupt;
 	/* every bucket takes a record, every item 16 bytes: check before reading */
 	if ((h.state != STATE_SAVED && !(h.version == PYRATE_FILE_VERSION && h.state == STATE_DURABLE)) ||
@@ -529,6 +533,7 @@ restore_from(FILE *f, PyrateFileInsert insert, void *arg, uint64 *lsn, uint64 *r
 				 errhint("pyrate.memory_size is smaller than when they were saved.")));
 	memcpy(lsn, stamps, sizeof(stamps));
 	*redo = h.redo;
+	*from = h.from;
 	return h.state;
 
 corrupt:
@@ -538,18 +543,20 @@ corrupt:
 	return 0;
 }
 
-void
-pyrate_memory_file_restore(PyrateFileInsert insert, void *arg, uint64 *lsn, uint64 *redo)
+bool
+pyrate_memory_file_restore(PyrateFileInsert insert, void *arg, uint64 *lsn, uint64 *redo,
+						   uint64 *from)
 {
 	FILE	   *f = AllocateFile(PYRATE_MEMORY_FILE, PG_BINARY_R);
 	uint32		state = 0;
 	uint64		saved_redo = 0;
+	uint64		saved_from = 0;
 	bool		clean;
 
 	memset(lsn, 0, sizeof(uint64) * PYRATE_PARTITIONS);
 	if (f != NULL)
 	{
-		state = restore_from(f, insert, arg, lsn, &saved_redo);
+		state = restore_from(f, insert, arg, lsn, &saved_redo, &saved_from);
 		FreeFile(f);
 	}
 	else if (errno != ENOENT)
@@ -557,18 +564,25 @@ pyrate_memory_file_restore(PyrateFileInsert insert, void *arg, uint64 *lsn, uint
 				(errcode_for_file_access(),
 				 errmsg("pyrate: could not read file \"%s\": %m", PYRATE_MEMORY_FILE),
 				 errdetail("The memory engine starts empty.")));
+	if (state == 0)
+		memset(lsn, 0, sizeof(uint64) * PYRATE_PARTITIONS);
 	if (!read_control(&clean, redo))
 		*redo = 0;
 	/*
-	 * Recovery replays the WAL from the last checkpoint's redo pointer on.  A
-	 * durable save older than it misses what was logged in between: that
-	 * checkpoint completed before the saver could save.
+	 * Recovery replays the WAL from the last checkpoint's redo pointer on;
+	 * what was logged between a durable save and that pointer is replayed
+	 * first (memory_wal.c), from the WAL the saver keeps for it.
 	 */
-	if (state == STATE_DURABLE && saved_redo < *redo)
+	*from = state == STATE_DURABLE ? Min(saved_from, *redo) : *redo;
+	return state != 0;
+}
+
+void
+pyrate_memory_file_forget(void)
+{
+	if (unlink(PYRATE_MEMORY_FILE) != 0 && errno != ENOENT)
 		ereport(WARNING,
-				(errmsg("pyrate: durable memory buckets may miss changes logged from %X/%X to %X/%X",
-						LSN_FORMAT_ARGS(saved_redo), LSN_FORMAT_ARGS(*redo)),
-				 errdetail("A checkpoint completed before pyrate saved its buckets, and the server then stopped without a clean shutdown.")));
-	if (state == 0 && f != NULL)
-		memset(lsn, 0, sizeof(uint64) * PYRATE_PARTITIONS);
+				(errcode_for_file_access(),
+				 errmsg("pyrate: could not remove file \"%s\": %m", PYRATE_MEMORY_FILE),
+				 errdetail("The buckets saved in it may be restored again at a later start.")));
 }

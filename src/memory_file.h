@@ -32,13 +32,22 @@ typedef bool (*PyrateFileInsert) (Oid dbid, const char *name, uint32 group,
 
 /*
  * Restore the saved buckets; lsn[PYRATE_PARTITIONS] gets their partitions'
- * lsns (0 when none), redo the redo pointer recovery starts from.
+ * lsns (0 when none), redo the redo pointer recovery starts from, from the
+ * WAL position whose changes the buckets may not hold: recovery replays the
+ * records between it and redo first.  false when nothing was restored.
  */
-void		pyrate_memory_file_restore(PyrateFileInsert insert, void *arg, uint64 *lsn,
-									   uint64 *redo);
+bool		pyrate_memory_file_restore(PyrateFileInsert insert, void *arg, uint64 *lsn,
+									   uint64 *redo, uint64 *from);
 /* Save every bucket, when the server shut down cleanly (postmaster). */
 void		pyrate_memory_file_save(PyrateFileForeach foreach, void *arg);
-/* Save the durable buckets, good from the redo pointer redo on. */
-bool		pyrate_memory_file_save_durable(PyrateFileForeach foreach, void *arg, uint64 redo);
+/*
+ * Save the durable buckets: with their partitions' lsns, the redo pointer
+ * of the moment and from, a WAL position before which every record's change
+ * is in them.
+ */
+bool		pyrate_memory_file_save_durable(PyrateFileForeach foreach, void *arg, uint64 redo,
+											uint64 from);
+/* Remove the file: nothing in it may come back. */
+void		pyrate_memory_file_forget(void);
 
 #endif							/* PYRATE_MEMORY_FILE_H */

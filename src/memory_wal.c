@@ -12,10 +12,15 @@
  */
 #include "memory_wal.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
 #include "access/xloginsert.h"
 #include "access/xlogreader.h"
+#include "access/xlogrecovery.h"
+#include "storage/fd.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 
@@ -258,11 +263,122 @@ pyrate_redo(XLogReaderState *record)
 		replay->change(p.kind, p.dbid, p.name, p.ts, record->EndRecPtr);
 }
 
+/* ---- recovery: the records between the last save and the redo pointer ---- */
+
+/*
+ * The saved buckets hold every change logged before replay_from (the saver
+ * read it before saving).  Recovery replays from the last checkpoint's redo
+ * pointer, which a checkpoint may have moved past replay_from before the
+ * saver could save again: the records in between are read here, from
+ * pg_wal, before the redo loop (the saver's replication slot keeps that WAL).
+ * The redo loop then skips what this applied, by the partitions' lsns.
+ */
+typedef struct PreRead
+{
+	int			fd;
+	XLogSegNo	segno;
+	TimeLineID	tli;			/* the newest timeline a segment may be of */
+} PreRead;
+
+/* The segment's file, of the newest timeline at most pr->tli that has it. */
+static int
+open_segment(PreRead *pr, XLogSegNo segno)
+{
+	TimeLineID	tli;
+
+	for (tli = pr->tli; tli >= 1; tli--)
+	{
+		char		path[MAXPGPATH];
+		int			fd;
+
+		XLogFilePath(path, tli, segno, wal_segment_size);
+		fd = BasicOpenFile(path, O_RDONLY | PG_BINARY);
+		if (fd >= 0)
+			return fd;
+	}
+	return -1;
+}
+
+static int
+pre_read_page(XLogReaderState *state, XLogRecPtr page, int reqLen, XLogRecPtr target, char *buf)
+{
+	PreRead    *pr = state->private_data;
+	XLogSegNo	segno;
+
+	XLByteToSeg(page, segno, wal_segment_size);
+	if (pr->fd < 0 || pr->segno != segno)
+	{
+		if (pr->fd >= 0)
+			close(pr->fd);
+		pr->segno = segno;
+		pr->fd = open_segment(pr, segno);
+		if (pr->fd < 0)
+			return -1;
+	}
+	if (pg_pread(pr->fd, buf, XLOG_BLCKSZ, XLogSegmentOffset(page, wal_segment_size)) != XLOG_BLCKSZ)
+		return -1;
+	return XLOG_BLCKSZ;
+}
+
+static void
+pyrate_startup(void)
+{
+	TimeLineID	tli;
+	XLogRecPtr	redo = GetXLogReplayRecPtr(&tli);	/* before the first record */
+	XLogRecPtr	from = pyrate_shared ? pyrate_shared->replay_from : InvalidXLogRecPtr;
+	PreRead		pr = {-1, 0, tli};
+	XLogReaderState *reader;
+	XLogRecPtr	first;
+	XLogRecPtr	reached;
+	int64		applied = 0;
+	char	   *errormsg = NULL;
+
+	if (XLogRecPtrIsInvalid(from) || from >= redo)
+		return;
+	reader = XLogReaderAllocate(wal_segment_size, NULL, XL_ROUTINE(.page_read = pre_read_page), &pr);
+	if (reader == NULL)
+		elog(ERROR, "out of memory while allocating a WAL reading processor");
+	first = XLogFindNextRecord(reader, from);
+	reached = from;
+	if (!XLogRecPtrIsInvalid(first))
+	{
+		XLogRecord *record;
+
+		while ((record = XLogReadRecord(reader, &errormsg)) != NULL && reader->ReadRecPtr < redo)
+		{
+			reached = reader->ReadRecPtr;
+			if (XLogRecGetRmid(reader) == PYRATE_RMGR_ID)
+			{
+				pyrate_redo(reader);
+				applied++;
+			}
+		}
+		if (record != NULL)
+			reached = redo;
+	}
+	if (pr.fd >= 0)
+		close(pr.fd);
+	XLogReaderFree(reader);
+	if (reached >= redo)
+		ereport(LOG,
+				(errmsg("pyrate: replayed %lld change(s) of durable memory buckets logged from %X/%X to the redo pointer %X/%X",
+						(long long) applied, LSN_FORMAT_ARGS(from), LSN_FORMAT_ARGS(redo))));
+	else
+		ereport(WARNING,
+				(errmsg("pyrate: durable memory buckets miss changes logged from %X/%X to %X/%X",
+						LSN_FORMAT_ARGS(reached), LSN_FORMAT_ARGS(redo)),
+				 errdetail("The WAL from %X/%X on could not be read%s%s; a checkpoint completed before pyrate saved its buckets.",
+						   LSN_FORMAT_ARGS(reached), errormsg ? ": " : "", errormsg ? errormsg : ""),
+				 errhint("Keep max_replication_slots above 0 and wal_level at replica or above: "
+						 "the slot \"pyrate_memory\" then keeps this WAL.")));
+}
+
 static RmgrData pyrate_rmgr = {
 	.rm_name = "pyrate",
 	.rm_redo = pyrate_redo,
 	.rm_desc = pyrate_desc,
 	.rm_identify = pyrate_identify,
+	.rm_startup = pyrate_startup,
 };
 
 void

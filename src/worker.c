@@ -34,6 +34,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlogrecovery.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_extension.h"
 #include "commands/vacuum.h"
@@ -45,6 +46,7 @@
 #include "postmaster/autovacuum.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/slot.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -254,20 +256,53 @@ pyrate_worker_init(void)
 /*
  * "pyrate saver": saves the durable memory buckets (engine_memory.c) each
  * time the redo pointer moves, that is when a checkpoint or restartpoint
- * starts.  Recovery replays the WAL from the last completed one's redo
- * pointer onto the last save, so a save must be written after its redo
- * pointer is set and before it completes: the saver looks every
- * SAVE_POLL_MS, and a checkpoint takes at least that long unless it is
- * immediate with next to nothing to write (then a crash before the next save
- * may lose what was logged between the two redo pointers; the next start
- * says so).  A save that fails is tried again a second later, the file
- * before it staying in place.  No database connection, no transaction.
+ * starts, and keeps the WAL that recovery needs on top of the last save: a
+ * physical replication slot, "pyrate_memory", holds it from the position
+ * read before that save.  Recovery replays from the last completed
+ * checkpoint's redo pointer; a checkpoint that completes before the saver
+ * could save (an immediate one with next to nothing to write) leaves the
+ * records between the save's position and its redo pointer to that WAL
+ * (memory_wal.c reads them first).  Without a slot (wal_level minimal,
+ * max_replication_slots 0) such a crash may lose them, and recovery says so.
+ * A save that fails is tried again a second later, the file before it
+ * staying in place.  No database connection, no transaction.
  */
 #define SAVE_POLL_MS 20
 /* after a save failed (and said why in the log) */
 #define SAVE_RETRY_MS 1000
+#define SAVER_SLOT "pyrate_memory"
 
 PGDLLEXPORT void pyrate_saver_main(Datum arg);
+
+/* Keep the WAL from "from" on, in the saver's slot; false when there is none. */
+static bool
+keep_wal(XLogRecPtr from)
+{
+	static bool said = false;
+
+	if (max_replication_slots == 0 || wal_level < WAL_LEVEL_REPLICA)
+	{
+		if (!said)
+			ereport(LOG,
+					(errmsg("pyrate: no replication slot keeps the WAL that durable memory buckets may need after a crash"),
+					 errdetail("A crash right after a checkpoint that completes before pyrate saves its buckets may lose their changes logged in between."),
+					 errhint("Set wal_level to replica or above and max_replication_slots above 0.")));
+		said = true;
+		return false;
+	}
+	if (SearchNamedReplicationSlot(SAVER_SLOT, true) == NULL)
+		ReplicationSlotCreate(SAVER_SLOT, false, RS_PERSISTENT, false);
+	else
+		ReplicationSlotAcquire(SAVER_SLOT, true);
+	SpinLockAcquire(&MyReplicationSlot->mutex);
+	MyReplicationSlot->data.restart_lsn = from;
+	SpinLockRelease(&MyReplicationSlot->mutex);
+	ReplicationSlotMarkDirty();
+	ReplicationSlotSave();
+	ReplicationSlotsComputeRequiredLSN();
+	ReplicationSlotRelease();
+	return true;
+}
 
 void
 pyrate_saver_main(Datum arg)
@@ -281,9 +316,13 @@ pyrate_saver_main(Datum arg)
 	if (!pyrate_memory_available())
 		proc_exit(0);
 	saved = pyrate_memory_saved_redo();
+	/* the startup's save: its WAL is kept from where recovery replays */
+	if (!XLogRecPtrIsInvalid(saved))
+		(void) keep_wal(pyrate_memory_replay_from());
 	for (;;)
 	{
 		XLogRecPtr	redo;
+		XLogRecPtr	from;
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 SAVE_POLL_MS, PG_WAIT_EXTENSION);
@@ -299,12 +338,15 @@ pyrate_saver_main(Datum arg)
 		redo = GetRedoRecPtr();
 		if (redo <= saved || GetCurrentTimestamp() < retry_at)
 			continue;
-		if (pyrate_memory_save(redo))
+		/* every change logged (or replayed) before from is in what is saved */
+		from = RecoveryInProgress() ? GetXLogReplayRecPtr(NULL) : GetXLogInsertRecPtr();
+		if (pyrate_memory_save(redo, from))
 		{
 			saved = redo;
+			(void) keep_wal(from);
 			ereport(DEBUG1,
-					(errmsg("pyrate: saved the durable memory buckets for redo pointer %X/%X",
-							LSN_FORMAT_ARGS(redo))));
+					(errmsg("pyrate: saved the durable memory buckets for redo pointer %X/%X, from %X/%X",
+							LSN_FORMAT_ARGS(redo), LSN_FORMAT_ARGS(from))));
 		}
 		else
 			retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SAVE_RETRY_MS);

@@ -219,8 +219,9 @@ pyrate_pg_define_with(pyrate_bucket *b, const char *pattern, const pyrate_rate *
 	char		slots[16];
 	char		max_buckets[24];
 	size_t		len = 0;
-	const char *values[6];
-	bool		bounded;
+	const char *values[7];
+	int			which;
+	int			nparams;
 	int			i;
 
 	if (!pattern || n < 1 || n > PYRATE_MAX_RATES || !rates || !opts)
@@ -232,6 +233,14 @@ pyrate_pg_define_with(pyrate_bucket *b, const char *pattern, const pyrate_rate *
 	if (opts->max_buckets < 0)
 		return pyr_fail(err, PYRATE_EINVAL, "postgres: max_buckets must be 0 (no cap) or more, not %lld",
 						(long long) opts->max_buckets);
+	/*
+	 * The server refuses it as well (22023), but only after connecting and a
+	 * round trip.  A storage left NULL is pyrate.default_storage, which only
+	 * the server knows: that one is left to it.
+	 */
+	if (opts->volatile_buckets && opts->storage && strcmp(opts->storage, "table") == 0)
+		return pyr_fail(err, PYRATE_EINVAL,
+						"postgres: volatile_buckets needs memory storage: table buckets are always durable");
 	list[len++] = '{';
 	for (i = 0; i < n; i++)
 	{
@@ -248,16 +257,35 @@ pyrate_pg_define_with(pyrate_bucket *b, const char *pattern, const pyrate_rate *
 	values[3] = opts->dry_run ? "true" : "false";
 	values[4] = opts->slots > 0 ? slots : NULL;
 	values[5] = opts->max_buckets > 0 ? max_buckets : NULL;
-	/* without either, the statement every version of the extension takes */
-	bounded = opts->slots > 0 || opts->max_buckets > 0;
-	return query_int(p, bounded ? Q_DEFINE_WITH : Q_DEFINE, bounded ? 6 : 4, values, NULL, err);
+	values[6] = "false";		/* durable, read by Q_DEFINE_VOLATILE alone */
+	/*
+	 * The oldest statement that carries every option set, so that a
+	 * definition without the newer ones works with the older extensions:
+	 * without any, the statement every version of the extension takes.
+	 */
+	if (opts->volatile_buckets)
+	{
+		which = Q_DEFINE_VOLATILE;
+		nparams = 7;
+	}
+	else if (opts->slots > 0 || opts->max_buckets > 0)
+	{
+		which = Q_DEFINE_WITH;
+		nparams = 6;
+	}
+	else
+	{
+		which = Q_DEFINE;
+		nparams = 4;
+	}
+	return query_int(p, which, nparams, values, NULL, err);
 }
 
 int
 pyrate_pg_define(pyrate_bucket *b, const char *pattern, const pyrate_rate *rates, int n,
 				 const char *storage, bool dry_run, pyrate_error *err)
 {
-	pyrate_pg_define_options o = {storage, dry_run, 0, 0};
+	pyrate_pg_define_options o = {storage, dry_run, 0, 0, false};
 
 	return pyrate_pg_define_with(b, pattern, rates, n, &o, err);
 }

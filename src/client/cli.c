@@ -4,7 +4,7 @@
  *
  *   pyrate acquire NAME [--weight N] [--wait [--timeout S]] [--fail-open] [--dsn DSN]
  *   pyrate define PATTERN RATE... [--storage memory|table] [--dry-run] [--slots N]
- *                [--max-buckets N] [--dsn DSN]
+ *                [--max-buckets N] [--volatile] [--dsn DSN]
  *   pyrate status [NAME] [--dsn DSN]
  *   pyrate leak [NAME] [--dsn DSN]
  *   pyrate shard NAME --shards 'DSN;DSN;...'
@@ -55,11 +55,17 @@ static const char *const usage_acquire =
 
 static const char *const usage_define =
 "usage: pyrate define PATTERN RATE... [--storage memory|table] [--dry-run] [--slots N]\n"
-"                     [--max-buckets N] [--dsn DSN | --shards LIST]\n"
+"                     [--max-buckets N] [--volatile] [--dsn DSN | --shards LIST]\n"
 "\n"
 "Define the rates of every bucket whose name matches PATTERN ('*' matches any\n"
 "run of characters), e.g.  pyrate define 'api:*' 5/s 1000/h\n"
 "Rates: LIMIT/INTERVAL with INTERVAL like s, 1m, 1500ms, h, 2d, w.\n"
+"  --storage memory|table  where the buckets live (default: pyrate.default_storage)\n"
+"  --dry-run               count what would be rejected, admit everything\n"
+"  --slots N               bounded storage: about N entries per larger rate (1-1000)\n"
+"  --max-buckets N         memory storage: at most N buckets of the definition\n"
+"  --volatile              memory storage: keep the buckets out of the WAL (lost in\n"
+"                          a crash or a failover; needs extension 1.4)\n"
 "With --shards 'DSN;DSN;...' every shard gets the definition, in order.\n";
 
 static const char *const usage_status =
@@ -169,6 +175,7 @@ typedef struct args
 	bool		wait;
 	bool		fail_open;
 	bool		dry_run;
+	bool		volatile_buckets;
 	bool		help;
 } args;
 
@@ -191,6 +198,8 @@ parse_args(int argc, char **argv, args *a, const char **bad)
 			a->fail_open = true;
 		else if (strcmp(argv[i], "--dry-run") == 0)
 			a->dry_run = true;
+		else if (strcmp(argv[i], "--volatile") == 0)
+			a->volatile_buckets = true;
 		else if (strcmp(argv[i], "--dsn") == 0)
 			slot = &a->dsn;
 		else if (strcmp(argv[i], "--shards") == 0)
@@ -374,8 +383,8 @@ cmd_acquire(const args *a)
 		return fputs(usage_acquire, stdout), 0;
 	if (a->npos != 1)
 		return die("acquire takes one bucket NAME (see pyrate acquire --help)");
-	if (a->storage || a->dry_run || a->slots || a->max_buckets)
-		return die("acquire takes no --storage, --dry-run, --slots or --max-buckets");
+	if (a->storage || a->dry_run || a->slots || a->max_buckets || a->volatile_buckets)
+		return die("acquire takes no --storage, --dry-run, --slots, --max-buckets or --volatile");
 	if (a->weight)
 	{
 		errno = 0;
@@ -497,7 +506,7 @@ static int
 cmd_define(const args *a)
 {
 	pyrate_rate rates[PYRATE_MAX_RATES];
-	definition	def = {a, rates, {a->storage, a->dry_run, 0, 0}};
+	definition	def = {a, rates, {a->storage, a->dry_run, 0, 0, a->volatile_buckets}};
 	pyrate_error e = {0};
 	dbs			d;
 	int			shard = -1;
@@ -518,6 +527,9 @@ cmd_define(const args *a)
 		return die("--slots must be a whole number from 1 to %d, not \"%s\"", PYRATE_MAX_SLOTS, a->slots);
 	if (a->max_buckets && (def.opts.max_buckets = whole(a->max_buckets, 1, INT64_MAX)) < 0)
 		return die("--max-buckets must be a whole number >= 1, not \"%s\"%s", a->max_buckets, "");
+	/* the library refuses it too, but in terms of its field, not of the option */
+	if (a->volatile_buckets && a->storage && strcmp(a->storage, "table") == 0)
+		return die("--volatile is for --storage memory: table buckets are always durable");
 	for (i = 1; i < a->npos; i++)
 		if (pyrate_rate_parse(a->pos[i], &rates[i - 1], &e) != PYRATE_OK)
 			return fail(&e);

@@ -36,7 +36,15 @@ static const char *const query_templates[N_QUERIES] = {
 	/* 1.3: slots and max_buckets (NULL: exact, no cap) */
 	"SELECT %1$s.pyrate_define($1::pg_catalog.text, $2::%1$s.pyrate_rate[], "
 	"COALESCE($3::pg_catalog.text, pg_catalog.current_setting('pyrate.default_storage', true), 'table'), "
-	"$4::pg_catalog.bool, slots => $5::pg_catalog.int4, max_buckets => $6::pg_catalog.int8)"
+	"$4::pg_catalog.bool, slots => $5::pg_catalog.int4, max_buckets => $6::pg_catalog.int8)",
+	/*
+	 * 1.4: durable too, sent only for volatile buckets ($7 false): older
+	 * servers know no such argument, and without it 1.4 makes durable ones
+	 */
+	"SELECT %1$s.pyrate_define($1::pg_catalog.text, $2::%1$s.pyrate_rate[], "
+	"COALESCE($3::pg_catalog.text, pg_catalog.current_setting('pyrate.default_storage', true), 'table'), "
+	"$4::pg_catalog.bool, slots => $5::pg_catalog.int4, max_buckets => $6::pg_catalog.int8, "
+	"durable => $7::pg_catalog.bool)"
 };
 
 static const Oid acquire_types[3] = {PG_TEXTOID, PG_INT4OID, PG_INT8OID};
@@ -46,7 +54,7 @@ static const Oid leak_types[2] = {PG_TEXTOID, PG_INT8OID};
 
 static const Oid *const query_types[N_QUERIES] = {
 	acquire_types, acquire_types, text_types, peek_types, leak_types, NULL, text_types,
-	text_types, NULL, NULL, text_types, NULL
+	text_types, NULL, NULL, text_types, NULL, NULL
 };
 
 static const char *const schema_query =
@@ -137,7 +145,8 @@ stmt_name(int which)
 	static const char *const names[N_QUERIES] = {
 		"pyrate_acquire_1", "pyrate_waiting_1", "pyrate_count_1", "pyrate_peek_1",
 		"pyrate_leak_1", "pyrate_leak_all_1", "pyrate_flush_1", "pyrate_dispose_1",
-		"pyrate_now_1", "pyrate_define_1", "pyrate_buckets_1", "pyrate_define_2"
+		"pyrate_now_1", "pyrate_define_1", "pyrate_buckets_1", "pyrate_define_2",
+		"pyrate_define_3"
 	};
 
 	return names[which];

@@ -346,13 +346,19 @@ int			pyrate_pg_acquire(pyrate_bucket *b, const char *name, int64_t weight, int6
 							  pyrate_decision *d, pyrate_error *err);
 int			pyrate_pg_define(pyrate_bucket *b, const char *pattern, const pyrate_rate *rates, int n,
 							 const char *storage, bool dry_run, pyrate_error *err);
-/* pyrate_define with every option; slots and max_buckets need extension 1.3 */
+/*
+ * pyrate_define with every option; slots and max_buckets need extension 1.3,
+ * volatile_buckets 1.4.  Those three are sent only when set (not 0/false),
+ * so a definition without them works with every version of the extension.
+ */
 typedef struct pyrate_pg_define_options
 {
 	const char *storage;		/* "table", "memory"; NULL: pyrate.default_storage */
 	bool		dry_run;		/* count and report, never reject */
 	int			slots;			/* 1 .. 1000: bounded storage; 0: exact windows */
 	int64_t		max_buckets;	/* memory buckets the definition may have; 0: no cap */
+	bool		volatile_buckets;	/* memory storage only: keep the buckets out of
+									 * the WAL, durable => false; needs extension 1.4 */
 } pyrate_pg_define_options;
 int			pyrate_pg_define_with(pyrate_bucket *b, const char *pattern, const pyrate_rate *rates,
 								  int n, const pyrate_pg_define_options *opts, pyrate_error *err);

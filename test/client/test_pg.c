@@ -210,6 +210,26 @@ utf8_whole(const char *s)
 								(unsigned char) s[lead - 1] >= 0xE0 ? 3 : 2);
 }
 
+/*
+ * pyrate_definitions' durable for pattern, read on a connection of its own:
+ * "t", "f", "none" when no such definition, or the error
+ */
+static const char *
+definition_durable(const char *pattern, char *buf, size_t len)
+{
+	PGconn	   *c = PQconnectdb(dsn);
+	PGresult   *res = PQexecParams(c, "SELECT durable FROM pyrate_definitions WHERE pattern = $1",
+								   1, NULL, &pattern, NULL, NULL, 0);
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		snprintf(buf, len, "error: %s", PQerrorMessage(c));
+	else
+		snprintf(buf, len, "%s", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "none");
+	PQclear(res);
+	PQfinish(c);
+	return buf;
+}
+
 typedef struct bucket_rows
 {
 	int			rows;
@@ -282,7 +302,7 @@ test_errors(pyrate_bucket *admin)
 
 	/* every option of pyrate_define: slots and max_buckets (extension 1.3) */
 	{
-		pyrate_pg_define_options o = {"memory", false, 10, 2};
+		pyrate_pg_define_options o = {"memory", false, 10, 2, false};
 		int64_t		units = 0;
 
 		CHECK_OK(pyrate_pg_define_with(admin, "test:with:*", rates_3s, 2, &o, &e),
@@ -312,6 +332,48 @@ test_errors(pyrate_bucket *admin)
 		o.max_buckets = 5;
 		CHECK(pyrate_pg_define_with(admin, "test:with:*", rates_3s, 2, &o, &e) == PYRATE_EINVAL &&
 			  strcmp(e.sqlstate, "22023") == 0, "max_buckets on table storage: SQLSTATE %s", e.sqlstate);
+	}
+
+	/* volatile_buckets: durable => false (extension 1.4), memory storage only */
+	{
+		pyrate_pg_define_options o = {"memory", false, 0, 0, true};
+		char		durable[PYRATE_MSG_LEN];
+
+		/* a statement of its own: prepared under its own name too */
+		for (protocol = PYRATE_PG_FASTPATH; protocol <= PYRATE_PG_PREPARED; protocol++)
+		{
+			b = open_pg(dsn, NULL, protocol, 0);
+			CHECK_OKF(pyrate_pg_define_with(b, "test:volatile:*", rates_3s, 2, &o, &e),
+					  "%s: define volatile memory buckets", protocol_names[protocol]);
+			pyrate_close(b);
+		}
+		CHECK(strcmp(definition_durable("test:volatile:*", durable, sizeof(durable)), "f") == 0,
+			  "... pyrate_definitions says durable %s", durable);
+		CHECK_OK(pyrate_pg_acquire(admin, "test:volatile:a", 1, PYRATE_NOW, &d, &e),
+				 "acquire on a volatile bucket");
+		CHECK(d.acquired, "... admitted");
+		pyrate_pg_dispose(admin, "test:volatile:a", NULL, NULL);
+		o.volatile_buckets = false;
+		CHECK_OK(pyrate_pg_define_with(admin, "test:durable:*", rates_3s, 2, &o, &e),
+				 "define memory buckets without volatile_buckets");
+		CHECK(strcmp(definition_durable("test:durable:*", durable, sizeof(durable)), "t") == 0,
+			  "... durable by default: pyrate_definitions says durable %s", durable);
+		o.volatile_buckets = true;
+		o.storage = "table";
+		CHECK(pyrate_pg_define_with(admin, "test:volatile:table:*", rates_3s, 2, &o, &e) == PYRATE_EINVAL &&
+			  e.sqlstate[0] == '\0' && strstr(e.message, "volatile_buckets needs memory storage"),
+			  "volatile_buckets on table storage: refused before the server (%s)", e.message);
+		CHECK(strcmp(definition_durable("test:volatile:table:*", durable, sizeof(durable)), "none") == 0,
+			  "... and not defined (%s)", durable);
+		b = open_pg("host=/nonexistent/pyrate port=1 user=postgres dbname=postgres", NULL, PYRATE_PG_FASTPATH, 0);
+		CHECK(pyrate_pg_define_with(b, "test:volatile:table:*", rates_3s, 2, &o, &e) == PYRATE_EINVAL,
+			  "... refused with no server to reach (%s)", e.message);
+		pyrate_close(b);
+		/* the server's default storage, table here, is the server's to refuse */
+		o.storage = NULL;
+		CHECK(pyrate_pg_define_with(admin, "test:volatile:table:*", rates_3s, 2, &o, &e) == PYRATE_EINVAL &&
+			  strcmp(e.sqlstate, "22023") == 0 && strstr(e.message, "only memory buckets can be volatile"),
+			  "volatile_buckets on the default storage (table): SQLSTATE %s, %s", e.sqlstate, e.message);
 	}
 
 	/* a text longer than its field is cut between characters */

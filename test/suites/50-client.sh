@@ -8,6 +8,7 @@ cd "$(dirname "$0")/../.."
 . test/lib.sh
 . test/client/valgrind.sh
 . test/client/cli.sh
+. test/client/cli_define.sh
 pyrate_trap
 pyrate_install_deps
 
@@ -144,6 +145,7 @@ if [ "$(psql -X -At "$DSN" -c "SELECT string_agg(pattern || ' ' || storage || ' 
 else
 	not_ok "cli: the definitions carry slots and max_buckets as given"
 fi
+cli_define_volatile "$DSN"
 cli 0 "acquire 1" acquire cli:a --dsn "$DSN"
 cli 0 "acquire 2" acquire cli:a --dsn "$DSN"
 cli 1 "acquire 3: rejected" acquire cli:a --dsn "$DSN"

@@ -63,7 +63,7 @@ ok($node->log_contains(qr/pyrate: saved 5 memory bucket\(s\) holding 8 item\(s\)
 	'the shutdown says what it saved');
 ok($node->log_contains(qr/pyrate: restored 5 memory bucket\(s\) holding 8 item\(s\) from "pyrate_memory.state"/),
 	'the start says what it restored');
-is(-s $state, 40 + 128 * 8 + 4, 'while running, the state file holds only the durable buckets (none here)');
+is(-s $state, 48 + 128 * 8 + 4, 'while running, the state file holds only the durable buckets (none here)');
 is($node->safe_psql('postgres', 'SELECT buckets, items FROM pyrate_memory_status()'), '5|9',
 	'pyrate_memory_status counts the restored buckets');
 
@@ -177,7 +177,7 @@ $node->safe_psql('postgres', "SELECT pyrate_put('keep:g')");
 $pos = restart_with_file(
 	sub {
 		my $b = substr(shift, 0, -4);
-		substr($b, 40 + 128 * 8 + 12, 4) = pack('L', 70000);
+		substr($b, 48 + 128 * 8 + 12, 4) = pack('L', 70000);
 		return $b . pack('L', crc32c($b));
 	});
 ok($node->wait_for_log(qr/pyrate: ignoring "pyrate_memory.state": a bucket record is malformed/, $pos),

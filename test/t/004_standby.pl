@@ -35,7 +35,7 @@ my $standby = PostgreSQL::Test::Cluster->new('standby', port => 57132);
 $standby->init_from_backup($primary, 'base', has_streaming => 1);
 $standby->append_conf('postgresql.conf', 'pyrate.leak_interval = 200');
 $standby->start;
-$primary->wait_for_catchup($standby);
+$primary->wait_for_catchup($standby, 'replay', $primary->lsn('insert'));
 
 my $leaker = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pyrate leaker'";
 ok($standby->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($leaker) w"),
@@ -61,7 +61,7 @@ $primary->safe_psql('postgres', q{
 SELECT pyrate_put('d:p', 2);
 SELECT pyrate_put('d:old', 1, pyrate_now() - 7200000);
 });
-$primary->wait_for_catchup($standby);
+$primary->wait_for_catchup($standby, 'replay', $primary->lsn('insert'));
 is($standby->safe_psql('postgres', "SELECT pyrate_count('d:p'), pyrate_count('d:old'), (pyrate_peek('d:p', 0)).weight"),
 	'2|1|2', 'durable memory buckets arrive by replication, item by item');
 ($rc, $out, $err) = $standby->psql('postgres', "SELECT pyrate_put('d:p')");
@@ -72,7 +72,7 @@ like($err, qr/cannot flush durable memory bucket "d:p" during recovery/, '... an
 is($standby->safe_psql('postgres', "SELECT pyrate_leak() >= 0, pyrate_count('d:old')"), 't|1',
 	'the standby leaves durable buckets to the primary, whose leaks it replays');
 $primary->safe_psql('postgres', "SELECT pyrate_leak('d:old')");
-$primary->wait_for_catchup($standby);
+$primary->wait_for_catchup($standby, 'replay', $primary->lsn('insert'));
 is($standby->safe_psql('postgres', "SELECT pyrate_count('d:old')"), '0', '... as this one');
 
 # table buckets: read on the standby, written on the primary
@@ -90,7 +90,7 @@ is($standby->safe_psql('postgres', 'SELECT pyrate_leak() >= 0'), 't',
 $primary->safe_psql('postgres', q{
 SELECT pyrate_put('old:a', 1, pyrate_now() - 60000) FROM generate_series(1, 5);
 });
-$primary->wait_for_catchup($standby);
+$primary->wait_for_catchup($standby, 'replay', $primary->lsn('insert'));
 is($standby->safe_psql('postgres', "SELECT pyrate_count('old:a')"), '5',
 	'old table items arrive by replication');
 $standby->promote;

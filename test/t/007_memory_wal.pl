@@ -156,12 +156,61 @@ is(sql($node, "SELECT pyrate_count('v:clean'), pyrate_count('d:a')"), '0|9',
 # a server process crash (the postmaster reinitializes shared memory)
 sql($node, "SELECT pyrate_put('d:a', 3)");
 sleep(0.6);
+my $pos = -s $node->logfile;
 my $pid = sql($node, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'autovacuum launcher'");
 kill 'KILL', $pid;
 ok($node->poll_query_until('postgres', "SELECT pyrate_count('d:a') = 12"),
 	'after a server process crashed and shared memory was made anew, durable buckets are back');
 ok($node->log_contains(qr/terminating any other active server processes/),
 	'... it was a crash');
+
+# ---- a checkpoint that completes before the saver saves ------------------
+# The saver is stopped, so checkpoints move the redo pointer past its last
+# save; its slot keeps the WAL from that save on, and recovery replays the
+# records between it and the redo pointer before the redo loop.
+sub saver_pid
+{
+	my $pm = $node->{_pid};
+	for my $dir (glob('/proc/[0-9]*'))
+	{
+		open my $fh, '<', "$dir/cmdline" or next;
+		my $cmd = <$fh> // '';
+		close $fh;
+		next unless $cmd =~ /^postgres: .*pyrate saver/;
+		open $fh, '<', "$dir/stat" or next;
+		my $stat = <$fh> // '';
+		close $fh;
+		return $1 if $stat =~ /^(\d+) \(.*\) [A-Z] (\d+) / && $2 == $pm;
+	}
+	return undef;
+}
+ok($node->poll_query_until('postgres',
+	"SELECT restart_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = 'pyrate_memory'"),
+	'the saver keeps the WAL it may need in a replication slot');
+my $saver = saver_pid();
+ok(defined $saver, 'the saver runs');
+kill 'STOP', $saver;
+sql($node, q{
+SELECT pyrate_put('d:gap') FROM generate_series(1, 5);
+CHECKPOINT;
+SELECT pyrate_put('d:gap') FROM generate_series(1, 3);
+SELECT pyrate_leak('d:old', pyrate_now() + 7200000);
+SELECT pg_switch_wal();
+CHECKPOINT;
+SELECT pyrate_put('d:gap', 2);
+SELECT pg_switch_wal();
+CHECKPOINT;
+});
+is(sql($node, q{SELECT s.restart_lsn < c.redo_lsn
+	FROM pg_replication_slots s, pg_control_checkpoint() c WHERE s.slot_name = 'pyrate_memory'}), 't',
+	'checkpoints completed past the last save; the slot keeps the WAL from before them');
+sleep(0.6);
+$pos = -s $node->logfile;
+kill 'KILL', $saver;
+ok($node->poll_query_until('postgres', "SELECT pyrate_count('d:gap') = 10 AND pyrate_count('d:old') = 0"),
+	'after a crash the changes logged between the last save and the redo pointer are back');
+ok($node->wait_for_log(qr/pyrate: replayed [1-9]\d* change\(s\) of durable memory buckets logged from/, $pos),
+	'... replayed from the WAL the slot kept, and the log says so');
 
 # ---- what a crash under load loses ------------------------------------------
 sub pgbench_puts
@@ -226,7 +275,7 @@ ok($node->poll_query_until('postgres', "SELECT sync_state = 'sync' FROM pg_stat_
 my $LIMIT = 1000000;
 sql($node, "SELECT pyrate_define('fo:*', '{$LIMIT/1h}', 'memory')");
 sql($node, "SELECT pyrate_put('fo:x', 7)");
-$node->wait_for_catchup($standby);
+$node->wait_for_catchup($standby, 'replay', $node->lsn('insert'));
 is(sql($standby, "SELECT pyrate_count('fo:x')"), '7', 'the standby holds the replicated durable bucket');
 my ($rc, $out, $err) = $standby->psql('postgres', "SELECT pyrate_put('fo:x')");
 like($err, qr/cannot acquire on durable memory bucket "fo:x" during recovery/,
