@@ -1194,8 +1194,6 @@ static void
 memory_each_due(Oid nsp, int64 at, PyrateBucketCallback cb, void *arg)
 {
 	memory_each_bucket(nsp, cb, arg);
-	/* the worker's leaks run outside any transaction */
-	pyrate_wal_nudge();
 }
 
 const PyrateEngine pyrate_memory_engine = {
@@ -1361,19 +1359,13 @@ pyrate_memory_object_access(ObjectAccessType access, Oid classId, Oid objectId, 
 static void
 memory_xact_callback(XactEvent event, void *arg)
 {
-	if (OidIsValid(clear_at_commit))
-	{
-		if (event == XACT_EVENT_COMMIT)
-			clear_database(pyrate_area(), clear_at_commit);
-		if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-			event == XACT_EVENT_PREPARE)
-			clear_at_commit = InvalidOid;
-	}
-	/* a put stays whatever becomes of its transaction: so does its record */
+	if (!OidIsValid(clear_at_commit))
+		return;
+	if (event == XACT_EVENT_COMMIT)
+		clear_database(pyrate_area(), clear_at_commit);
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
-		event == XACT_EVENT_PARALLEL_ABORT)
-		pyrate_wal_nudge();
+		event == XACT_EVENT_PREPARE)
+		clear_at_commit = InvalidOid;
 }
 
 static void

@@ -53,8 +53,23 @@ typedef struct ClearRecord
 
 static const PyrateWalReplay *replay = NULL;
 
-/* what this process logged and has not yet asked the WAL writer to flush */
-static XLogRecPtr unflushed = InvalidXLogRecPtr;
+/*
+ * Insert the record begun, as no part of the caller's transaction: a memory
+ * bucket's change stays whatever becomes of it.  XLogInsert makes the
+ * record the transaction's last, and a commit would then ask the WAL writer
+ * to flush it, waking it at nearly every commit (it flushes only every
+ * wal_writer_delay, so the request is always ahead of the flush); the saver
+ * asks for all of them instead, every SAVE_POLL_MS (worker.c).
+ */
+static XLogRecPtr
+insert(uint8 info)
+{
+	XLogRecPtr	last = XactLastRecEnd;
+	XLogRecPtr	end = XLogInsert(PYRATE_RMGR_ID, info);
+
+	XactLastRecEnd = last;
+	return end;
+}
 
 XLogRecPtr
 pyrate_wal_put(Oid dbid, const char *name, uint32 namelen, uint16 group, int64 ts,
@@ -76,8 +91,7 @@ pyrate_wal_put(Oid dbid, const char *name, uint32 namelen, uint16 group, int64 t
 	if (r.nrates > 0)
 		XLogRegisterData((char *) rates, sizeof(pyr_rate) * r.nrates);
 	XLogRegisterData(unconstify(char *, name), namelen);
-	unflushed = XLogInsert(PYRATE_RMGR_ID, XLOG_PYRATE_PUT);
-	return unflushed;
+	return insert(XLOG_PYRATE_PUT);
 }
 
 XLogRecPtr
@@ -92,8 +106,7 @@ pyrate_wal_change(uint8 kind, Oid dbid, const char *name, uint32 namelen, int64 
 	XLogBeginInsert();
 	XLogRegisterData((char *) &r, sizeof(r));
 	XLogRegisterData(unconstify(char *, name), namelen);
-	unflushed = XLogInsert(PYRATE_RMGR_ID, kind);
-	return unflushed;
+	return insert(kind);
 }
 
 XLogRecPtr
@@ -105,17 +118,21 @@ pyrate_wal_clear(Oid dbid, int partition)
 	r.partition = partition;
 	XLogBeginInsert();
 	XLogRegisterData((char *) &r, sizeof(r));
-	unflushed = XLogInsert(PYRATE_RMGR_ID, XLOG_PYRATE_CLEAR);
-	return unflushed;
+	return insert(XLOG_PYRATE_CLEAR);
 }
 
 void
 pyrate_wal_nudge(void)
 {
-	if (XLogRecPtrIsInvalid(unflushed))
+	static XLogRecPtr nudged = InvalidXLogRecPtr;
+	XLogRecPtr	now;
+
+	if (RecoveryInProgress())
 		return;
-	XLogSetAsyncXactLSN(unflushed);
-	unflushed = InvalidXLogRecPtr;
+	now = GetXLogInsertRecPtr();
+	if (now > nudged)
+		XLogSetAsyncXactLSN(now);
+	nudged = now;
 }
 
 /* ---- reading a record --------------------------------------------- */

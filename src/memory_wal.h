@@ -7,8 +7,9 @@
  * made, and the record's end becomes the partition's lsn: the saved state
  * of a partition holds exactly the changes whose records end at or before
  * its lsn, and redo applies a record only past it.  Records are inserted
- * without waiting for a flush (the commit of a transaction without an xid
- * leaves the flush to the WAL writer, as synchronous_commit = off does).
+ * without waiting for a flush, as no part of the caller's transaction: the
+ * saver asks the WAL writer to flush them (pyrate_wal_nudge), as
+ * synchronous_commit = off leaves commits to it.
  */
 #ifndef PYRATE_MEMORY_WAL_H
 #define PYRATE_MEMORY_WAL_H
@@ -63,9 +64,10 @@ XLogRecPtr	pyrate_wal_change(uint8 kind, Oid dbid, const char *name, uint32 name
 XLogRecPtr	pyrate_wal_clear(Oid dbid, int partition);
 
 /*
- * Ask the WAL writer to flush what this process logged, at the latest
- * wal_writer_delay from now: at the end of every transaction that logged,
- * and after a pass of the worker.
+ * Ask the WAL writer to flush, by its next wal_writer_delay, everything
+ * inserted so far, if anything was since the last call (the saver, every
+ * SAVE_POLL_MS): the records are no part of their transactions, whose
+ * commits would otherwise ask for it.
  */
 void		pyrate_wal_nudge(void);
 

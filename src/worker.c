@@ -64,6 +64,7 @@
 
 #include "engine.h"
 #include "engine_memory.h"
+#include "memory_wal.h"
 
 /* table units removed per transaction (one bucket's leak may pass it) */
 #define LEAK_BATCH 1000
@@ -334,6 +335,8 @@ pyrate_saver_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		/* the WAL writer flushes the memory buckets' records by its next round */
+		pyrate_wal_nudge();
 		/* (0 until recovery has read its checkpoint; never going back) */
 		redo = GetRedoRecPtr();
 		if (redo <= saved || GetCurrentTimestamp() < retry_at)
