@@ -144,6 +144,14 @@ partition(int p)
 	return &pyrate_shared->parts[p];
 }
 
+/* A change of partition p was logged: its record ends at end. */
+static inline void
+mark_logged(int p, XLogRecPtr end)
+{
+	partition(p)->lsn = end;
+	partition(p)->logged = end;
+}
+
 static inline pg_atomic_uint64 *
 db_bytes(Oid dbid)
 {
@@ -423,7 +431,7 @@ unlink_buckets(dsa_area *a, bool only_empty, Oid dbid, bool logged)
 			}
 		}
 		if (logged)
-			partition(p)->lsn = pyrate_wal_clear(dbid, p);
+			mark_logged(p, pyrate_wal_clear(dbid, p));
 		LWLockRelease(partition_lock(p));
 	}
 	return n;
@@ -701,9 +709,9 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 		{
 			/* logged as it was pushed: replay pushes it the same way */
 			s.b->group |= PYRATE_GROUP_DURABLE;
-			partition(p)->lsn = pyrate_wal_put(k.dbid, k.name, k.namelen,
-											   s.b->group & PYRATE_GROUP_MASK, ts, weight,
-											   pb->def.slots, pb->def.rates, pb->def.nrates);
+			mark_logged(p, pyrate_wal_put(k.dbid, k.name, k.namelen,
+										  s.b->group & PYRATE_GROUP_MASK, ts, weight,
+										  pb->def.slots, pb->def.rates, pb->def.nrates));
 		}
 		LWLockRelease(partition_lock(p));
 		if (why == SHORT_NONE)
@@ -854,8 +862,8 @@ memory_leak(const PyrateBucket *pb, const PyrateLeakHow *how, PyrateLeakEnd *end
 	{
 		removed = leak_bucket(a, &s, p, how->before, end);
 		if (removed > 0 && is_durable(s.b))
-			partition(p)->lsn = pyrate_wal_change(XLOG_PYRATE_LEAK, k.dbid, k.name, k.namelen,
-												  how->before);
+			mark_logged(p, pyrate_wal_change(XLOG_PYRATE_LEAK, k.dbid, k.name, k.namelen,
+											 how->before));
 	}
 	LWLockRelease(partition_lock(p));
 	return removed;
@@ -892,7 +900,7 @@ memory_flush(const PyrateBucket *pb)
 	{
 		free_log(pyrate_area(), s.b, partition(p));
 		if (is_durable(s.b))
-			partition(p)->lsn = pyrate_wal_change(XLOG_PYRATE_FLUSH, k.dbid, k.name, k.namelen, 0);
+			mark_logged(p, pyrate_wal_change(XLOG_PYRATE_FLUSH, k.dbid, k.name, k.namelen, 0));
 	}
 	LWLockRelease(partition_lock(p));
 }
@@ -912,7 +920,7 @@ memory_dispose(const PyrateBucket *pb)
 
 		unlink_bucket(pyrate_area(), &s, partition(p));
 		if (durable)
-			partition(p)->lsn = pyrate_wal_change(XLOG_PYRATE_DISPOSE, k.dbid, k.name, k.namelen, 0);
+			mark_logged(p, pyrate_wal_change(XLOG_PYRATE_DISPOSE, k.dbid, k.name, k.namelen, 0));
 	}
 	LWLockRelease(partition_lock(p));
 	return found;
@@ -937,8 +945,8 @@ memory_reclaim(const PyrateBucket *pb, int64 before)
 
 		unlink_bucket(a, &s, partition(p));
 		if (durable)
-			partition(p)->lsn = pyrate_wal_change(XLOG_PYRATE_RECLAIM, k.dbid, k.name, k.namelen,
-												  before);
+			mark_logged(p, pyrate_wal_change(XLOG_PYRATE_RECLAIM, k.dbid, k.name, k.namelen,
+											 before));
 		gone = true;
 	}
 	LWLockRelease(partition_lock(p));
@@ -949,6 +957,7 @@ memory_reclaim(const PyrateBucket *pb, int64 before)
 
 /* redo puts that found no memory; reported now and then */
 static int64 redo_dropped = 0;
+static int	redo_evict_skip = 0;
 
 /*
  * Take partition p's lock for a record ending at lsn; false (lock released)
@@ -1036,7 +1045,11 @@ redo_put(Oid dbid, const char *name, uint16 group, int64 ts, int64 weight,
 			return;
 		}
 		LWLockRelease(partition_lock(p));
-		(void) evict_empty(a);
+		/* (when an eviction found nothing, the next thousand puts skip it) */
+		if (redo_evict_skip > 0)
+			redo_evict_skip--;
+		else if (evict_empty(a) == 0)
+			redo_evict_skip = 1000;
 		evicted = true;
 	}
 }

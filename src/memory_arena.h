@@ -20,6 +20,8 @@
  * Counters of one lock partition; guarded by that partition's lock.  lsn is
  * the end of the last WAL record of a change to its durable buckets that
  * they hold (memory_wal.h): logged here, replayed here, or restored.
+ * logged is the same for the records this server inserted, and only them:
+ * what the saver asks the WAL writer to flush.
  */
 typedef struct PyratePartition
 {
@@ -27,7 +29,8 @@ typedef struct PyratePartition
 	int64		items;			/* log entries stored */
 	int64		bytes;			/* bytes allocated for entries and logs */
 	uint64		lsn;			/* an XLogRecPtr */
-	char		pad[PG_CACHE_LINE_SIZE - 4 * sizeof(int64)];
+	uint64		logged;			/* the end of the last record logged here since start */
+	char		pad[PG_CACHE_LINE_SIZE - 5 * sizeof(int64)];
 } PyratePartition;
 
 /* Per-database byte counters: a database counts in slot oid % this. */

@@ -121,18 +121,30 @@ pyrate_wal_clear(Oid dbid, int partition)
 	return insert(XLOG_PYRATE_CLEAR);
 }
 
-void
+XLogRecPtr
 pyrate_wal_nudge(void)
 {
 	static XLogRecPtr nudged = InvalidXLogRecPtr;
-	XLogRecPtr	now;
+	XLogRecPtr	logged = InvalidXLogRecPtr;
+	XLogRecPtr	newest = InvalidXLogRecPtr;
+	int			p;
 
-	if (RecoveryInProgress())
-		return;
-	now = GetXLogInsertRecPtr();
-	if (now > nudged)
-		XLogSetAsyncXactLSN(now);
-	nudged = now;
+	/*
+	 * The end of the last record this server logged.  (Not the insert
+	 * position: after a WAL switch it lies past pages not yet initialized,
+	 * and the WAL writer may not be asked for those; nor a restored lsn.)
+	 */
+	for (p = 0; p < PYRATE_PARTITIONS; p++)
+	{
+		LWLockAcquire(&pyrate_locks[p].lock, LW_SHARED);
+		logged = Max(logged, pyrate_shared->parts[p].logged);
+		newest = Max(newest, pyrate_shared->parts[p].lsn);
+		LWLockRelease(&pyrate_locks[p].lock);
+	}
+	if (logged > nudged && !RecoveryInProgress())
+		XLogSetAsyncXactLSN(logged);
+	nudged = Max(nudged, logged);
+	return newest;
 }
 
 /* ---- reading a record --------------------------------------------- */
@@ -382,11 +394,13 @@ pyrate_startup(void)
 						(long long) applied, LSN_FORMAT_ARGS(from), LSN_FORMAT_ARGS(redo))));
 	else
 		ereport(WARNING,
-				(errmsg("pyrate: durable memory buckets miss changes logged from %X/%X to %X/%X",
+				(errmsg("pyrate: durable memory buckets may miss changes logged from %X/%X to %X/%X",
 						LSN_FORMAT_ARGS(reached), LSN_FORMAT_ARGS(redo)),
-				 errdetail("The WAL from %X/%X on could not be read%s%s; a checkpoint completed before pyrate saved its buckets.",
+				 errdetail("The WAL from %X/%X on cannot be read%s%s.  The buckets were saved before the checkpoint recovery starts from: "
+						   "a base backup carries them as saved up to about a second before it began, and a checkpoint may "
+						   "complete before pyrate saves them.",
 						   LSN_FORMAT_ARGS(reached), errormsg ? ": " : "", errormsg ? errormsg : ""),
-				 errhint("Keep max_replication_slots above 0 and wal_level at replica or above: "
+				 errhint("On a primary, keep max_replication_slots above 0 and wal_level at replica or above: "
 						 "the slot \"pyrate_memory\" then keeps this WAL.")));
 }
 

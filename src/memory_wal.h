@@ -64,11 +64,12 @@ XLogRecPtr	pyrate_wal_change(uint8 kind, Oid dbid, const char *name, uint32 name
 XLogRecPtr	pyrate_wal_clear(Oid dbid, int partition);
 
 /*
- * Ask the WAL writer to flush, by its next wal_writer_delay, everything
- * inserted so far, if anything was since the last call (the saver, every
+ * Ask the WAL writer to flush, by its next wal_writer_delay, every record
+ * this server logged, if any was since the last call (the saver, every
  * SAVE_POLL_MS): the records are no part of their transactions, whose
- * commits would otherwise ask for it.
+ * commits would otherwise ask for it.  Returns the newest change the
+ * buckets hold (logged, replayed or restored), to tell whether they changed.
  */
-void		pyrate_wal_nudge(void);
+XLogRecPtr	pyrate_wal_nudge(void);
 
 #endif							/* PYRATE_MEMORY_WAL_H */

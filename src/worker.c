@@ -266,11 +266,15 @@ pyrate_worker_init(void)
  * (memory_wal.c reads them first).  Without a slot (wal_level minimal,
  * max_replication_slots 0) such a crash may lose them, and recovery says so.
  * A save that fails is tried again a second later, the file before it
- * staying in place.  No database connection, no transaction.
+ * staying in place.  It also asks the WAL writer to flush the buckets'
+ * records, which their transactions do not (memory_wal.c).  No database
+ * connection, no transaction.
  */
 #define SAVE_POLL_MS 20
 /* after a save failed (and said why in the log) */
 #define SAVE_RETRY_MS 1000
+/* buckets that changed are saved this often at most (see the loop) */
+#define SAVE_EVERY_MS 1000
 #define SAVER_SLOT "pyrate_memory"
 
 PGDLLEXPORT void pyrate_saver_main(Datum arg);
@@ -309,7 +313,10 @@ void
 pyrate_saver_main(Datum arg)
 {
 	XLogRecPtr	saved;
+	XLogRecPtr	keep_from = InvalidXLogRecPtr;	/* for the slot, once a primary */
+	XLogRecPtr	saved_newest = InvalidXLogRecPtr;
 	TimestampTz retry_at = 0;
+	TimestampTz next_save = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -319,11 +326,13 @@ pyrate_saver_main(Datum arg)
 	saved = pyrate_memory_saved_redo();
 	/* the startup's save: its WAL is kept from where recovery replays */
 	if (!XLogRecPtrIsInvalid(saved))
-		(void) keep_wal(pyrate_memory_replay_from());
+		keep_from = pyrate_memory_replay_from();
 	for (;;)
 	{
 		XLogRecPtr	redo;
 		XLogRecPtr	from;
+		XLogRecPtr	newest;
+		TimestampTz start;
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 SAVE_POLL_MS, PG_WAIT_EXTENSION);
@@ -336,17 +345,43 @@ pyrate_saver_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		/* the WAL writer flushes the memory buckets' records by its next round */
-		pyrate_wal_nudge();
-		/* (0 until recovery has read its checkpoint; never going back) */
+		newest = pyrate_wal_nudge();
+
+		/*
+		 * The slot moves on a primary only: during recovery the startup
+		 * process restores the slots from disk, and none may be made before.
+		 * (So on a standby nothing keeps that WAL: a restartpoint that
+		 * completes within SAVE_POLL_MS of starting, as one a CHECKPOINT on
+		 * the standby asks for may, can leave a gap; the start says so.)
+		 */
+		if (!XLogRecPtrIsInvalid(keep_from) && !RecoveryInProgress())
+		{
+			(void) keep_wal(keep_from);
+			keep_from = InvalidXLogRecPtr;
+		}
+		/*
+		 * Save when the redo pointer moved (0 until recovery has read its
+		 * checkpoint; never going back), and besides when the buckets changed
+		 * since the last save, every SAVE_EVERY_MS or twenty times as long
+		 * as the last save took: the WAL to keep, and what a base backup
+		 * taken meanwhile misses, stay that short.
+		 */
 		redo = GetRedoRecPtr();
-		if (redo <= saved || GetCurrentTimestamp() < retry_at)
+		start = GetCurrentTimestamp();
+		if (start < retry_at ||
+			!(redo > saved || (newest > saved_newest && start >= next_save)))
 			continue;
 		/* every change logged (or replayed) before from is in what is saved */
 		from = RecoveryInProgress() ? GetXLogReplayRecPtr(NULL) : GetXLogInsertRecPtr();
-		if (pyrate_memory_save(redo, from))
+		if (pyrate_memory_save(Max(redo, saved), from))
 		{
-			saved = redo;
-			(void) keep_wal(from);
+			long		took = TimestampDifferenceMilliseconds(start, GetCurrentTimestamp());
+
+			saved = Max(redo, saved);
+			saved_newest = newest;
+			next_save = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													Max(SAVE_EVERY_MS, 20 * took));
+			keep_from = from;
 			ereport(DEBUG1,
 					(errmsg("pyrate: saved the durable memory buckets for redo pointer %X/%X, from %X/%X",
 							LSN_FORMAT_ARGS(redo), LSN_FORMAT_ARGS(from))));

@@ -204,7 +204,8 @@ fault_server() {
 		"restart_after_crash = on" "max_connections = 60" || return 1
 	q fault -c "CREATE EXTENSION pyrate" \
 		-c "SELECT pyrate_define('kt:*', '{2/1s,3/1h}', 'table')" \
-		-c "SELECT pyrate_define('km:*', '{2/1s,3/1h}', 'memory')" >/dev/null
+		-c "SELECT pyrate_define('km:*', '{2/1s,3/1h}', 'memory')" \
+		-c "SELECT pyrate_define('kv:*', '{2/1s,3/1h}', 'memory', durable => false)" >/dev/null
 }
 
 # pid of the backend with application_name $2, once it is in state $3
@@ -355,7 +356,7 @@ kill_worker() {
 
 kill_postmaster() {
 	local pm children pos i left
-	q fault -c "SELECT pyrate_put('km:marker'), pyrate_put('kt:marker')" >/dev/null
+	q fault -c "SELECT pyrate_put('km:marker'), pyrate_put('kt:marker'), pyrate_put('kv:marker')" >/dev/null
 	"$SOAK" soak --kind postgres --storage table --dsn "$(dsn_of fault)" --prefix pm-t --keys 20 \
 		--seconds 12 --clients 8 --procs 1 --expect atleast >"$TMP/pm-t.out" 2>&1 &
 	local st=$!
@@ -380,10 +381,10 @@ kill_postmaster() {
 	wait "$st" "$sm"
 	check "postmaster killed: the start recovers the table engine's WAL" \
 		grep -q "database system was interrupted\|redo done\|database system was not properly shut down" <(log_since fault "$pos")
-	check "postmaster killed: the log says the memory engine starts empty" \
-		grep -q "pyrate: the memory engine starts empty: the server did not shut down cleanly" <(log_since fault "$pos")
-	check "postmaster killed: table engine intact, memory engine empty" \
-		test "$(q fault -c "SELECT pyrate_count('kt:marker'), pyrate_count('km:marker')")" = "1|0"
+	check "postmaster killed: the log says the durable memory buckets are restored, the volatile ones start empty" \
+		grep -q "pyrate: restored [0-9]* durable memory bucket(s) .*; volatile buckets start empty" <(log_since fault "$pos")
+	check "postmaster killed: table engine and durable memory buckets intact, volatile ones empty" \
+		test "$(q fault -c "SELECT pyrate_count('kt:marker'), pyrate_count('km:marker'), pyrate_count('kv:marker')")" = "1|1|0"
 	grep -v '^[0-9]* passed' "$TMP/pm-t.out" "$TMP/pm-m.out"
 	add_counts "$TMP/pm-t.out"
 	add_counts "$TMP/pm-m.out"

@@ -268,9 +268,33 @@ $node->backup('base');
 my $standby = PostgreSQL::Test::Cluster->new('walstandby', port => 57172);
 $standby->init_from_backup($node, 'base', has_streaming => 1);
 $standby->start;
-$node->append_conf('postgresql.conf', "synchronous_standby_names = '*'");
+
+# a standby with less memory than the primary's buckets take: redo drops
+# what does not fit, says so, and goes on
+my $tiny = PostgreSQL::Test::Cluster->new('waltiny', port => 57173);
+$tiny->init_from_backup($node, 'base', has_streaming => 1);
+$tiny->append_conf('postgresql.conf', "pyrate.memory_size = '1MB'");
+$tiny->start;
+sql($node, q{
+SELECT pyrate_define('big:*', '{1000000/1h}', 'memory');
+SELECT count(*) FROM generate_series(1, 20) k, generate_series(1, 6000) i
+	WHERE pyrate_put('big:' || k, 1, pyrate_now() - 6000 + i);
+});
+$node->wait_for_catchup($tiny, 'replay', $node->lsn('insert'));
+ok($tiny->log_contains(qr/WARNING:  pyrate: replaying the WAL, an item of memory bucket "big:\d+" found no room and was dropped/),
+	'a standby whose arena is too small drops what does not fit, with a warning');
+is(sql($tiny, "SELECT sum(count) < 120000 FROM pyrate_buckets() WHERE name LIKE 'big:%'"), 't',
+	'... holding less than the primary');
+sql($node, "SELECT pyrate_dispose(name) FROM pyrate_buckets() WHERE name LIKE 'big:%'");
+sql($node, "SELECT pyrate_put('d:fits', 2)");
+$node->wait_for_catchup($tiny, 'replay', $node->lsn('insert'));
+is(sql($tiny, "SELECT pyrate_count('d:fits'), (SELECT count(*) FROM pyrate_buckets() WHERE name LIKE 'big:%'), pg_is_in_recovery()"),
+	'2|0|t', '... and replays on: disposals free its memory, later puts fit');
+$tiny->stop;
+
+$node->append_conf('postgresql.conf', "synchronous_standby_names = 'walstandby'");
 $node->reload;
-ok($node->poll_query_until('postgres', "SELECT sync_state = 'sync' FROM pg_stat_replication"),
+ok($node->poll_query_until('postgres', "SELECT sync_state = 'sync' FROM pg_stat_replication WHERE application_name = 'walstandby'"),
 	'the standby replicates synchronously');
 my $LIMIT = 1000000;
 sql($node, "SELECT pyrate_define('fo:*', '{$LIMIT/1h}', 'memory')");
