@@ -33,6 +33,14 @@
  *
  * Non-transactional: a stored item stays whatever becomes of the caller's
  * transaction, as in pyrate-limiter's own buckets.
+ *
+ * Durable buckets (their definition's durable, the default since 1.4; the
+ * bucket's PYRATE_GROUP_DURABLE bit once a durable put touched it): each
+ * change is WAL-logged under the partition lock right after it is made, and
+ * the partition's lsn becomes the record's end (memory_wal.h).  Recovery
+ * and standbys replay the records through the redo functions below, which
+ * repeat exactly what the change did.  During recovery a durable bucket is
+ * the primary's: it is read, never changed but by redo.
  */
 #include "engine_memory.h"
 

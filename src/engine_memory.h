@@ -1,6 +1,7 @@
 /*
  * engine_memory.h — the "memory" storage engine: buckets in shared memory,
- * saved at a clean shutdown and restored at start.  Needs pyrate in
+ * durable ones WAL-logged (memory_wal.h) and saved by the saver (worker.c),
+ * all saved at a clean shutdown and restored at start.  Needs pyrate in
  * shared_preload_libraries.
  */
 #ifndef PYRATE_ENGINE_MEMORY_H

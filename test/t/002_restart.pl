@@ -66,6 +66,9 @@ ok($node->log_contains(qr/pyrate: restored 5 memory bucket\(s\) holding 8 item\(
 is(-s $state, 48 + 128 * 8 + 4, 'while running, the state file holds only the durable buckets (none here)');
 is($node->safe_psql('postgres', 'SELECT buckets, items FROM pyrate_memory_status()'), '5|9',
 	'pyrate_memory_status counts the restored buckets');
+# (this node has wal_level = minimal: the saver can keep no slot, and says so)
+ok($node->log_contains(qr/LOG:  pyrate: no replication slot keeps the WAL that durable memory buckets may need after a crash/),
+	'without a replication slot the saver says what a crash may lose');
 
 # ---- immediate shutdown: nothing saved ----------------------------------
 $node->stop('immediate');

@@ -69,6 +69,8 @@ like($err, qr/cannot acquire on durable memory bucket "d:p" during recovery/,
 	'acquiring a durable memory bucket on the standby is refused');
 ($rc, $out, $err) = $standby->psql('postgres', "SELECT pyrate_flush('d:p')");
 like($err, qr/cannot flush durable memory bucket "d:p" during recovery/, '... and so is flushing it');
+($rc, $out, $err) = $standby->psql('postgres', "SELECT pyrate_dispose('d:p')");
+like($err, qr/cannot dispose of durable memory bucket "d:p" during recovery/, '... and disposing of it');
 is($standby->safe_psql('postgres', "SELECT pyrate_leak() >= 0, pyrate_count('d:old')"), 't|1',
 	'the standby leaves durable buckets to the primary, whose leaks it replays');
 $primary->safe_psql('postgres', "SELECT pyrate_leak('d:old')");
