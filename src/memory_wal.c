@@ -366,7 +366,15 @@ pyrate_startup(void)
 		return;
 	reader = XLogReaderAllocate(wal_segment_size, NULL, XL_ROUTINE(.page_read = pre_read_page), &pr);
 	if (reader == NULL)
-		elog(ERROR, "out of memory while allocating a WAL reading processor");
+	{
+		/* (recovery goes on: what this would have read is missed, and said) */
+		ereport(WARNING,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("pyrate: durable memory buckets may miss changes logged from %X/%X to %X/%X",
+						LSN_FORMAT_ARGS(from), LSN_FORMAT_ARGS(redo)),
+				 errdetail("Out of memory while allocating a WAL reader.")));
+		return;
+	}
 	first = XLogFindNextRecord(reader, from);
 	reached = from;
 	if (!XLogRecPtrIsInvalid(first))

@@ -276,6 +276,8 @@ pyrate_worker_init(void)
 /* buckets that changed are saved this often at most (see the loop) */
 #define SAVE_EVERY_MS 1000
 #define SAVER_SLOT "pyrate_memory"
+/* after the slot could not be made or moved (the error is in the log) */
+#define SLOT_RETRY_MS 60000
 
 PGDLLEXPORT void pyrate_saver_main(Datum arg);
 
@@ -309,6 +311,32 @@ keep_wal(XLogRecPtr from)
 	return true;
 }
 
+/*
+ * keep_wal, its errors logged rather than ending the saver (which also asks
+ * for the WAL flushes): all replication slots taken, say.  false after one.
+ */
+static bool
+keep_wal_or_log(XLogRecPtr from)
+{
+	bool		ok = true;
+
+	PG_TRY();
+	{
+		(void) keep_wal(from);
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+		LWLockReleaseAll();
+		if (MyReplicationSlot != NULL)
+			ReplicationSlotRelease();
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
 void
 pyrate_saver_main(Datum arg)
 {
@@ -317,6 +345,7 @@ pyrate_saver_main(Datum arg)
 	XLogRecPtr	saved_newest = InvalidXLogRecPtr;
 	TimestampTz retry_at = 0;
 	TimestampTz next_save = 0;
+	TimestampTz keep_retry_at = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -354,9 +383,11 @@ pyrate_saver_main(Datum arg)
 		 * completes within SAVE_POLL_MS of starting, as one a CHECKPOINT on
 		 * the standby asks for may, can leave a gap; the start says so.)
 		 */
-		if (!XLogRecPtrIsInvalid(keep_from) && !RecoveryInProgress())
+		if (!XLogRecPtrIsInvalid(keep_from) && !RecoveryInProgress() &&
+			GetCurrentTimestamp() >= keep_retry_at)
 		{
-			(void) keep_wal(keep_from);
+			if (!keep_wal_or_log(keep_from))
+				keep_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SLOT_RETRY_MS);
 			keep_from = InvalidXLogRecPtr;
 		}
 		/*

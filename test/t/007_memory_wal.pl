@@ -328,5 +328,23 @@ is(sql($standby, "SELECT pyrate_put('fo:x', 3), pyrate_count('fo:x')"), 't|10',
 is(sql($standby, "SELECT pyrate_put('fo:hot', $LIMIT - $kept), pyrate_put('fo:hot')"), 't|f',
 	'and admits exactly the rest of the limit: limit + what was lost in all');
 
+# every replication slot taken: the saver says so and goes on (it asks for
+# the WAL flushes too)
+$standby->safe_psql('postgres', q{
+SELECT pg_drop_replication_slot('pyrate_memory');
+SELECT pg_create_physical_replication_slot('taken' || i)
+FROM generate_series(1, current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots)::int) i;
+});
+$pos = -s $standby->logfile;
+$standby->safe_psql('postgres', "SELECT pyrate_put('fo:slot'); CHECKPOINT;");
+ok($standby->wait_for_log(qr/ERROR:  all replication slots are in use/, $pos),
+	'with every replication slot taken the saver cannot keep its WAL, and the log says why');
+$standby->safe_psql('postgres', "SELECT pyrate_put('fo:slot')");
+$after = $standby->lsn('insert');
+ok($standby->poll_query_until('postgres', "SELECT pg_current_wal_flush_lsn() >= '$after'"),
+	'... and goes on asking for the flushes');
+ok(!$standby->log_contains(qr/background worker "pyrate saver" \(PID \d+\) exited/, $pos),
+	'... without exiting');
+
 $standby->stop;
 done_testing();
