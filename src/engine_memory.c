@@ -398,10 +398,46 @@ create_bucket(dsa_area *a, const Key *k, Slot *s, PyratePartition *part, Size *n
 }
 
 /*
- * Unlink buckets under each partition lock in turn: those that have leaked
- * empty (only_empty), else every bucket of a database (InvalidOid: of every
- * database), logging each partition's clearing when logged.  Returns how
- * many went.
+ * Unlink partition p's buckets (its lock held exclusively): those that have
+ * leaked empty (only_empty), else every bucket of a database (InvalidOid:
+ * of every database).  Returns how many went.
+ */
+static int64
+unlink_in_partition(dsa_area *a, int p, bool only_empty, Oid dbid)
+{
+	int64		n = 0;
+	uint32		h;
+
+	for (h = p; h < pyrate_shared->nheads; h += PYRATE_PARTITIONS)
+	{
+		Slot		s;
+
+		s.link = &pyrate_heads[h];
+		while (DsaPointerIsValid(*s.link))
+		{
+			bool		doomed;
+
+			s.dp = *s.link;
+			s.b = dsa_get_address(a, s.dp);
+			if (only_empty)
+				doomed = !DsaPointerIsValid(s.b->log) && s.b->one_weight == 0;
+			else
+				doomed = !OidIsValid(dbid) || s.b->dbid == dbid;
+			if (!doomed)
+			{
+				s.link = &s.b->next;
+				continue;
+			}
+			unlink_bucket(a, &s, partition(p));
+			n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * unlink_in_partition under each partition lock in turn, logging each
+ * partition's clearing when logged.  Returns how many went.
  */
 static int64
 unlink_buckets(dsa_area *a, bool only_empty, Oid dbid, bool logged)
@@ -411,33 +447,8 @@ unlink_buckets(dsa_area *a, bool only_empty, Oid dbid, bool logged)
 
 	for (p = 0; p < PYRATE_PARTITIONS; p++)
 	{
-		uint32		h;
-
 		LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
-		for (h = p; h < pyrate_shared->nheads; h += PYRATE_PARTITIONS)
-		{
-			Slot		s;
-
-			s.link = &pyrate_heads[h];
-			while (DsaPointerIsValid(*s.link))
-			{
-				bool		doomed;
-
-				s.dp = *s.link;
-				s.b = dsa_get_address(a, s.dp);
-				if (only_empty)
-					doomed = !DsaPointerIsValid(s.b->log) && s.b->one_weight == 0;
-				else
-					doomed = !OidIsValid(dbid) || s.b->dbid == dbid;
-				if (!doomed)
-				{
-					s.link = &s.b->next;
-					continue;
-				}
-				unlink_bucket(a, &s, partition(p));
-				n++;
-			}
-		}
+		n += unlink_in_partition(a, p, only_empty, dbid);
 		if (logged)
 			mark_logged(p, pyrate_wal_clear(dbid, p));
 		LWLockRelease(partition_lock(p));
@@ -620,6 +631,27 @@ compact(int slots, const pyr_rate *rates, int nrates, pyr_log *log, int64 weight
 		part->items -= pyr_log_compact(log, &s, newest_ts);
 }
 
+/*
+ * The bucket at s is full (its items are log, a one-item log of log_of when
+ * one): give it a ring of twice the room, push the item into it and compact
+ * it.  The partition lock is held exclusively.  false, nothing changed and
+ * *needed set, when memory is short.
+ */
+static bool
+grow_and_push(dsa_area *a, Slot *s, const pyr_log *log, bool one, int p, int64 ts,
+			  int64 weight, int slots, const pyr_rate *rates, int nrates, Size *needed)
+{
+	pyr_log    *grown;
+
+	if (!make_room(a, s, log, one, partition(p), needed))
+		return false;
+	grown = dsa_get_address(a, s->b->log);
+	(void) pyr_log_push(grown, ts, weight);
+	partition(p)->items++;
+	compact(slots, rates, nrates, grown, weight, partition(p));
+	return true;
+}
+
 static void
 memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_decision *d)
 {
@@ -701,14 +733,9 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 				needed = pyr_log_size(is_one(log, &one) ? 2 : log->cap * 2);
 				if (!within_share(k.dbid, needed))
 					why = SHORT_SHARE;
-				else if (make_room(a, &s, log, is_one(log, &one), partition(p), &needed))
-				{
-					log = dsa_get_address(a, s.b->log);
-					(void) pyr_log_push(log, ts, weight);
-					partition(p)->items++;
-					compact(pb->def.slots, pb->def.rates, pb->def.nrates, log, weight, partition(p));
+				else if (grow_and_push(a, &s, log, is_one(log, &one), p, ts, weight,
+									   pb->def.slots, pb->def.rates, pb->def.nrates, &needed))
 					stored = true;
-				}
 				else
 					why = SHORT_ARENA;
 				break;
@@ -969,7 +996,8 @@ static int	redo_evict_skip = 0;
 
 /*
  * Take partition p's lock for a record ending at lsn; false (lock released)
- * when the partition holds that record's change already.
+ * when the partition holds that record's change already.  redo_unlock
+ * records that it holds it now.
  */
 static bool
 redo_lock(int p, XLogRecPtr lsn)
@@ -981,6 +1009,13 @@ redo_lock(int p, XLogRecPtr lsn)
 		return false;
 	}
 	return true;
+}
+
+static void
+redo_unlock(int p, XLogRecPtr lsn)
+{
+	partition(p)->lsn = lsn;
+	LWLockRelease(partition_lock(p));
 }
 
 static void
@@ -1022,27 +1057,21 @@ redo_put(Oid dbid, const char *name, uint16 group, int64 ts, int64 weight,
 					store_one(s.b, log);
 				else
 					compact(slots, rates, nrates, log, weight, partition(p));
-				stored = true;
-			}
-			else if (make_room(a, &s, log, is_one(log, &one), partition(p), &needed) ||
-					 (evicted && pyrate_reserve_release(a) &&
-					  make_room(a, &s, log, is_one(log, &one), partition(p), &needed)))
-			{
-				log = dsa_get_address(a, s.b->log);
-				(void) pyr_log_push(log, ts, weight);
-				compact(slots, rates, nrates, log, weight, partition(p));
-				stored = true;
-			}
-			if (stored)
-			{
 				partition(p)->items++;
-				s.b->group |= PYRATE_GROUP_DURABLE;
+				stored = true;
 			}
+			else
+				stored = grow_and_push(a, &s, log, is_one(log, &one), p, ts, weight,
+									   slots, rates, nrates, &needed) ||
+					(evicted && pyrate_reserve_release(a) &&
+					 grow_and_push(a, &s, log, is_one(log, &one), p, ts, weight,
+								   slots, rates, nrates, &needed));
+			if (stored)
+				s.b->group |= PYRATE_GROUP_DURABLE;
 		}
 		if (stored || evicted)
 		{
-			partition(p)->lsn = lsn;
-			LWLockRelease(partition_lock(p));
+			redo_unlock(p, lsn);
 			if (!stored && (redo_dropped++ % 10000) == 0)
 				ereport(WARNING,
 						(errmsg("pyrate: replaying the WAL, an item of memory bucket \"%s\" found no room and was dropped",
@@ -1095,35 +1124,16 @@ redo_change(uint8 kind, Oid dbid, const char *name, int64 before, XLogRecPtr lsn
 				break;
 		}
 	}
-	partition(p)->lsn = lsn;
-	LWLockRelease(partition_lock(p));
+	redo_unlock(p, lsn);
 }
 
 static void
 redo_clear(Oid dbid, int p, XLogRecPtr lsn)
 {
-	dsa_area   *a = pyrate_area();
-	uint32		h;
-
 	if (!redo_lock(p, lsn))
 		return;
-	for (h = p; h < pyrate_shared->nheads; h += PYRATE_PARTITIONS)
-	{
-		Slot		s;
-
-		s.link = &pyrate_heads[h];
-		while (DsaPointerIsValid(*s.link))
-		{
-			s.dp = *s.link;
-			s.b = dsa_get_address(a, s.dp);
-			if (s.b->dbid == dbid)
-				unlink_bucket(a, &s, partition(p));
-			else
-				s.link = &s.b->next;
-		}
-	}
-	partition(p)->lsn = lsn;
-	LWLockRelease(partition_lock(p));
+	(void) unlink_in_partition(pyrate_area(), p, false, dbid);
+	redo_unlock(p, lsn);
 }
 
 /*
@@ -1290,6 +1300,12 @@ pyrate_memory_replay_from(void)
 }
 
 bool
+pyrate_memory_restored_whole(void)
+{
+	return pyrate_shared->pre_replayed || !RecoveryInProgress();
+}
+
+bool
 pyrate_memory_save(XLogRecPtr redo, XLogRecPtr from)
 {
 	return pyrate_memory_file_save_durable(foreach_bucket, NULL, redo, from);
@@ -1424,7 +1440,7 @@ pyrate_memory_shmem_startup(void)
 	uint64		lsn[PYRATE_PARTITIONS];
 	uint64		redo;
 	uint64		from;
-	bool		restored;
+	PyrateRestored restored;
 	int			p;
 
 	created = pyrate_arena_startup();
@@ -1434,24 +1450,27 @@ pyrate_memory_shmem_startup(void)
 	/*
 	 * The postmaster made the arena, at its start or after a server process
 	 * crashed: fill it from the last clean shutdown, or else from the last
-	 * durable save, on which recovery replays the WAL (from "from" on).  Then
-	 * save the durable buckets at once: from now on a crash must not bring
-	 * back the volatile ones of a clean shutdown's file.  A file that cannot
-	 * be written leaves the one restored in place: its durable buckets and
-	 * their lsns are right for recovery, and its volatile ones only count
-	 * against their limits.  One that was not restored must go.
+	 * durable save, on which recovery replays the WAL (from "from" on).  A
+	 * clean shutdown's file is replaced at once by the durable buckets alone:
+	 * from now on a crash must not bring back its volatile ones (if that
+	 * fails, the file stays: its durable buckets and their lsns are right for
+	 * recovery, and its volatile ones only count against their limits).  A
+	 * durable save stays as it is, good with the WAL from "from" on until the
+	 * next checkpoint, when the saver saves anew; a file that was not
+	 * restored must go.
 	 */
 	restored = pyrate_memory_file_restore(insert_restored, created, lsn, &redo, &from);
 	for (p = 0; p < PYRATE_PARTITIONS; p++)
 		partition(p)->lsn = lsn[p];
 	pyrate_shared->replay_from = from;
-	if (pyrate_memory_file_save_durable(foreach_bucket, created, redo, from))
-		pyrate_shared->saved_redo = redo;
-	else
+	pyrate_shared->pre_replayed = false;
+	/* (the saver saves next when the redo pointer passes saved_redo) */
+	pyrate_shared->saved_redo = redo;
+	if (restored != PYRATE_RESTORED_DURABLE &&
+		!pyrate_memory_file_save_durable(foreach_bucket, created, redo, from))
 	{
-		/* (the saver tries again) */
-		pyrate_shared->saved_redo = InvalidXLogRecPtr;
-		if (!restored)
+		pyrate_shared->saved_redo = InvalidXLogRecPtr;	/* at once */
+		if (restored == PYRATE_RESTORED_NOTHING)
 			pyrate_memory_file_forget();
 	}
 	on_shmem_exit(save_at_exit, PointerGetDatum(created));

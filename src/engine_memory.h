@@ -38,5 +38,10 @@ bool		pyrate_memory_save(XLogRecPtr redo, XLogRecPtr from);
 XLogRecPtr	pyrate_memory_saved_redo(void);
 /* Where the WAL recovery replays onto the restored buckets begins. */
 XLogRecPtr	pyrate_memory_replay_from(void);
+/*
+ * Whether the buckets hold every change logged before the replay position:
+ * false during recovery until it replayed what the restored ones lack.
+ */
+bool		pyrate_memory_restored_whole(void);
 
 #endif							/* PYRATE_ENGINE_MEMORY_H */

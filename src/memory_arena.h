@@ -85,6 +85,7 @@ typedef struct PyrateShared
 	pg_atomic_uint64 full_errors;
 	uint64		saved_redo;		/* the redo pointer of the startup's durable save */
 	uint64		replay_from;	/* WAL recovery replays first for the restored buckets */
+	bool		pre_replayed;	/* recovery has replayed that WAL (memory_wal.c) */
 	PyratePartition parts[PYRATE_PARTITIONS];
 	pg_atomic_uint64 db_bytes[PYRATE_DB_SLOTS];
 	pg_atomic_uint32 group_buckets[PYRATE_GROUPS];

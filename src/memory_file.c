@@ -222,6 +222,23 @@ fail:
 }
 
 /*
+ * Collect the buckets (only the durable ones when durable_only) and write
+ * the file in the given state; c keeps the counts, its chunks freed.
+ */
+static bool
+save(PyrateFileForeach foreach, void *arg, bool durable_only, uint32 state, uint64 redo,
+	 uint64 from, Collected *c)
+{
+	bool		ok;
+
+	memset(c, 0, sizeof(*c));
+	foreach(collect_bucket, c, durable_only, c->lsn, arg);
+	ok = write_file(c, state, redo, from);
+	free_collected(c);
+	return ok;
+}
+
+/*
  * The control file's state: whether the server shut down cleanly, and the
  * redo pointer of its last checkpoint (where recovery starts).  false when
  * it cannot be read.
@@ -273,26 +290,18 @@ pyrate_memory_file_save(PyrateFileForeach foreach, void *arg)
 				(errmsg("pyrate: not saving the memory engine's buckets: the server did not shut down cleanly")));
 		return;
 	}
-	memset(&c, 0, sizeof(c));
-	foreach(collect_bucket, &c, false, c.lsn, arg);
-	if (write_file(&c, STATE_SAVED, redo, redo))
+	if (save(foreach, arg, false, STATE_SAVED, redo, redo, &c))
 		ereport(LOG,
 				(errmsg("pyrate: saved %lld memory bucket(s) holding %lld item(s) to \"%s\"",
 						(long long) c.buckets, (long long) c.items, PYRATE_MEMORY_FILE)));
-	free_collected(&c);
 }
 
 bool
 pyrate_memory_file_save_durable(PyrateFileForeach foreach, void *arg, uint64 redo, uint64 from)
 {
 	Collected	c;
-	bool		ok;
 
-	memset(&c, 0, sizeof(c));
-	foreach(collect_bucket, &c, true, c.lsn, arg);
-	ok = write_file(&c, STATE_DURABLE, redo, from);
-	free_collected(&c);
-	return ok;
+	return save(foreach, arg, true, STATE_DURABLE, redo, from, &c);
 }
 
 /* ---- reading ------------------------------------------------------- */
@@ -543,7 +552,7 @@ corrupt:
 	return 0;
 }
 
-bool
+PyrateRestored
 pyrate_memory_file_restore(PyrateFileInsert insert, void *arg, uint64 *lsn, uint64 *redo,
 						   uint64 *from)
 {
@@ -574,7 +583,8 @@ pyrate_memory_file_restore(PyrateFileInsert insert, void *arg, uint64 *lsn, uint
 	 * first (memory_wal.c), from the WAL the saver keeps for it.
 	 */
 	*from = state == STATE_DURABLE ? Min(saved_from, *redo) : *redo;
-	return state != 0;
+	return state == STATE_DURABLE ? PYRATE_RESTORED_DURABLE :
+		state != 0 ? PYRATE_RESTORED_SAVED : PYRATE_RESTORED_NOTHING;
 }
 
 void

@@ -30,14 +30,22 @@ typedef void (*PyrateFileForeach) (PyrateFileVisitor visit, void *visit_arg, boo
 typedef bool (*PyrateFileInsert) (Oid dbid, const char *name, uint32 group,
 								  const int64 *pairs, uint32 n, void *arg);
 
+/* What a start restored. */
+typedef enum PyrateRestored
+{
+	PYRATE_RESTORED_NOTHING,
+	PYRATE_RESTORED_SAVED,		/* every bucket, from a clean shutdown */
+	PYRATE_RESTORED_DURABLE		/* the durable buckets, from a save while running */
+} PyrateRestored;
+
 /*
  * Restore the saved buckets; lsn[PYRATE_PARTITIONS] gets their partitions'
  * lsns (0 when none), redo the redo pointer recovery starts from, from the
  * WAL position whose changes the buckets may not hold: recovery replays the
- * records between it and redo first.  false when nothing was restored.
+ * records between it and redo first.
  */
-bool		pyrate_memory_file_restore(PyrateFileInsert insert, void *arg, uint64 *lsn,
-									   uint64 *redo, uint64 *from);
+PyrateRestored pyrate_memory_file_restore(PyrateFileInsert insert, void *arg, uint64 *lsn,
+										  uint64 *redo, uint64 *from);
 /* Save every bucket, when the server shut down cleanly (postmaster). */
 void		pyrate_memory_file_save(PyrateFileForeach foreach, void *arg);
 /*

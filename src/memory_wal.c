@@ -350,7 +350,7 @@ pre_read_page(XLogReaderState *state, XLogRecPtr page, int reqLen, XLogRecPtr ta
 }
 
 static void
-pyrate_startup(void)
+pre_replay(void)
 {
 	TimeLineID	tli;
 	XLogRecPtr	redo = GetXLogReplayRecPtr(&tli);	/* before the first record */
@@ -410,6 +410,15 @@ pyrate_startup(void)
 						   LSN_FORMAT_ARGS(reached), errormsg ? ": " : "", errormsg ? errormsg : ""),
 				 errhint("On a primary, keep max_replication_slots above 0 and wal_level at replica or above: "
 						 "the slot \"pyrate_memory\" then keeps this WAL.")));
+}
+
+/* Before the redo loop: the records the restored buckets lack, up to it. */
+static void
+pyrate_startup(void)
+{
+	pre_replay();
+	if (pyrate_shared)
+		pyrate_shared->pre_replayed = true;
 }
 
 static RmgrData pyrate_rmgr = {

@@ -281,8 +281,8 @@ pyrate_worker_init(void)
 
 PGDLLEXPORT void pyrate_saver_main(Datum arg);
 
-/* Keep the WAL from "from" on, in the saver's slot; false when there is none. */
-static bool
+/* Keep the WAL from "from" on, in the saver's slot (where one can be made). */
+static void
 keep_wal(XLogRecPtr from)
 {
 	static bool said = false;
@@ -295,7 +295,7 @@ keep_wal(XLogRecPtr from)
 					 errdetail("A crash right after a checkpoint that completes before pyrate saves its buckets may lose their changes logged in between."),
 					 errhint("Set wal_level to replica or above and max_replication_slots above 0.")));
 		said = true;
-		return false;
+		return;
 	}
 	if (SearchNamedReplicationSlot(SAVER_SLOT, true) == NULL)
 		ReplicationSlotCreate(SAVER_SLOT, false, RS_PERSISTENT, false);
@@ -308,7 +308,6 @@ keep_wal(XLogRecPtr from)
 	ReplicationSlotSave();
 	ReplicationSlotsComputeRequiredLSN();
 	ReplicationSlotRelease();
-	return true;
 }
 
 /*
@@ -322,7 +321,7 @@ keep_wal_or_log(XLogRecPtr from)
 
 	PG_TRY();
 	{
-		(void) keep_wal(from);
+		keep_wal(from);
 	}
 	PG_CATCH();
 	{
@@ -395,11 +394,13 @@ pyrate_saver_main(Datum arg)
 		 * checkpoint; never going back), and besides when the buckets changed
 		 * since the last save, every SAVE_EVERY_MS or twenty times as long
 		 * as the last save took: the WAL to keep, and what a base backup
-		 * taken meanwhile misses, stay that short.
+		 * taken meanwhile misses, stay that short.  Never during recovery
+		 * before it replayed what the restored buckets lack (memory_wal.c):
+		 * a save then would claim changes it does not hold.
 		 */
 		redo = GetRedoRecPtr();
 		start = GetCurrentTimestamp();
-		if (start < retry_at ||
+		if (start < retry_at || !pyrate_memory_restored_whole() ||
 			!(redo > saved || (newest > saved_newest && start >= next_save)))
 			continue;
 		/* every change logged (or replayed) before from is in what is saved */

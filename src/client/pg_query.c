@@ -19,6 +19,15 @@
  * parse and analyze on every unnamed statement.  pyrate_define keeps its
  * casts (its array type belongs to the extension, its OID is not fixed).
  */
+/* pyrate_define's first four arguments, as every version takes them */
+#define DEFINE_ARGS \
+	"SELECT %1$s.pyrate_define($1::pg_catalog.text, $2::%1$s.pyrate_rate[], " \
+	"COALESCE($3::pg_catalog.text, pg_catalog.current_setting('pyrate.default_storage', true), 'table'), " \
+	"$4::pg_catalog.bool"
+/* 1.3: slots and max_buckets (NULL: exact, no cap) */
+#define DEFINE_ARGS_1_3 \
+	DEFINE_ARGS ", slots => $5::pg_catalog.int4, max_buckets => $6::pg_catalog.int8"
+
 static const char *const query_templates[N_QUERIES] = {
 	"SELECT %s.pyrate_acquire($1, $2, $3)",
 	"SELECT %s.pyrate_waiting($1, $2, $3)",
@@ -29,22 +38,14 @@ static const char *const query_templates[N_QUERIES] = {
 	"SELECT %s.pyrate_flush($1)",
 	"SELECT %s.pyrate_dispose($1)",
 	"SELECT %s.pyrate_now()",
-	"SELECT %1$s.pyrate_define($1::pg_catalog.text, $2::%1$s.pyrate_rate[], "
-	"COALESCE($3::pg_catalog.text, pg_catalog.current_setting('pyrate.default_storage', true), 'table'), "
-	"$4::pg_catalog.bool)",
+	DEFINE_ARGS ")",
 	"SELECT b.* FROM %s.pyrate_buckets() b WHERE $1 IS NULL OR b.name = $1 ORDER BY b.name",
-	/* 1.3: slots and max_buckets (NULL: exact, no cap) */
-	"SELECT %1$s.pyrate_define($1::pg_catalog.text, $2::%1$s.pyrate_rate[], "
-	"COALESCE($3::pg_catalog.text, pg_catalog.current_setting('pyrate.default_storage', true), 'table'), "
-	"$4::pg_catalog.bool, slots => $5::pg_catalog.int4, max_buckets => $6::pg_catalog.int8)",
+	DEFINE_ARGS_1_3 ")",
 	/*
 	 * 1.4: durable too, sent only for volatile buckets ($7 false): older
 	 * servers know no such argument, and without it 1.4 makes durable ones
 	 */
-	"SELECT %1$s.pyrate_define($1::pg_catalog.text, $2::%1$s.pyrate_rate[], "
-	"COALESCE($3::pg_catalog.text, pg_catalog.current_setting('pyrate.default_storage', true), 'table'), "
-	"$4::pg_catalog.bool, slots => $5::pg_catalog.int4, max_buckets => $6::pg_catalog.int8, "
-	"durable => $7::pg_catalog.bool)"
+	DEFINE_ARGS_1_3 ", durable => $7::pg_catalog.bool)"
 };
 
 static const Oid acquire_types[3] = {PG_TEXTOID, PG_INT4OID, PG_INT8OID};

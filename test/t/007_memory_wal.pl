@@ -45,20 +45,28 @@ sub running
 	return $stat =~ /^\d+ \(.*\) ([A-Z])/ && $1 ne 'Z';
 }
 
+# The processes whose parent is $pm.
+sub children
+{
+	my ($pm) = @_;
+	my @pids;
+	for my $stat (glob('/proc/[0-9]*/stat'))
+	{
+		open my $fh, '<', $stat or next;
+		my $line = <$fh> // '';
+		close $fh;
+		push @pids, $1 if $line =~ /^(\d+) \(.*\) [A-Z] (\d+) / && $2 == $pm;
+	}
+	return @pids;
+}
+
 # kill -9 of the postmaster, then a start once it and its children are gone
 # (they exit as they notice it died)
 sub crash_and_start
 {
 	my ($n) = @_;
 	my $pm = $n->{_pid};
-	my @children;
-	for my $stat (glob('/proc/[0-9]*/stat'))
-	{
-		open my $fh, '<', $stat or next;
-		my $line = <$fh> // '';
-		close $fh;
-		push @children, $1 if $line =~ /^(\d+) \(.*\) [A-Z] (\d+) / && $2 == $pm;
-	}
+	my @children = children($pm);
 	$n->kill9;
 	for my $try (1 .. 300)
 	{
@@ -170,17 +178,12 @@ ok($node->log_contains(qr/terminating any other active server processes/),
 # records between it and the redo pointer before the redo loop.
 sub saver_pid
 {
-	my $pm = $node->{_pid};
-	for my $dir (glob('/proc/[0-9]*'))
+	for my $pid (children($node->{_pid}))
 	{
-		open my $fh, '<', "$dir/cmdline" or next;
+		open my $fh, '<', "/proc/$pid/cmdline" or next;
 		my $cmd = <$fh> // '';
 		close $fh;
-		next unless $cmd =~ /^postgres: .*pyrate saver/;
-		open $fh, '<', "$dir/stat" or next;
-		my $stat = <$fh> // '';
-		close $fh;
-		return $1 if $stat =~ /^(\d+) \(.*\) [A-Z] (\d+) / && $2 == $pm;
+		return $pid if $cmd =~ /^postgres: .*pyrate saver/;
 	}
 	return undef;
 }
