@@ -33,9 +33,9 @@ SELECT pyrate_count('st:b') AS after_rollback;
 -- another transaction's item went on top of its own: the item on top is
 -- stored with its weight negated, and below it is a gap where the failed
 -- item was.  Made by hand here: the item at cum 3 is gone, the one above
--- it is marked.
+-- it is marked (a weight of 1 is stored as NULL, 1.5).
 DELETE FROM pyrate_item_data WHERE bucket = (SELECT id FROM pyrate_bucket_data WHERE name = 'st:a') AND cum = 3;
-UPDATE pyrate_item_data SET weight = -weight
+UPDATE pyrate_item_data SET weight = -coalesce(weight, 1)
 WHERE bucket = (SELECT id FROM pyrate_bucket_data WHERE name = 'st:a') AND cum = 4;
 -- the gap's unit is still counted (never too few), the oldest item is found
 -- below the gap, and peeks show its unit as the item above it

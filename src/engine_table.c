@@ -501,6 +501,17 @@ probe_cum(TableBucket *tb, ScanDirection dir, StrategyNumber op, int64 value)
 }
 
 /*
+ * From 1.5 an item of weight 1, not stacked, stores its weight as NULL: the
+ * null bitmap fits in the tuple header's padding, so the row (and its WAL
+ * record) is 8 bytes shorter.  Rows written before the update keep a 1.
+ */
+static inline int32
+item_raw_weight(const Datum *values, const bool *nulls)
+{
+	return nulls[Anum_item_weight - 1] ? 1 : DatumGetInt32(values[Anum_item_weight - 1]);
+}
+
+/*
  * An item's weight is stored negated when it was put on top of another
  * transaction's item still being committed ("stacked"): if that commit then
  * fails (a crash, an error after the commit began), its units leave a gap
@@ -509,7 +520,7 @@ probe_cum(TableBucket *tb, ScanDirection dir, StrategyNumber op, int64 value)
  * few), and a search for the oldest item looks below a stacked one.
  */
 #define ITEM_I64(tb, att) DatumGetInt64((tb)->items.slot->tts_values[(att) - 1])
-#define ITEM_RAW_WEIGHT(tb) DatumGetInt32((tb)->items.slot->tts_values[Anum_item_weight - 1])
+#define ITEM_RAW_WEIGHT(tb) item_raw_weight((tb)->items.slot->tts_values, (tb)->items.slot->tts_isnull)
 #define ITEM_WEIGHT(tb) Abs(ITEM_RAW_WEIGHT(tb))
 #define ITEM_STACKED(tb) (ITEM_RAW_WEIGHT(tb) < 0)
 
@@ -1058,6 +1069,9 @@ form_item(TableBucket *tb, int64 cum, int64 ts, int64 weight, bool stacked)
 	values[Anum_item_cum - 1] = Int64GetDatum(cum);
 	values[Anum_item_ts - 1] = Int64GetDatum(ts);
 	values[Anum_item_weight - 1] = Int32GetDatum(stacked && weight > 0 ? (int32) -weight : (int32) weight);
+	/* before the update to 1.5 the column is NOT NULL */
+	nulls[Anum_item_weight - 1] = weight == 1 && !stacked &&
+		!TupleDescAttr(RelationGetDescr(tb->items.heap), Anum_item_weight - 1)->attnotnull;
 	return pyrate_rel_form(&tb->items, values, nulls);
 }
 
@@ -1579,7 +1593,7 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool spare_newest,
 		{
 			if (pyrate_rel_delete(&tb->items, &pending_tid))
 			{
-				removed += Abs(DatumGetInt32(values[Anum_item_weight - 1]));
+				removed += Abs(item_raw_weight(values, nulls));
 				n++;
 			}
 			pending = false;
@@ -1602,14 +1616,14 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool spare_newest,
 		/* the next item is newer: this one is not the newest */
 		if (pyrate_rel_delete(&tb->items, &pending_tid))
 		{
-			removed += Abs(DatumGetInt32(values[Anum_item_weight - 1]));
+			removed += Abs(item_raw_weight(values, nulls));
 			n++;
 		}
 	}
 	else if (pending && !more)
 	{
 		/* the newest, expired: it becomes the tombstone */
-		int32		w = Abs(DatumGetInt32(values[Anum_item_weight - 1]));
+		int32		w = Abs(item_raw_weight(values, nulls));
 
 		*emptied = true;
 		if (spare_newest)
@@ -1620,6 +1634,7 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool spare_newest,
 		else if (w > 0)
 		{
 			values[Anum_item_weight - 1] = Int32GetDatum(0);
+			nulls[Anum_item_weight - 1] = false;
 			switch (make_tombstone(tb, &pending_tid, pyrate_rel_form(&tb->items, values, nulls)))
 			{
 				case TOMBSTONE_MADE:

@@ -8,7 +8,7 @@ FROM pyrate_bucket_data b
 JOIN pb ON pb.name = b.name
 CROSS JOIN LATERAL unnest(pb.rates) r
 CROSS JOIN LATERAL (
-	SELECT i.ts, sum(abs(i.weight)) OVER (ORDER BY i.ts RANGE BETWEEN pyrate_rate_interval(r) PRECEDING AND CURRENT ROW) AS units
+	SELECT i.ts, sum(abs(coalesce(i.weight, 1))) OVER (ORDER BY i.ts RANGE BETWEEN pyrate_rate_interval(r) PRECEDING AND CURRENT ROW) AS units
 	FROM pyrate_item_data i WHERE i.bucket = b.id
 ) w
 WHERE b.name LIKE :'like' AND w.units > pyrate_rate_limit(r)

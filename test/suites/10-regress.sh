@@ -136,6 +136,10 @@ check "so do the items of both engines, and the permit taken across it" \
 	test "$(usql -c "SELECT pyrate_count('up:t:a'), pyrate_count('up:m:a'), pyrate_count('up:t:b')")" = "2|2|1"
 check "the limits still hold on both engines" \
 	test "$(usql -c "SELECT pyrate_put('up:t:a'), pyrate_put('up:t:a'), pyrate_put('up:m:a'), pyrate_put('up:m:a')")" = "t|f|t|f"
+usql -c "SELECT pyrate_put('up:t:b')" >/dev/null
+check "the permit's item, written before the update, stores its weight 1; one put after it stores NULL, and both count and peek as 1 (1.5)" \
+	test "$(usql -c "SELECT string_agg(coalesce(weight::text, 'null'), ',' ORDER BY cum) FROM pyrate_item_data i JOIN pyrate_bucket_data b ON b.id = i.bucket WHERE b.name = 'up:t:b'" \
+		-c "SELECT pyrate_count('up:t:b'), (pyrate_peek('up:t:b', 0)).weight, (pyrate_peek('up:t:b', 1)).weight, pyrate_put('up:t:b', 2)" | tr '\n' ' ')" = "1,null 2|1|1|f "
 check "the role granted pyrate_define keeps it, for both forms" \
 	test "$(usql -c "SET ROLE pyrate_definer" -c "SELECT (pyrate_define('up:r', '{1/s}')).storage, (pyrate_define('up:s', '2/s')).rates" -c "RESET ROLE")" = "table|{2/1s}"
 check "PUBLIC still may not define" \

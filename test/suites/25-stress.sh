@@ -171,7 +171,7 @@ COMMIT;
 \\endif" >"$work/slots.sql"
 echo "SELECT pyrate_leak('slotted'), pg_sleep(0.02);
 INSERT INTO slot_entries SELECT count(*) FROM pyrate_item_data i JOIN pyrate_bucket_data b ON b.id = i.bucket
-	WHERE b.name = 'slotted' AND i.weight <> 0;" >"$work/slots-leak.sql"
+	WHERE b.name = 'slotted' AND coalesce(i.weight, 1) <> 0;" >"$work/slots-leak.sql"
 race slots 4 "$work/slots.sql" "$work/slots-leak.sql" "clients on a hot key, half rolling back"
 logged=$(sql -c "SELECT count(*) FROM slot_log")
 over=$(windows_over '{10/100,50/1000,200/5000}' slot_log)
