@@ -35,7 +35,7 @@ PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/core
 # test/suites/10-regress.sh runs them on a preloaded server of its own.
 # `make installcheck` runs them on a running server, which must preload
 # pyrate too (shared_preload_libraries = 'pyrate': the stats test needs it).
-REGRESS = rate define bucket slots stacked max_buckets durable limiter trigger stats privileges security readme
+REGRESS = rate define bucket slots stacked packed max_buckets durable limiter trigger stats privileges security readme
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=pyrate
 
 PG_CONFIG ?= pg_config

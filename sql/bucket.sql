@@ -114,7 +114,7 @@ SELECT pyrate_put('same:a', 1, 1000), pyrate_put('same:b', 1, 1000);
 SELECT pyrate_flush('same:a'), pyrate_put('same:a', 1, 1000), pyrate_count('same:a');
 SELECT pyrate_dispose('same:b'), pyrate_put('same:b', 1, 1000), pyrate_count('same:b');
 SELECT pyrate_count('same:a') AS a, pyrate_count('same:b') AS b,
-	(SELECT count(*) FROM pyrate_item_data i WHERE NOT EXISTS
+	(SELECT count(*) FROM pyrate_items i WHERE NOT EXISTS
 		(SELECT FROM pyrate_bucket_data b WHERE b.id = i.bucket)) AS orphans;
 SELECT pyrate_dispose('same:a'), pyrate_dispose('same:b'), pyrate_undefine('same:*');
 
@@ -150,7 +150,7 @@ SELECT due FROM pyrate_bucket_data WHERE name = 'due:a';
 SELECT pyrate_put('due:b', 1, pyrate_now() - 7300000), pyrate_put('due:b', 1, pyrate_now() - 7200000);
 SELECT pyrate_leak() >= 2 AS leaked, pyrate_count('due:b');
 SELECT count(*) AS left_behind FROM pyrate_bucket_data WHERE name = 'due:b';
-SELECT count(*) AS orphan_items FROM pyrate_item_data i
+SELECT count(*) AS orphan_items FROM pyrate_items i
 	WHERE NOT EXISTS (SELECT FROM pyrate_bucket_data b WHERE b.id = i.bucket);
 -- A definition whose largest interval shrinks makes the buckets it routes
 -- due now, and so does one removed (its buckets route elsewhere): the next

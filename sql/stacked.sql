@@ -7,9 +7,9 @@ SELECT pyrate_define('st:*', '{100/1h}', 'table');
 BEGIN;
 SELECT count(*) FILTER (WHERE pyrate_put('st:a', 1, 1000 + i)) AS admitted FROM generate_series(1, 6) i;
 SELECT pyrate_count('st:a') AS own_count, (pyrate_peek('st:a', 0)).ts AS newest_ts;
-SELECT count(*) AS rows_before_commit FROM pyrate_item_data i JOIN pyrate_bucket_data b ON b.id = i.bucket WHERE b.name = 'st:a';
+SELECT count(*) AS rows_before_commit FROM pyrate_items i JOIN pyrate_bucket_data b ON b.id = i.bucket WHERE b.name = 'st:a';
 COMMIT;
-SELECT i.cum, i.ts, i.weight FROM pyrate_item_data i JOIN pyrate_bucket_data b ON b.id = i.bucket
+SELECT i.cum, i.ts, i.weight FROM pyrate_items i JOIN pyrate_bucket_data b ON b.id = i.bucket
 WHERE b.name = 'st:a' ORDER BY i.cum;
 
 -- A listing shows them, a leak that would remove some writes them first,
@@ -17,7 +17,7 @@ WHERE b.name = 'st:a' ORDER BY i.cum;
 BEGIN;
 SELECT pyrate_put('st:b', 2, 1000), pyrate_put('st:b', 1, 2000);
 SELECT name, count, entries FROM pyrate_buckets() WHERE name = 'st:b';
-SELECT count(*) AS rows_after_listing FROM pyrate_item_data i JOIN pyrate_bucket_data b ON b.id = i.bucket WHERE b.name = 'st:b';
+SELECT count(*) AS rows_after_listing FROM pyrate_items i JOIN pyrate_bucket_data b ON b.id = i.bucket WHERE b.name = 'st:b';
 SELECT pyrate_leak('st:b', 3601500) AS leaked, pyrate_count('st:b');
 SELECT pyrate_put('st:b', 1, 3000), pyrate_flush('st:b'), pyrate_count('st:b');
 SELECT pyrate_put('st:b', 1, 3500), pyrate_count('st:b');
@@ -33,10 +33,10 @@ SELECT pyrate_count('st:b') AS after_rollback;
 -- another transaction's item went on top of its own: the item on top is
 -- stored with its weight negated, and below it is a gap where the failed
 -- item was.  Made by hand here: the item at cum 3 is gone, the one above
--- it is marked (a weight of 1 is stored as NULL, 1.5).
-DELETE FROM pyrate_item_data WHERE bucket = (SELECT id FROM pyrate_bucket_data WHERE name = 'st:a') AND cum = 3;
+-- it is marked (1.5 on: the key is bucket << 40 | cum, a weight of 1 is NULL).
+DELETE FROM pyrate_item_data WHERE key = ((SELECT id FROM pyrate_bucket_data WHERE name = 'st:a') << 40) + 3;
 UPDATE pyrate_item_data SET weight = -coalesce(weight, 1)
-WHERE bucket = (SELECT id FROM pyrate_bucket_data WHERE name = 'st:a') AND cum = 4;
+WHERE key = ((SELECT id FROM pyrate_bucket_data WHERE name = 'st:a') << 40) + 4;
 -- the gap's unit is still counted (never too few), the oldest item is found
 -- below the gap, and peeks show its unit as the item above it
 SELECT pyrate_count('st:a') AS count_with_gap;
@@ -55,7 +55,7 @@ SET pyrate.defer_table_puts = off;
 BEGIN;
 SELECT pyrate_put('st:c', 1, 1000);
 SELECT count(*) AS locks_held FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 28786 AND pid = pg_backend_pid();
-SELECT count(*) AS rows_now FROM pyrate_item_data i JOIN pyrate_bucket_data b ON b.id = i.bucket WHERE b.name = 'st:c';
+SELECT count(*) AS rows_now FROM pyrate_items i JOIN pyrate_bucket_data b ON b.id = i.bucket WHERE b.name = 'st:c';
 COMMIT;
 RESET pyrate.defer_table_puts;
 BEGIN;

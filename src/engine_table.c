@@ -103,6 +103,40 @@ static const PyrateTable items_table = {
 static const AttrNumber bucket_name_key[] = {Anum_bucket_name};
 static const AttrNumber item_cum_key[] = {Anum_item_bucket, Anum_item_cum};
 
+/*
+ * 1.5 on, the items table packs the bucket and cum into one key, so a row
+ * and its index entry are 8 bytes shorter each: pyrate_item_data(key, ts,
+ * weight), key = bucket << 40 | cum.  Bucket ids then stay below 2^23 - 1
+ * (the id sequence cycles, and a new bucket takes the next id no bucket
+ * holds), and a bucket whose cum passes 2^39 has its items renumbered under
+ * a new id (renumber_items).
+ */
+enum
+{
+	Anum_packed_key = 1,
+	Anum_packed_ts,
+	Anum_packed_weight,
+	Natts_packed = Anum_packed_weight
+};
+
+static const PyrateTable packed_items_table = {
+	ITEMS_TABLE, Natts_packed, Natts_packed,
+	{{"key", INT8OID}, {"ts", INT8OID}, {"weight", INT4OID}}
+};
+static const AttrNumber item_key_key[] = {Anum_packed_key};
+
+#define ITEM_CUM_BITS		40
+#define ITEM_CUM_MAX		((INT64CONST(1) << ITEM_CUM_BITS) - 1)
+#define ITEM_CUM_RENUMBER	(INT64CONST(1) << (ITEM_CUM_BITS - 1))
+/* so that even (id + 1) << 40 fits in a bigint */
+#define ITEM_MAX_BUCKET_ID	((INT64CONST(1) << (63 - ITEM_CUM_BITS)) - 2)
+
+static inline int64
+packed_key(int64 id, int64 cum)
+{
+	return (id << ITEM_CUM_BITS) + cum;
+}
+
 #define WINDOW_HINTS 4
 
 typedef struct BucketIdEntry BucketIdEntry;
@@ -112,6 +146,7 @@ typedef struct TableBucket
 	const PyrateBucket *b;
 	BucketIdEntry *cached;		/* the cache entry, when the id came from it */
 	PyrateRel	items;
+	bool		packed;			/* items are (key, ts, weight): 1.5 on */
 	Relation	by_cum;
 	int64		id;				/* -1: the bucket has no row yet */
 	bool		have_newest;
@@ -460,6 +495,51 @@ bucket_id(Oid nsp, const char *name, BucketIdEntry **entry)
 
 static bool lock_bucket(TableBucket *tb, bool dont_wait, LockFor lock_for);
 
+static void
+open_items(TableBucket *tb, Oid nsp, LOCKMODE mode)
+{
+	tb->packed = pyrate_rel_open_either(&tb->items, nsp, &items_table, &packed_items_table,
+										mode) == &packed_items_table;
+	tb->by_cum = tb->packed ? pyrate_rel_index(&tb->items, 1, item_key_key)
+		: pyrate_rel_index(&tb->items, 2, item_cum_key);
+}
+
+/*
+ * Scan keys for the bucket's items whose cum is ops[i] values[i], for each
+ * of the nops given (keys has room for nops + 2); returns how many keys.
+ */
+static bool renumber_items(const PyrateBucket *b);
+static int64 count_units(TableBucket *tb);
+
+static int
+item_keys(const TableBucket *tb, ScanKey keys, int nops, const StrategyNumber *ops,
+		  const int64 *values)
+{
+	int			n = 0;
+
+	if (!tb->packed)
+	{
+		pyrate_key_int8(&keys[n++], 1, BTEqualStrategyNumber, tb->id);
+		for (int i = 0; i < nops; i++)
+			pyrate_key_int8(&keys[n++], 2, ops[i], values[i]);
+		return n;
+	}
+	pyrate_key_int8(&keys[n++], 1, BTGreaterEqualStrategyNumber, packed_key(tb->id, 0));
+	pyrate_key_int8(&keys[n++], 1, BTLessEqualStrategyNumber, packed_key(tb->id, ITEM_CUM_MAX));
+	/* a value out of the range gives a key just outside it: same answer */
+	for (int i = 0; i < nops; i++)
+		pyrate_key_int8(&keys[n++], 1, ops[i],
+						packed_key(tb->id, Min(Max(values[i], -1), ITEM_CUM_MAX + 1)));
+	return n;
+}
+
+/* Keys for every item of the bucket. */
+static int
+bucket_keys(const TableBucket *tb, ScanKey keys)
+{
+	return item_keys(tb, keys, 0, NULL, NULL);
+}
+
 /* With lock_for, the bucket's lock is taken (see lock_bucket). */
 static void
 tb_open(TableBucket *tb, const PyrateBucket *b, LOCKMODE mode, LockFor lock_for)
@@ -467,8 +547,7 @@ tb_open(TableBucket *tb, const PyrateBucket *b, LOCKMODE mode, LockFor lock_for)
 	memset(tb, 0, sizeof(*tb));
 	tb->b = b;
 	tb->snap = SnapshotSelf;
-	pyrate_rel_open(&tb->items, b->nsp, &items_table, mode);
-	tb->by_cum = pyrate_rel_index(&tb->items, 2, item_cum_key);
+	open_items(tb, b->nsp, mode);
 	if (lock_for != LOCK_NONE)
 		(void) lock_bucket(tb, false, lock_for);
 	else if (b->listed.id > 0)
@@ -487,11 +566,10 @@ tb_close(TableBucket *tb)
 static bool
 probe_cum_in(TableBucket *tb, ScanDirection dir, StrategyNumber op, int64 value, Snapshot snap)
 {
-	ScanKeyData keys[2];
+	ScanKeyData keys[3];
+	int			n = item_keys(tb, keys, 1, &op, &value);
 
-	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
-	pyrate_key_int8(&keys[1], 2, op, value);
-	return pyrate_probe(&tb->items, tb->by_cum, keys, 2, dir, snap);
+	return pyrate_probe(&tb->items, tb->by_cum, keys, n, dir, snap);
 }
 
 static bool
@@ -505,10 +583,18 @@ probe_cum(TableBucket *tb, ScanDirection dir, StrategyNumber op, int64 value)
  * null bitmap fits in the tuple header's padding, so the row (and its WAL
  * record) is 8 bytes shorter.  Rows written before the update keep a 1.
  */
-static inline int32
-item_raw_weight(const Datum *values, const bool *nulls)
+static inline AttrNumber
+weight_att(const TableBucket *tb)
 {
-	return nulls[Anum_item_weight - 1] ? 1 : DatumGetInt32(values[Anum_item_weight - 1]);
+	return tb->packed ? Anum_packed_weight : Anum_item_weight;
+}
+
+static inline int32
+item_raw_weight(const TableBucket *tb, const Datum *values, const bool *nulls)
+{
+	AttrNumber	att = weight_att(tb);
+
+	return nulls[att - 1] ? 1 : DatumGetInt32(values[att - 1]);
 }
 
 /*
@@ -519,10 +605,25 @@ item_raw_weight(const Datum *values, const bool *nulls)
  * failed transaction's permits stay counted until they leak: never too
  * few), and a search for the oldest item looks below a stacked one.
  */
-#define ITEM_I64(tb, att) DatumGetInt64((tb)->items.slot->tts_values[(att) - 1])
-#define ITEM_RAW_WEIGHT(tb) item_raw_weight((tb)->items.slot->tts_values, (tb)->items.slot->tts_isnull)
+#define ITEM_RAW_WEIGHT(tb) item_raw_weight((tb), (tb)->items.slot->tts_values, (tb)->items.slot->tts_isnull)
 #define ITEM_WEIGHT(tb) Abs(ITEM_RAW_WEIGHT(tb))
 #define ITEM_STACKED(tb) (ITEM_RAW_WEIGHT(tb) < 0)
+
+/* The cum and ts of the item in the slot. */
+static inline int64
+item_cum(const TableBucket *tb)
+{
+	const Datum *v = tb->items.slot->tts_values;
+
+	return tb->packed ? DatumGetInt64(v[Anum_packed_key - 1]) & ITEM_CUM_MAX
+		: DatumGetInt64(v[Anum_item_cum - 1]);
+}
+
+static inline int64
+item_ts(const TableBucket *tb)
+{
+	return DatumGetInt64(tb->items.slot->tts_values[(tb->packed ? Anum_packed_ts : Anum_item_ts) - 1]);
+}
 
 /*
  * The newest item.  A btree scan reads every matching entry of a leaf page
@@ -544,10 +645,28 @@ load_newest_in(TableBucket *tb, Snapshot snap)
 		probe_cum_in(tb, BackwardScanDirection, BTGreaterStrategyNumber, 0, snap))
 	{
 		tb->empty = false;
-		tb->newest_cum = ITEM_I64(tb, Anum_item_cum);
-		tb->newest_ts = ITEM_I64(tb, Anum_item_ts);
+		tb->newest_cum = item_cum(tb);
+		tb->newest_ts = item_ts(tb);
 		if (tb->cached)
 			tb->cached->newest_hint = tb->newest_cum;
+	}
+	else if (tb->cached)
+	{
+		/*
+		 * A bucket row is made with its first item, and a leak leaves a
+		 * tombstone: no item under a cached id means the bucket has a new id
+		 * since (a flush, a renumbering), committed before its invalidation
+		 * reached this backend.  Look it up again.
+		 */
+		int64		id = lookup_bucket(tb->b->nsp, tb->b->name, AccessShareLock, NULL);
+
+		if (id != tb->id)
+		{
+			tb->id = id;
+			tb->cached = NULL;
+			bucket_ids_stale = true;
+			load_newest_in(tb, snap);
+		}
 	}
 }
 
@@ -655,7 +774,8 @@ current_id(TableBucket *tb)
 static TransactionId
 any_put_in_progress(TableBucket *tb)
 {
-	ScanKeyData key;
+	ScanKeyData keys[2];
+	int			n;
 	IndexScanDesc scan;
 	SnapshotData dirty;
 	TransactionId xid = InvalidTransactionId;
@@ -663,9 +783,9 @@ any_put_in_progress(TableBucket *tb)
 	if (tb->id < 0)
 		return InvalidTransactionId;
 	InitDirtySnapshot(dirty);
-	pyrate_key_int8(&key, 1, BTEqualStrategyNumber, tb->id);
-	scan = index_beginscan(tb->items.heap, tb->by_cum, &dirty, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	n = bucket_keys(tb, keys);
+	scan = index_beginscan(tb->items.heap, tb->by_cum, &dirty, n, 0);
+	index_rescan(scan, keys, n, NULL, 0);
 	while (index_getnext_slot(scan, BackwardScanDirection, tb->items.slot))
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -771,25 +891,24 @@ keep_hint(BucketIdEntry *e, int64 since, int64 base)
 static bool
 walk_from_hint(TableBucket *tb, int64 since, int64 base)
 {
-	ScanKeyData keys[3];
+	static const StrategyNumber ops[] = {BTGreaterEqualStrategyNumber, BTLessEqualStrategyNumber};
+	ScanKeyData keys[4];
 	IndexScanDesc scan;
 	int64		from = base + 1;
 	int64		chunk = 16;
 	bool		found = false;
 
-	scan = index_beginscan(tb->items.heap, tb->by_cum, tb->snap, 3, 0);
+	scan = index_beginscan(tb->items.heap, tb->by_cum, tb->snap, tb->packed ? 4 : 3, 0);
 	while (!found && from <= tb->newest_cum)
 	{
 		int64		to = Min(from + chunk - 1, tb->newest_cum);
+		int64		values[2] = {from, to};
 
-		pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
-		pyrate_key_int8(&keys[1], 2, BTGreaterEqualStrategyNumber, from);
-		pyrate_key_int8(&keys[2], 2, BTLessEqualStrategyNumber, to);
-		index_rescan(scan, keys, 3, NULL, 0);
+		index_rescan(scan, keys, item_keys(tb, keys, 2, ops, values), NULL, 0);
 		while (index_getnext_slot(scan, ForwardScanDirection, tb->items.slot))
 		{
 			slot_getallattrs(tb->items.slot);
-			if (ITEM_I64(tb, Anum_item_ts) >= since)
+			if (item_ts(tb) >= since)
 			{
 				found = true;
 				break;
@@ -822,9 +941,9 @@ find_since(TableBucket *tb, int64 since, int64 lo)
 		int64		mid = lo + Min(step, (hi - lo) / 2);
 
 		if (probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, mid) &&
-			ITEM_I64(tb, Anum_item_ts) < since)
+			item_ts(tb) < since)
 		{
-			lo = ITEM_I64(tb, Anum_item_cum);
+			lo = item_cum(tb);
 			step *= 2;
 		}
 		else
@@ -842,7 +961,7 @@ find_since(TableBucket *tb, int64 since, int64 lo)
 static bool
 item_below_gap(TableBucket *tb)
 {
-	int64		cum = ITEM_I64(tb, Anum_item_cum);
+	int64		cum = item_cum(tb);
 	int64		base = cum - ITEM_WEIGHT(tb);
 
 	if (!ITEM_STACKED(tb) || base < 1)
@@ -875,10 +994,10 @@ down_from_newest(TableBucket *tb, int64 since, bool *before)
 		return false;
 	for (;;)
 	{
-		int64		cum = ITEM_I64(tb, Anum_item_cum);
+		int64		cum = item_cum(tb);
 		int64		base = cum - ITEM_WEIGHT(tb);
 
-		if (ITEM_I64(tb, Anum_item_ts) < since)
+		if (item_ts(tb) < since)
 		{
 			*before = true;
 			return true;
@@ -896,7 +1015,7 @@ down_from_newest(TableBucket *tb, int64 since, bool *before)
 		if (!item_below_gap(tb))
 			return true;
 		/* an item below the gap: it holds unit c for its own cum */
-		c = ITEM_I64(tb, Anum_item_cum);
+		c = item_cum(tb);
 	}
 }
 
@@ -922,11 +1041,11 @@ view_since(void *ctx, int64 since)
 		/* else the oldest item, at or after since */
 		found = down_from_newest(tb, since, &before);
 		if (found && before)
-			found = find_since(tb, since, ITEM_I64(tb, Anum_item_cum));
+			found = find_since(tb, since, item_cum(tb));
 	}
 	if (!found)
 		return 0;
-	base = ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb);
+	base = item_cum(tb) - ITEM_WEIGHT(tb);
 	if (e)
 		keep_hint(e, since, base);
 	return tb->newest_cum - base;
@@ -973,15 +1092,15 @@ view_peek(void *ctx, int64 index, int64 *ts, int64 *weight)
 	 * or it is a unit of a gap below a stacked item with items below the
 	 * gap: it is counted, and shown as the item above it.
 	 */
-	if (ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb) >= unit)
+	if (item_cum(tb) - ITEM_WEIGHT(tb) >= unit)
 	{
-		int64		cum = ITEM_I64(tb, Anum_item_cum);
+		int64		cum = item_cum(tb);
 
 		if (!item_below_gap(tb) ||
 			!probe_cum(tb, ForwardScanDirection, BTGreaterEqualStrategyNumber, cum))
 			return false;
 	}
-	*ts = ITEM_I64(tb, Anum_item_ts);
+	*ts = item_ts(tb);
 	*weight = ITEM_WEIGHT(tb);
 	return true;
 }
@@ -1008,26 +1127,72 @@ find_oldest(TableBucket *tb)
 static IndexScanDesc
 scan_from_oldest(TableBucket *tb)
 {
-	ScanKeyData keys[2];
+	static const StrategyNumber op = BTGreaterEqualStrategyNumber;
+	ScanKeyData keys[3];
 	IndexScanDesc scan;
+	int64		oldest;
+	int			n;
 
 	if (!find_oldest(tb))
 		return NULL;
-	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
-	pyrate_key_int8(&keys[1], 2, BTGreaterEqualStrategyNumber, ITEM_I64(tb, Anum_item_cum));
-	scan = index_beginscan(tb->items.heap, tb->by_cum, SnapshotSelf, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
+	oldest = item_cum(tb);
+	n = item_keys(tb, keys, 1, &op, &oldest);
+	scan = index_beginscan(tb->items.heap, tb->by_cum, SnapshotSelf, n, 0);
+	index_rescan(scan, keys, n, NULL, 0);
 	return scan;
 }
 
+/*
+ * A new bucket id.  With packed items (1.5 on) the sequence cycles below
+ * ITEM_MAX_BUCKET_ID, so an id that a bucket row holds (or that one being
+ * deleted still holds) is skipped.
+ */
 static int64
-new_bucket_id(Oid nsp)
+new_bucket_id(Oid nsp, bool packed)
 {
+	static const AttrNumber bucket_id_key[] = {Anum_bucket_id};
 	Oid			seq = get_relname_relid(BUCKET_ID_SEQ, nsp);
+	PyrateRel	rel;
+	SnapshotData dirty;
+	int64		id;
+	int64		first = 0;
 
 	if (!OidIsValid(seq))
 		elog(ERROR, "sequence %s is missing from pyrate's schema", BUCKET_ID_SEQ);
-	return nextval_internal(seq, false);
+	open_buckets(&rel, nsp, AccessShareLock);
+	InitDirtySnapshot(dirty);
+	for (;;)
+	{
+		ScanKeyData key;
+
+		CHECK_FOR_INTERRUPTS();
+		id = nextval_internal(seq, false);
+		if (packed && (id < 1 || id > ITEM_MAX_BUCKET_ID))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("pyrate's bucket id sequence gave %lld, out of the range of table bucket ids",
+							(long long) id),
+					 errdetail("Table bucket ids go from 1 to %lld.", (long long) ITEM_MAX_BUCKET_ID),
+					 errhint("Restore the sequence as the extension made it: ALTER SEQUENCE %s.%s MINVALUE 1 MAXVALUE %lld START WITH 1 RESTART CYCLE;",
+							 quote_identifier(get_namespace_name(nsp)), BUCKET_ID_SEQ,
+							 (long long) ITEM_MAX_BUCKET_ID)));
+		pyrate_key_int8(&key, 1, BTEqualStrategyNumber, id);
+		if (!pyrate_probe(&rel, pyrate_rel_index(&rel, 1, bucket_id_key), &key, 1,
+						  ForwardScanDirection, &dirty))
+			break;
+		/* the sequence came round to the first id tried: every id is held */
+		if (first == 0)
+			first = id;
+		else if (id == first)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("every table bucket id is taken"),
+					 errdetail("A bucket holds each id that sequence %s gives (the table engine holds at most %lld buckets).",
+							   BUCKET_ID_SEQ, (long long) ITEM_MAX_BUCKET_ID),
+					 errhint("Dispose of buckets no longer needed with pyrate_dispose(), or let leaks reclaim idle ones.")));
+	}
+	pyrate_rel_close(&rel);
+	return id;
 }
 
 /* The bucket's largest interval: its definition's, else what a leak used. */
@@ -1041,12 +1206,12 @@ largest_interval(const PyrateBucket *b, int64 before)
 
 /* due: when the bucket first has something to leak or reclaim (1.1 on) */
 static int64
-create_bucket(const PyrateBucket *b, int64 due)
+create_bucket(const PyrateBucket *b, int64 due, bool packed)
 {
 	PyrateRel	rel;
 	Datum		values[Natts_bucket];
 	bool		nulls[Natts_bucket] = {false};
-	int64		id = new_bucket_id(b->nsp);
+	int64		id = new_bucket_id(b->nsp, packed);
 
 	pyrate_rel_open(&rel, b->nsp, &buckets_table, RowExclusiveLock);
 	values[Anum_bucket_id - 1] = Int64GetDatum(id);
@@ -1064,14 +1229,23 @@ form_item(TableBucket *tb, int64 cum, int64 ts, int64 weight, bool stacked)
 {
 	Datum		values[Natts_item];
 	bool		nulls[Natts_item] = {false};
+	AttrNumber	w = weight_att(tb);
 
-	values[Anum_item_bucket - 1] = Int64GetDatum(tb->id);
-	values[Anum_item_cum - 1] = Int64GetDatum(cum);
-	values[Anum_item_ts - 1] = Int64GetDatum(ts);
-	values[Anum_item_weight - 1] = Int32GetDatum(stacked && weight > 0 ? (int32) -weight : (int32) weight);
-	/* before the update to 1.5 the column is NOT NULL */
-	nulls[Anum_item_weight - 1] = weight == 1 && !stacked &&
-		!TupleDescAttr(RelationGetDescr(tb->items.heap), Anum_item_weight - 1)->attnotnull;
+	if (tb->packed)
+	{
+		values[Anum_packed_key - 1] = Int64GetDatum(packed_key(tb->id, cum));
+		values[Anum_packed_ts - 1] = Int64GetDatum(ts);
+	}
+	else
+	{
+		values[Anum_item_bucket - 1] = Int64GetDatum(tb->id);
+		values[Anum_item_cum - 1] = Int64GetDatum(cum);
+		values[Anum_item_ts - 1] = Int64GetDatum(ts);
+	}
+	values[w - 1] = Int32GetDatum(stacked && weight > 0 ? (int32) -weight : (int32) weight);
+	/* the column is NOT NULL before 1.5 */
+	nulls[w - 1] = weight == 1 && !stacked &&
+		!TupleDescAttr(RelationGetDescr(tb->items.heap), w - 1)->attnotnull;
 	return pyrate_rel_form(&tb->items, values, nulls);
 }
 
@@ -1082,15 +1256,18 @@ insert_item(TableBucket *tb, int64 ts, int64 weight)
 
 	load_newest(tb);
 	if (tb->id < 0)
-		tb->id = create_bucket(tb->b, ts + largest_interval(tb->b, 0));
+		tb->id = create_bucket(tb->b, ts + largest_interval(tb->b, 0), tb->packed);
 	/* a clock stepping back never breaks the order of the log */
 	if (!tb->empty && ts < tb->newest_ts)
 		ts = tb->newest_ts;
 	/* a bucket is empty only before its first item: leaks leave a tombstone */
-	if (!tb->empty && tb->newest_cum > PG_INT64_MAX - PYR_MAX_WEIGHT)
+	if (!tb->empty &&
+		tb->newest_cum > (tb->packed ? ITEM_CUM_MAX : PG_INT64_MAX) - PYR_MAX_WEIGHT)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("table bucket \"%s\" has counted every unit it can", tb->b->name),
+				 tb->packed ?
+				 errhint("A leak (the worker's, or pyrate_leak()) renumbers a bucket whose count passed 2^39 and that holds less than 2^38 units; or flush it with pyrate_flush() to restart its count.") :
 				 errhint("Flush the bucket with pyrate_flush() to restart its count.")));
 	cum = (tb->empty ? 0 : tb->newest_cum) + weight;
 	pyrate_rel_insert(&tb->items, form_item(tb, cum, ts, weight, tb->stacked));
@@ -1147,10 +1324,10 @@ compact_items(TableBucket *tb, int64 weight)
 	{
 		CHECK_FOR_INTERRUPTS();
 		slot_getallattrs(tb->items.slot);
-		if (ITEM_I64(tb, Anum_item_ts) >= since)
+		if (item_ts(tb) >= since)
 			break;
 		if (n == 0)
-			log->base = ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb);
+			log->base = item_cum(tb) - ITEM_WEIGHT(tb);
 		if (n == cap)
 		{
 			pyr_log    *bigger = palloc(pyr_log_size(cap * 2));
@@ -1166,8 +1343,8 @@ compact_items(TableBucket *tb, int64 weight)
 			cums = repalloc(cums, sizeof(int64) * cap);
 		}
 		/* the items' own (ts, cum): the log holds them as they are */
-		log->e[n].ts = ITEM_I64(tb, Anum_item_ts);
-		cums[n] = log->e[n].cum = ITEM_I64(tb, Anum_item_cum);
+		log->e[n].ts = item_ts(tb);
+		cums[n] = log->e[n].cum = item_cum(tb);
 		tids[n] = tb->items.slot->tts_tid;
 		weights[n] = ITEM_WEIGHT(tb);
 		stacked[n] = ITEM_STACKED(tb);
@@ -1317,6 +1494,120 @@ forget_pending(const PyrateBucket *b)
 }
 static void pending_xact_cb(XactEvent event, void *arg);
 
+typedef struct MovedItem
+{
+	ItemPointerData tid;
+	int64		cum;
+	int64		ts;
+	int32		weight;			/* as stored: negative when stacked */
+} MovedItem;
+
+/*
+ * A packed key holds 40 bits of cum (1.5 on): once a bucket's cum passes
+ * 2^39, a leak renumbers its items under a new id, their cums less the
+ * units below the oldest (all but one: cums stay 1 or more).  Writers must
+ * not go on under the old id meanwhile, so this takes the lock of a flush,
+ * kept to commit: a leak's transaction is short (the worker's), where an
+ * acquire's may stay open.  It never waits: a bucket whose lock is taken or
+ * with a put in progress is renumbered by a later leak (the margin is
+ * 2^39 units).  Every other backend forgets the old id at the commit; one
+ * that still reads by it finds no item and looks the id up again (see
+ * load_newest_in).  An item is moved only once it is deleted here: another
+ * leak may take it first.  false when nothing was renumbered: the bucket
+ * busy, holding 2^38 units or more (renumbering would gain little), or
+ * renumbered already.
+ */
+static bool
+renumber_items(const PyrateBucket *b)
+{
+	TableBucket tb;
+	IndexScanDesc scan;
+	PyrateRel	buckets;
+	MovedItem  *items;
+	int			n = 0;
+	int			cap = 64;
+	int64		shift;
+	int64		old_id;
+	int64		new_id;
+
+	/* items this command put can be moved only after this */
+	CommandCounterIncrement();
+	tb_open(&tb, b, RowExclusiveLock, LOCK_NONE);
+	/* a bucket whose lock is taken, or with a put in progress, is in use: never wait */
+	if (!lock_bucket(&tb, true, LOCK_ALL))
+	{
+		tb_close(&tb);
+		return false;
+	}
+	load_newest(&tb);
+	if (!tb.packed || tb.id < 0 || tb.empty || tb.newest_cum <= ITEM_CUM_RENUMBER ||
+		count_units(&tb) >= ITEM_CUM_RENUMBER / 2 ||
+		(scan = scan_from_oldest(&tb)) == NULL)
+	{
+		bucket_unlock(&tb);
+		tb_close(&tb);
+		return false;
+	}
+	/* scan_from_oldest left the oldest item in the slot */
+	shift = item_cum(&tb) - ITEM_WEIGHT(&tb) - 1;
+	items = palloc(sizeof(MovedItem) * cap);
+	while (index_getnext_slot(scan, ForwardScanDirection, tb.items.slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(tb.items.slot);
+		if (n == cap)
+		{
+			cap *= 2;
+			items = repalloc_huge(items, sizeof(MovedItem) * cap);
+		}
+		items[n].tid = tb.items.slot->tts_tid;
+		items[n].cum = item_cum(&tb);
+		items[n].ts = item_ts(&tb);
+		items[n].weight = ITEM_RAW_WEIGHT(&tb);
+		n++;
+	}
+	index_endscan(scan);
+	old_id = tb.id;
+	new_id = new_bucket_id(b->nsp, true);
+	for (int i = 0; i < n; i++)
+	{
+		MovedItem	it = items[i];
+		bool		moved;
+
+		/* a leak deleted it meanwhile, or made it a tombstone: move what is left */
+		while (!(moved = pyrate_rel_delete(&tb.items, &it.tid)) &&
+			   probe_cum_in(&tb, ForwardScanDirection, BTEqualStrategyNumber, it.cum, SnapshotSelf))
+		{
+			it.tid = tb.items.slot->tts_tid;
+			it.ts = item_ts(&tb);
+			it.weight = ITEM_RAW_WEIGHT(&tb);
+		}
+		if (!moved)
+			continue;
+		tb.id = new_id;
+		pyrate_rel_insert(&tb.items, form_item(&tb, it.cum - shift, it.ts,
+											   Abs(it.weight), it.weight < 0));
+		tb.id = old_id;
+	}
+	pfree(items);
+	if (lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets) == old_id)
+	{
+		Datum		values[Natts_bucket];
+		bool		nulls[Natts_bucket];
+
+		slot_getallattrs(buckets.slot);
+		memcpy(values, buckets.slot->tts_values, sizeof(Datum) * buckets.ncolumns);
+		memcpy(nulls, buckets.slot->tts_isnull, sizeof(bool) * buckets.ncolumns);
+		values[Anum_bucket_id - 1] = Int64GetDatum(new_id);
+		pyrate_rel_update(&buckets, &buckets.slot->tts_tid,
+						  pyrate_rel_form(&buckets, values, nulls));
+		forget_bucket_ids(RelationGetRelid(buckets.heap));
+	}
+	pyrate_rel_close(&buckets);
+	tb_close(&tb);
+	return true;
+}
+
 static void
 table_acquire(const PyrateBucket *b, int64 ts, int64 weight, bool store, pyr_decision *d)
 {
@@ -1408,7 +1699,7 @@ count_units(TableBucket *tb)
 
 	if (!find_oldest(tb))
 		return 0;
-	oldest_base = ITEM_I64(tb, Anum_item_cum) - ITEM_WEIGHT(tb);
+	oldest_base = item_cum(tb) - ITEM_WEIGHT(tb);
 	return tb->newest_cum - oldest_base;
 }
 
@@ -1552,7 +1843,8 @@ static int64
 delete_items(TableBucket *tb, int64 before, int64 max_items, bool spare_newest,
 			 bool *emptied)
 {
-	ScanKeyData keys[1];
+	ScanKeyData keys[2];
+	int			nkeys;
 	IndexScanDesc scan;
 	Snapshot	snap;
 	int64		removed = 0;
@@ -1571,10 +1863,10 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool spare_newest,
 	tb->first_ts = PG_INT64_MIN;
 	if (tb->id < 0)
 		return 0;
-	pyrate_key_int8(&keys[0], 1, BTEqualStrategyNumber, tb->id);
+	nkeys = bucket_keys(tb, keys);
 	snap = RegisterSnapshot(GetLatestSnapshot());
-	scan = index_beginscan(tb->items.heap, tb->by_cum, snap, 1, 0);
-	index_rescan(scan, keys, 1, NULL, 0);
+	scan = index_beginscan(tb->items.heap, tb->by_cum, snap, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -1584,8 +1876,8 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool spare_newest,
 		{
 			slot_getallattrs(tb->items.slot);
 			if (first)
-				tb->first_ts = ITEM_I64(tb, Anum_item_ts);
-			if (ITEM_I64(tb, Anum_item_ts) >= before)
+				tb->first_ts = item_ts(tb);
+			if (item_ts(tb) >= before)
 				break;
 		}
 		/* the item read before: newer ones follow it, or none does */
@@ -1593,7 +1885,7 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool spare_newest,
 		{
 			if (pyrate_rel_delete(&tb->items, &pending_tid))
 			{
-				removed += Abs(item_raw_weight(values, nulls));
+				removed += Abs(item_raw_weight(tb, values, nulls));
 				n++;
 			}
 			pending = false;
@@ -1608,22 +1900,22 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool spare_newest,
 		first = false;
 		pending = true;
 		pending_tid = tb->items.slot->tts_tid;
-		memcpy(values, tb->items.slot->tts_values, sizeof(values));
-		memcpy(nulls, tb->items.slot->tts_isnull, sizeof(nulls));
+		memcpy(values, tb->items.slot->tts_values, sizeof(Datum) * tb->items.ncolumns);
+		memcpy(nulls, tb->items.slot->tts_isnull, sizeof(bool) * tb->items.ncolumns);
 	}
 	if (pending && more)
 	{
 		/* the next item is newer: this one is not the newest */
 		if (pyrate_rel_delete(&tb->items, &pending_tid))
 		{
-			removed += Abs(item_raw_weight(values, nulls));
+			removed += Abs(item_raw_weight(tb, values, nulls));
 			n++;
 		}
 	}
 	else if (pending && !more)
 	{
 		/* the newest, expired: it becomes the tombstone */
-		int32		w = Abs(item_raw_weight(values, nulls));
+		int32		w = Abs(item_raw_weight(tb, values, nulls));
 
 		*emptied = true;
 		if (spare_newest)
@@ -1633,8 +1925,8 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool spare_newest,
 		}
 		else if (w > 0)
 		{
-			values[Anum_item_weight - 1] = Int32GetDatum(0);
-			nulls[Anum_item_weight - 1] = false;
+			values[weight_att(tb) - 1] = Int32GetDatum(0);
+			nulls[weight_att(tb) - 1] = false;
 			switch (make_tombstone(tb, &pending_tid, pyrate_rel_form(&tb->items, values, nulls)))
 			{
 				case TOMBSTONE_MADE:
@@ -1723,18 +2015,18 @@ static void
 update_due(TableBucket *tb, int64 before, int64 next_leak, int64 oldest_ts)
 {
 	PyrateRel	buckets;
-	ScanKeyData key;
+	ScanKeyData keys[2];
 	int64		interval = largest_interval(tb->b, before);
 	int64		at = before + interval; /* the leak's time */
 	int64		due;
 	int64		id;
 
-	pyrate_key_int8(&key, 1, BTEqualStrategyNumber, tb->id);
 	/* the oldest item's time, known to a leak that removed nothing */
 	if (oldest_ts != PG_INT64_MIN)
 		due = oldest_ts + interval;
-	else if (pyrate_probe(&tb->items, tb->by_cum, &key, 1, ForwardScanDirection, SnapshotSelf))
-		due = ITEM_I64(tb, Anum_item_ts) + interval;
+	else if (pyrate_probe(&tb->items, tb->by_cum, keys, bucket_keys(tb, keys),
+						  ForwardScanDirection, SnapshotSelf))
+		due = item_ts(tb) + interval;
 	else
 		due = pyrate_now_ms() + interval;
 	id = bucket_row(tb, &buckets);
@@ -1783,16 +2075,17 @@ static int64 listed_row(TableBucket *tb, PyrateRel *buckets);
 static bool
 only_item_is(TableBucket *tb, ItemPointer tid)
 {
-	ScanKeyData key;
+	ScanKeyData keys[2];
+	int			n;
 	IndexScanDesc scan;
 	SnapshotData dirty;
 	int			seen = 0;
 	bool		only = true;
 
 	InitDirtySnapshot(dirty);
-	pyrate_key_int8(&key, 1, BTEqualStrategyNumber, tb->id);
-	scan = index_beginscan(tb->items.heap, tb->by_cum, &dirty, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	n = bucket_keys(tb, keys);
+	scan = index_beginscan(tb->items.heap, tb->by_cum, &dirty, n, 0);
+	index_rescan(scan, keys, n, NULL, 0);
 	while (only && index_getnext_slot(scan, BackwardScanDirection, tb->items.slot))
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -1907,6 +2200,17 @@ table_leak(const PyrateBucket *b, const PyrateLeakHow *how, PyrateLeakEnd *end)
 	if (tb.id >= 0 && (emptied ? b->listed.id != tb.id : removed == 0))
 		update_due(&tb, before, how->next_leak, removed == 0 && !emptied ? tb.first_ts : PG_INT64_MIN);
 	*end = tb.id >= 0 && emptied ? PYRATE_LEAK_EMPTIED : PYRATE_LEAK_HOLDS;
+	/* a bucket's count past 2^39: a leak renumbers it (see renumber_items) */
+	if (tb.packed && tb.id >= 0)
+	{
+		load_newest_in(&tb, SnapshotSelf);
+		if (!tb.empty && tb.newest_cum > ITEM_CUM_RENUMBER)
+		{
+			tb_close(&tb);
+			(void) renumber_items(b);
+			return removed;
+		}
+	}
 	tb_close(&tb);
 	return removed;
 }
@@ -1936,7 +2240,7 @@ table_flush(const PyrateBucket *b)
 		slot_getallattrs(buckets.slot);
 		memcpy(values, buckets.slot->tts_values, sizeof(Datum) * buckets.ncolumns);
 		memcpy(nulls, buckets.slot->tts_isnull, sizeof(bool) * buckets.ncolumns);
-		values[Anum_bucket_id - 1] = Int64GetDatum(new_bucket_id(b->nsp));
+		values[Anum_bucket_id - 1] = Int64GetDatum(new_bucket_id(b->nsp, tb.packed));
 		/* nothing to leak: reclaim it if it stays idle */
 		values[Anum_bucket_due - 1] = Int64GetDatum(pyrate_now_ms() + largest_interval(b, 0));
 		nulls[Anum_bucket_due - 1] = false;
@@ -2039,8 +2343,7 @@ open_listed(TableBucket *tb, PyrateBucket *b, Oid nsp)
 	memset(tb, 0, sizeof(*tb));
 	tb->b = b;
 	tb->snap = SnapshotSelf;
-	pyrate_rel_open(&tb->items, nsp, &items_table, AccessShareLock);
-	tb->by_cum = pyrate_rel_index(&tb->items, 2, item_cum_key);
+	open_items(tb, nsp, AccessShareLock);
 }
 
 static void

@@ -321,6 +321,38 @@ pyrate_rel_open(PyrateRel *r, Oid nsp, const PyrateTable *t, LOCKMODE mode)
 	r->slot = table_slot_create(r->heap, NULL);
 }
 
+const PyrateTable *
+pyrate_rel_open_either(PyrateRel *r, Oid nsp, const PyrateTable *a, const PyrateTable *b,
+					   LOCKMODE mode)
+{
+	const PyrateTable *t = a;
+	Oid			relid;
+
+	for (int i = 0; i < 2; i++)
+	{
+		t = i == 0 ? a : b;
+		if (open_as_cached(r, layout_entry(nsp, t), mode))
+		{
+			r->table = t;
+			r->lockmode = mode;
+			r->slot = table_slot_create(r->heap, NULL);
+			return t;
+		}
+	}
+	/* the first column tells them apart; pyrate_rel_open checks the rest */
+	t = a;
+	relid = get_relname_relid(a->name, nsp);
+	if (OidIsValid(relid))
+	{
+		char	   *first = get_attname(relid, 1, true);
+
+		if (first && strcmp(first, b->columns[0].name) == 0)
+			t = b;
+	}
+	pyrate_rel_open(r, nsp, t, mode);
+	return t;
+}
+
 HeapTuple
 pyrate_rel_form(PyrateRel *r, const Datum *values, const bool *nulls)
 {

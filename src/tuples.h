@@ -65,6 +65,13 @@ typedef struct PyrateRel
  */
 void		pyrate_rel_open(PyrateRel *r, Oid nsp, const PyrateTable *t, LOCKMODE mode);
 void		pyrate_rel_close(PyrateRel *r);
+/*
+ * Open a table that has one of two layouts (before and after an update that
+ * rebuilt it), told apart by the name of their first column; the layout
+ * opened is returned.
+ */
+const PyrateTable *pyrate_rel_open_either(PyrateRel *r, Oid nsp, const PyrateTable *a,
+										  const PyrateTable *b, LOCKMODE mode);
 /* The index over exactly these heap columns, in this order. */
 Relation	pyrate_rel_index(PyrateRel *r, int natts, const AttrNumber *atts);
 

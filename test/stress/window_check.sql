@@ -9,7 +9,7 @@ JOIN pb ON pb.name = b.name
 CROSS JOIN LATERAL unnest(pb.rates) r
 CROSS JOIN LATERAL (
 	SELECT i.ts, sum(abs(coalesce(i.weight, 1))) OVER (ORDER BY i.ts RANGE BETWEEN pyrate_rate_interval(r) PRECEDING AND CURRENT ROW) AS units
-	FROM pyrate_item_data i WHERE i.bucket = b.id
+	FROM pyrate_item_data i WHERE i.key BETWEEN b.id << 40 AND (b.id << 40) + 1099511627775
 ) w
 WHERE b.name LIKE :'like' AND w.units > pyrate_rate_limit(r)
 ORDER BY 1, 3

@@ -136,10 +136,13 @@ check "so do the items of both engines, and the permit taken across it" \
 	test "$(usql -c "SELECT pyrate_count('up:t:a'), pyrate_count('up:m:a'), pyrate_count('up:t:b')")" = "2|2|1"
 check "the limits still hold on both engines" \
 	test "$(usql -c "SELECT pyrate_put('up:t:a'), pyrate_put('up:t:a'), pyrate_put('up:m:a'), pyrate_put('up:m:a')")" = "t|f|t|f"
+check "after the update table buckets are numbered from 1, and their id sequence cycles below 2^23 - 1 (1.5)" \
+	test "$(usql -c "SELECT string_agg(name || '=' || id, ',' ORDER BY id) FROM pyrate_bucket_data" \
+		-c "SELECT max_value || ' ' || cycle FROM pg_sequences WHERE sequencename = 'pyrate_bucket_id_seq'" | tr '\n' ' ')" = "up:t:a=1,up:t:b=2 8388606 true "
 usql -c "SELECT pyrate_put('up:t:b')" >/dev/null
-check "the permit's item, written before the update, stores its weight 1; one put after it stores NULL, and both count and peek as 1 (1.5)" \
-	test "$(usql -c "SELECT string_agg(coalesce(weight::text, 'null'), ',' ORDER BY cum) FROM pyrate_item_data i JOIN pyrate_bucket_data b ON b.id = i.bucket WHERE b.name = 'up:t:b'" \
-		-c "SELECT pyrate_count('up:t:b'), (pyrate_peek('up:t:b', 0)).weight, (pyrate_peek('up:t:b', 1)).weight, pyrate_put('up:t:b', 2)" | tr '\n' ' ')" = "1,null 2|1|1|f "
+check "... items are (key, ts, weight), key = bucket << 40 | cum, a weight of 1 NULL: the items moved there, and one put after it; they count and peek as before (1.5)" \
+	test "$(usql -c "SELECT string_agg((key >> 40) || ':' || (key & 1099511627775) || ':' || coalesce(weight::text, 'null'), ',' ORDER BY key) FROM pyrate_item_data" \
+		-c "SELECT pyrate_count('up:t:b'), (pyrate_peek('up:t:b', 0)).weight, (pyrate_peek('up:t:b', 1)).weight, pyrate_put('up:t:b', 2)" | tr '\n' ' ')" = "1:2:2,1:3:null,2:1:null,2:2:null 2|1|1|f "
 check "the role granted pyrate_define keeps it, for both forms" \
 	test "$(usql -c "SET ROLE pyrate_definer" -c "SELECT (pyrate_define('up:r', '{1/s}')).storage, (pyrate_define('up:s', '2/s')).rates" -c "RESET ROLE")" = "table|{2/1s}"
 check "PUBLIC still may not define" \
@@ -168,6 +171,27 @@ check "the updated database matches a fresh install, object by object" \
 	test "$(usql -c "SELECT count(*) FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pyrate') AND deptype = 'e'")" = \
 	"$(sql -c "SELECT count(*) FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pyrate') AND deptype = 'e'")"
 usql -c "SELECT pyrate_dispose('up:m:a'), pyrate_dispose('up:m:c'), pyrate_dispose('up:m:d'), pyrate_dispose('up:v:a')" -c "DROP EXTENSION pyrate" -c "DROP ROLE pyrate_definer" >/dev/null
+
+# The update to 1.5 packs each item's bucket and cum into one key, cum in 40
+# bits: a bucket whose items span more than 2^39 units stops it, with what
+# to do; once leaked, its cums are moved down and it counts as before.
+G=$(pg_conninfo regress $PORT packing)
+sql -c "CREATE DATABASE packing" >/dev/null
+gsql() { psql -X -At -q -v ON_ERROR_STOP=1 -v VERBOSITY=verbose "$G" "$@"; }
+gsql -c "CREATE EXTENSION pyrate VERSION '1.4'" -c "SELECT pyrate_define('big', '{2147483647/1s}', 'table')" \
+	-c "SET pyrate.defer_table_puts = off" \
+	-c "DO \$\$ BEGIN FOR i IN 1..257 LOOP PERFORM pyrate_put('big', 2147483647, i * 2000); END LOOP; END \$\$" >/dev/null
+err=$(gsql -c "ALTER EXTENSION pyrate UPDATE" 2>&1)
+check "an update to 1.5 stops at a bucket whose items span more than 2^39 units, with 54000 and what to do" \
+	grep -q 'ERROR:  54000: table bucket "big" holds too many units to move to pyrate 1.5' <<<"$err"
+check "... (the hint)" grep -q 'HINT:  Leak its old items (pyrate_leak) or flush it (pyrate_flush), then update again.' <<<"$err"
+check "... and changes nothing" \
+	test "$(gsql -c "SELECT extversion FROM pg_extension WHERE extname = 'pyrate'" -c "SELECT count(*) || ' ' || max(cum) FROM pyrate_item_data" | tr '\n' ' ')" = "1.4 257 551903297279 "
+gsql -c "SELECT pyrate_leak('big', 514000)" -c "ALTER EXTENSION pyrate UPDATE" >/dev/null
+check "once leaked the bucket moves, its cums less the units below its oldest item, and counts as before" \
+	test "$(gsql -c "SELECT extversion FROM pg_extension WHERE extname = 'pyrate'" -c "SELECT (key >> 40) || ':' || (key & 1099511627775) || ':' || weight FROM pyrate_item_data" \
+		-c "SELECT pyrate_count('big'), pyrate_put('big', 1, 514000), pyrate_put('big', 2147483647, 516000), pyrate_count('big')" | tr '\n' ' ')" = \
+	"1.5 1:2147483648:2147483647 2147483647|f|t|4294967294 "
 
 pg_stop regress
 

@@ -81,24 +81,24 @@ is($node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE pyrate_put('open:
 	'... and the 1 written at once');
 
 my $bucket = "(SELECT id FROM pyrate_bucket_data WHERE name = 'hot')";
-my $stored = $node->safe_psql('postgres', "SELECT sum(abs(coalesce(weight, 1))) FROM pyrate_item_data WHERE bucket = $bucket");
+my $stored = $node->safe_psql('postgres', "SELECT sum(abs(weight)) FROM pyrate_items WHERE bucket = $bucket");
 my $count = $node->safe_psql('postgres', "SELECT pyrate_count('hot')");
 my $gaps = $node->safe_psql('postgres', qq{
 SELECT coalesce(sum(base - prev), 0) FROM (
-	SELECT cum - abs(coalesce(weight, 1)) AS base, lag(cum) OVER (ORDER BY cum) AS prev FROM pyrate_item_data WHERE bucket = $bucket) s
+	SELECT cum - abs(weight) AS base, lag(cum) OVER (ORDER BY cum) AS prev FROM pyrate_items WHERE bucket = $bucket) s
 WHERE base <> prev});
 note("hot key after the crash: $count counted, $stored stored, $gaps in gaps");
 cmp_ok($count, '>=', $stored, 'the count is never short of the units stored');
 is($count - $stored, $gaps, '... and exceeds them by the gaps alone');
 is($node->safe_psql('postgres', qq{
 SELECT count(*) FROM (
-	SELECT weight, cum - abs(coalesce(weight, 1)) AS base, lag(cum) OVER (ORDER BY cum) AS prev FROM pyrate_item_data WHERE bucket = $bucket) s
-WHERE base < prev OR (base > prev AND coalesce(weight, 1) > 0)}), '0',
+	SELECT weight, cum - abs(weight) AS base, lag(cum) OVER (ORDER BY cum) AS prev FROM pyrate_items WHERE bucket = $bucket) s
+WHERE base < prev OR (base > prev AND weight > 0)}), '0',
 	'units never overlap, and a gap is only ever below an item marked as stacked');
 is($node->safe_psql('postgres', qq{
 SELECT count(*) FROM (
-	SELECT sum(abs(coalesce(weight, 1))) OVER (ORDER BY ts RANGE BETWEEN 3600000 PRECEDING AND CURRENT ROW) AS units
-	FROM pyrate_item_data WHERE bucket = $bucket) w WHERE units > 30000}), '0',
+	SELECT sum(abs(weight)) OVER (ORDER BY ts RANGE BETWEEN 3600000 PRECEDING AND CURRENT ROW) AS units
+	FROM pyrate_items WHERE bucket = $bucket) w WHERE units > 30000}), '0',
 	'no window of the stored items holds more than its limit');
 my $left = 30000 - $count;
 is($node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE pyrate_put('hot', 1, pyrate_now())) FROM generate_series(1, 30000)"),
