@@ -108,7 +108,8 @@ bench_start() {
 }
 sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$DSN" "$@"; }
 
-# redis_start NAME PORT
+# redis_start NAME PORT — false (its log shown) when it does not answer.
+#   Ports below 32768: above, a loopback client's ephemeral port may hold it.
 redis_start() {
 	local name=$1 port=$2 dir
 	dir="$(pyrate_tmp)/$name"
@@ -118,11 +119,14 @@ redis_start() {
 		--daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
 		--save '' --appendonly no >/dev/null
 	local i
+	PYRATE_REDIS_DIRS+=("$dir:$port")
 	for i in $(seq 50); do
-		redis-cli -p "$port" ping >/dev/null 2>&1 && break
+		redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
-	PYRATE_REDIS_DIRS+=("$dir:$port")
+	echo "# redis-server on port $port did not answer; its log:"
+	tail -5 "$dir/redis.log" 2>/dev/null | sed 's/^/# /'
+	return 1
 }
 
 redis_stop() {

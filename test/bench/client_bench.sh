@@ -20,7 +20,7 @@ gcc -O2 -g -Wall -Wextra -std=gnu99 -Isrc/client -o "$TMP/client_bench" test/ben
 pg_start bench 56411 "shared_preload_libraries = 'pyrate'" >/dev/null || exit 1
 DSN=$(pg_conninfo bench 56411)
 psql -X -q "$DSN" -c "CREATE EXTENSION pyrate" || exit 1
-redis_start bench-redis 56462
+redis_start bench-redis 26462 || exit 1
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
@@ -68,9 +68,9 @@ echo "== Redis bucket ($ROUNDS interleaved rounds of $RSECS s; medians, ratios t
 echo "   pyrate_put() with PYRATE_NOW (the server clock as the client reckons it), every put admitted and stored"
 : >"$TMP/redis.out"
 for k in $(seq $ROUNDS); do
-	set_rps=$(redis-benchmark -p 56462 -c 1 -t set -n "$(awk -v s="$RSECS" 'BEGIN { printf "%d", s * 30000 }')" -q 2>/dev/null |
+	set_rps=$(redis-benchmark -p 26462 -c 1 -t set -n "$(awk -v s="$RSECS" 'BEGIN { printf "%d", s * 30000 }')" -q 2>/dev/null |
 		tr '\r' '\n' | awk '/requests per second/ {v=$2} END {print v}')
-	put=$("$TMP/client_bench" redis 127.0.0.1 56462 "$RSECS" | awk '{print $2}')
+	put=$("$TMP/client_bench" redis 127.0.0.1 26462 "$RSECS" | awk '{print $2}')
 	echo "$set_rps $put $(ratio "$put" "$set_rps")" >>"$TMP/redis.out"
 done
 echo "  redis-benchmark -c 1 -t set: $(awk '{print $1}' "$TMP/redis.out" | median)/s"

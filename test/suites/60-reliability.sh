@@ -28,7 +28,7 @@ SOAK_SECONDS=${PYRATE_SOAK_SECONDS:-60}
 PORT_SOAK=58001
 PORT_FAULT=58002
 PORT_MEMFULL=58003
-REDIS_PORT=58010
+REDIS_PORT=26810
 TBLSPC=$TMP/tblspc
 mkdir -p "$BIN"
 
@@ -111,7 +111,7 @@ run_soak() {
 	pg_start soak $PORT_SOAK "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" \
 		"pyrate.memory_size = '64MB'" "max_connections = 150" || { not_ok "soak server starts"; return; }
 	q soak -c "CREATE EXTENSION pyrate" >/dev/null
-	redis_start redis $REDIS_PORT
+	redis_start redis $REDIS_PORT || not_ok "redis-server starts on port $REDIS_PORT"
 	local dsn out pids=() t
 	dsn=$(dsn_of soak)
 	out=$TMP/soak
@@ -164,7 +164,7 @@ run_clock() {
 	pg_start clock $PORT_SOAK "shared_preload_libraries = 'pyrate'" "pyrate.leak_interval = 0" ||
 		{ not_ok "clock server starts"; return; }
 	q clock -c "CREATE EXTENSION IF NOT EXISTS pyrate" >/dev/null
-	redis_start redis $REDIS_PORT
+	redis_start redis $REDIS_PORT || not_ok "redis-server starts on port $REDIS_PORT"
 	local dsn
 	dsn=$(dsn_of clock)
 	clock_kind() {
