@@ -1590,7 +1590,9 @@ renumber_items(const PyrateBucket *b)
 		tb.id = old_id;
 	}
 	pfree(items);
-	if (lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets) == old_id)
+	/* the lock held since the items were read: the row still has their id */
+	if (lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets) != old_id)
+		elog(ERROR, "table bucket \"%s\" changed its id while its items were renumbered", b->name);
 	{
 		Datum		values[Natts_bucket];
 		bool		nulls[Natts_bucket];
