@@ -178,6 +178,8 @@ typedef struct TableBucket
 	int32		spared_weight;
 	/* the time of the first item delete_items read, PG_INT64_MIN: none */
 	int64		first_ts;
+	/* the cum of the first item delete_items kept, 0: none */
+	int64		kept_cum;
 } TableBucket;
 
 /* Bucket locks this transaction keeps to its end (see keep_lock). */
@@ -269,14 +271,17 @@ bucket_unlock(TableBucket *tb)
 
 /*
  * Bucket ids by name, cached per backend.  An id changes only when a bucket
- * is flushed or disposed of; those send a relcache invalidation for the
- * bucket table, which empties every backend's cache, and hold the bucket's
- * heavyweight lock until they commit, so a caller that takes that lock and
- * then accepts invalidations never uses a stale id.  A decision whose item
- * waits for the commit takes no heavyweight lock: between such a commit and
- * its invalidation it may read by the old id, whose items are all gone —
- * the count that bucket has — and its item is written at commit under the
- * heavyweight lock, by the id then.  Only existing buckets are cached.
+ * is flushed, renumbered (1.5 on) or disposed of; those send a relcache
+ * invalidation for the bucket table, which empties every backend's cache,
+ * and hold the bucket's heavyweight lock until they commit, so a caller that
+ * takes that lock and then accepts invalidations never uses a stale id.  A
+ * decision whose item waits for the commit takes no heavyweight lock:
+ * between such a commit and its invalidation it may read by the old id,
+ * whose items are all gone.  No item under a cached id is therefore taken
+ * for a stale id and looked up again (load_newest_in): a renumbered bucket
+ * still holds its units, under its new id.  Its item is written at commit
+ * under the heavyweight lock, by the id then.  Only existing buckets are
+ * cached.
  *
  * The invalidation only marks the cache stale; the next bucket_id() empties
  * it.  Invalidations also arrive in the middle of an operation (any relation
@@ -504,13 +509,13 @@ open_items(TableBucket *tb, Oid nsp, LOCKMODE mode)
 		: pyrate_rel_index(&tb->items, 2, item_cum_key);
 }
 
+static bool renumber_items(const PyrateBucket *b);
+static int64 count_units(TableBucket *tb);
+
 /*
  * Scan keys for the bucket's items whose cum is ops[i] values[i], for each
  * of the nops given (keys has room for nops + 2); returns how many keys.
  */
-static bool renumber_items(const PyrateBucket *b);
-static int64 count_units(TableBucket *tb);
-
 static int
 item_keys(const TableBucket *tb, ScanKey keys, int nops, const StrategyNumber *ops,
 		  const int64 *values)
@@ -893,18 +898,19 @@ walk_from_hint(TableBucket *tb, int64 since, int64 base)
 {
 	static const StrategyNumber ops[] = {BTGreaterEqualStrategyNumber, BTLessEqualStrategyNumber};
 	ScanKeyData keys[4];
-	IndexScanDesc scan;
+	IndexScanDesc scan = NULL;
 	int64		from = base + 1;
 	int64		chunk = 16;
 	bool		found = false;
 
-	scan = index_beginscan(tb->items.heap, tb->by_cum, tb->snap, tb->packed ? 4 : 3, 0);
 	while (!found && from <= tb->newest_cum)
 	{
-		int64		to = Min(from + chunk - 1, tb->newest_cum);
-		int64		values[2] = {from, to};
+		int64		values[2] = {from, Min(from + chunk - 1, tb->newest_cum)};
+		int			nkeys = item_keys(tb, keys, 2, ops, values);
 
-		index_rescan(scan, keys, item_keys(tb, keys, 2, ops, values), NULL, 0);
+		if (scan == NULL)
+			scan = index_beginscan(tb->items.heap, tb->by_cum, tb->snap, nkeys, 0);
+		index_rescan(scan, keys, nkeys, NULL, 0);
 		while (index_getnext_slot(scan, ForwardScanDirection, tb->items.slot))
 		{
 			slot_getallattrs(tb->items.slot);
@@ -914,10 +920,11 @@ walk_from_hint(TableBucket *tb, int64 since, int64 base)
 				break;
 			}
 		}
-		from = to + 1;
+		from = values[1] + 1;
 		chunk *= 4;
 	}
-	index_endscan(scan);
+	if (scan)
+		index_endscan(scan);
 	return found;
 }
 
@@ -1143,23 +1150,24 @@ scan_from_oldest(TableBucket *tb)
 }
 
 /*
- * A new bucket id.  With packed items (1.5 on) the sequence cycles below
- * ITEM_MAX_BUCKET_ID, so an id that a bucket row holds (or that one being
- * deleted still holds) is skipped.
+ * A new bucket id, buckets being pyrate_bucket_data opened.  With packed
+ * items (1.5 on) the sequence cycles below ITEM_MAX_BUCKET_ID, so an id
+ * that a bucket row holds (or that one being deleted still holds) is
+ * skipped; before, ids never came round.
  */
 static int64
-new_bucket_id(Oid nsp, bool packed)
+new_bucket_id(PyrateRel *buckets, Oid nsp, bool packed)
 {
 	static const AttrNumber bucket_id_key[] = {Anum_bucket_id};
 	Oid			seq = get_relname_relid(BUCKET_ID_SEQ, nsp);
-	PyrateRel	rel;
 	SnapshotData dirty;
 	int64		id;
 	int64		first = 0;
 
 	if (!OidIsValid(seq))
 		elog(ERROR, "sequence %s is missing from pyrate's schema", BUCKET_ID_SEQ);
-	open_buckets(&rel, nsp, AccessShareLock);
+	if (!packed)
+		return nextval_internal(seq, false);
 	InitDirtySnapshot(dirty);
 	for (;;)
 	{
@@ -1167,7 +1175,7 @@ new_bucket_id(Oid nsp, bool packed)
 
 		CHECK_FOR_INTERRUPTS();
 		id = nextval_internal(seq, false);
-		if (packed && (id < 1 || id > ITEM_MAX_BUCKET_ID))
+		if (id < 1 || id > ITEM_MAX_BUCKET_ID)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("pyrate's bucket id sequence gave %lld, out of the range of table bucket ids",
@@ -1177,9 +1185,9 @@ new_bucket_id(Oid nsp, bool packed)
 							 quote_identifier(get_namespace_name(nsp)), BUCKET_ID_SEQ,
 							 (long long) ITEM_MAX_BUCKET_ID)));
 		pyrate_key_int8(&key, 1, BTEqualStrategyNumber, id);
-		if (!pyrate_probe(&rel, pyrate_rel_index(&rel, 1, bucket_id_key), &key, 1,
+		if (!pyrate_probe(buckets, pyrate_rel_index(buckets, 1, bucket_id_key), &key, 1,
 						  ForwardScanDirection, &dirty))
-			break;
+			return id;
 		/* the sequence came round to the first id tried: every id is held */
 		if (first == 0)
 			first = id;
@@ -1191,8 +1199,40 @@ new_bucket_id(Oid nsp, bool packed)
 							   BUCKET_ID_SEQ, (long long) ITEM_MAX_BUCKET_ID),
 					 errhint("Dispose of buckets no longer needed with pyrate_dispose(), or let leaks reclaim idle ones.")));
 	}
-	pyrate_rel_close(&rel);
-	return id;
+}
+
+/*
+ * Give the bucket's row a new id (*new_id), due at due when that is 0 or
+ * more, and make every backend forget the old one: a flush, a renumbering.
+ * Returns the id the row had; -1, nothing changed, when it has none.
+ */
+static int64
+move_to_new_id(const PyrateBucket *b, bool packed, int64 due, int64 *new_id)
+{
+	PyrateRel	buckets;
+	int64		old = lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets);
+
+	if (old >= 0)
+	{
+		Datum		values[Natts_bucket];
+		bool		nulls[Natts_bucket];
+
+		slot_getallattrs(buckets.slot);
+		memcpy(values, buckets.slot->tts_values, sizeof(Datum) * buckets.ncolumns);
+		memcpy(nulls, buckets.slot->tts_isnull, sizeof(bool) * buckets.ncolumns);
+		*new_id = new_bucket_id(&buckets, b->nsp, packed);
+		values[Anum_bucket_id - 1] = Int64GetDatum(*new_id);
+		if (due >= 0)
+		{
+			values[Anum_bucket_due - 1] = Int64GetDatum(due);
+			nulls[Anum_bucket_due - 1] = false;
+		}
+		pyrate_rel_update(&buckets, &buckets.slot->tts_tid,
+						  pyrate_rel_form(&buckets, values, nulls));
+		forget_bucket_ids(RelationGetRelid(buckets.heap));
+	}
+	pyrate_rel_close(&buckets);
+	return old;
 }
 
 /* The bucket's largest interval: its definition's, else what a leak used. */
@@ -1211,9 +1251,10 @@ create_bucket(const PyrateBucket *b, int64 due, bool packed)
 	PyrateRel	rel;
 	Datum		values[Natts_bucket];
 	bool		nulls[Natts_bucket] = {false};
-	int64		id = new_bucket_id(b->nsp, packed);
+	int64		id;
 
 	pyrate_rel_open(&rel, b->nsp, &buckets_table, RowExclusiveLock);
+	id = new_bucket_id(&rel, b->nsp, packed);
 	values[Anum_bucket_id - 1] = Int64GetDatum(id);
 	values[Anum_bucket_name - 1] = CStringGetTextDatum(b->name);
 	values[Anum_bucket_created - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
@@ -1503,9 +1544,10 @@ typedef struct MovedItem
 } MovedItem;
 
 /*
- * A packed key holds 40 bits of cum (1.5 on): once a bucket's cum passes
- * 2^39, a leak renumbers its items under a new id, their cums less the
- * units below the oldest (all but one: cums stay 1 or more).  Writers must
+ * A packed key holds 40 bits of cum (1.5 on): once the oldest item a leak
+ * keeps is past 2^39 units, the leak renumbers the bucket's items under a
+ * new id, their cums less the units below the oldest (all but one: cums
+ * stay 1 or more).  Writers must
  * not go on under the old id meanwhile, so this takes the lock of a flush,
  * kept to commit: a leak's transaction is short (the worker's), where an
  * acquire's may stay open.  It never waits: a bucket whose lock is taken or
@@ -1522,7 +1564,6 @@ renumber_items(const PyrateBucket *b)
 {
 	TableBucket tb;
 	IndexScanDesc scan;
-	PyrateRel	buckets;
 	MovedItem  *items;
 	int			n = 0;
 	int			cap = 64;
@@ -1568,7 +1609,9 @@ renumber_items(const PyrateBucket *b)
 	}
 	index_endscan(scan);
 	old_id = tb.id;
-	new_id = new_bucket_id(b->nsp, true);
+	/* the lock held since the items were read: the row still has their id */
+	if (move_to_new_id(b, true, -1, &new_id) != old_id)
+		elog(ERROR, "table bucket \"%s\" changed its id while its items were renumbered", b->name);
 	for (int i = 0; i < n; i++)
 	{
 		MovedItem	it = items[i];
@@ -1590,22 +1633,6 @@ renumber_items(const PyrateBucket *b)
 		tb.id = old_id;
 	}
 	pfree(items);
-	/* the lock held since the items were read: the row still has their id */
-	if (lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets) != old_id)
-		elog(ERROR, "table bucket \"%s\" changed its id while its items were renumbered", b->name);
-	{
-		Datum		values[Natts_bucket];
-		bool		nulls[Natts_bucket];
-
-		slot_getallattrs(buckets.slot);
-		memcpy(values, buckets.slot->tts_values, sizeof(Datum) * buckets.ncolumns);
-		memcpy(nulls, buckets.slot->tts_isnull, sizeof(bool) * buckets.ncolumns);
-		values[Anum_bucket_id - 1] = Int64GetDatum(new_id);
-		pyrate_rel_update(&buckets, &buckets.slot->tts_tid,
-						  pyrate_rel_form(&buckets, values, nulls));
-		forget_bucket_ids(RelationGetRelid(buckets.heap));
-	}
-	pyrate_rel_close(&buckets);
 	tb_close(&tb);
 	return true;
 }
@@ -1863,6 +1890,7 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool spare_newest,
 	*emptied = false;
 	ItemPointerSetInvalid(&tb->spared);
 	tb->first_ts = PG_INT64_MIN;
+	tb->kept_cum = 0;
 	if (tb->id < 0)
 		return 0;
 	nkeys = bucket_keys(tb, keys);
@@ -1880,7 +1908,10 @@ delete_items(TableBucket *tb, int64 before, int64 max_items, bool spare_newest,
 			if (first)
 				tb->first_ts = item_ts(tb);
 			if (item_ts(tb) >= before)
+			{
+				tb->kept_cum = item_cum(tb);
 				break;
+			}
 		}
 		/* the item read before: newer ones follow it, or none does */
 		if (pending && (more || !keep_newest))
@@ -2159,6 +2190,7 @@ table_leak(const PyrateBucket *b, const PyrateLeakHow *how, PyrateLeakEnd *end)
 	int64		removed;
 	int64		units;
 	bool		emptied;
+	bool		renumber;
 
 	prevent_writes("leak", b->name);
 	/* this transaction's items the leak would remove are written first */
@@ -2202,18 +2234,14 @@ table_leak(const PyrateBucket *b, const PyrateLeakHow *how, PyrateLeakEnd *end)
 	if (tb.id >= 0 && (emptied ? b->listed.id != tb.id : removed == 0))
 		update_due(&tb, before, how->next_leak, removed == 0 && !emptied ? tb.first_ts : PG_INT64_MIN);
 	*end = tb.id >= 0 && emptied ? PYRATE_LEAK_EMPTIED : PYRATE_LEAK_HOLDS;
-	/* a bucket's count past 2^39: a leak renumbers it (see renumber_items) */
-	if (tb.packed && tb.id >= 0)
-	{
-		load_newest_in(&tb, SnapshotSelf);
-		if (!tb.empty && tb.newest_cum > ITEM_CUM_RENUMBER)
-		{
-			tb_close(&tb);
-			(void) renumber_items(b);
-			return removed;
-		}
-	}
+	/*
+	 * The oldest item it keeps past 2^39 units: the leak renumbers the
+	 * bucket (see renumber_items).  (Read as the leak went: no probe more.)
+	 */
+	renumber = tb.packed && tb.kept_cum > ITEM_CUM_RENUMBER;
 	tb_close(&tb);
+	if (renumber)
+		(void) renumber_items(b);
 	return removed;
 }
 
@@ -2222,8 +2250,7 @@ table_flush(const PyrateBucket *b)
 {
 	TableBucket tb;
 	bool		emptied;
-
-	PyrateRel	buckets;
+	int64		new_id;
 
 	prevent_writes("flush", b->name);
 	forget_pending(b);
@@ -2232,25 +2259,10 @@ table_flush(const PyrateBucket *b)
 
 	/*
 	 * Give the bucket a new id: its items start in a fresh range of the
-	 * indexes, away from the dead entries of the flushed ones.
+	 * indexes, away from the dead entries of the flushed ones.  Nothing to
+	 * leak: it is due to be reclaimed if it stays idle.
 	 */
-	if (lookup_bucket(b->nsp, b->name, RowExclusiveLock, &buckets) >= 0)
-	{
-		Datum		values[Natts_bucket];
-		bool		nulls[Natts_bucket];
-
-		slot_getallattrs(buckets.slot);
-		memcpy(values, buckets.slot->tts_values, sizeof(Datum) * buckets.ncolumns);
-		memcpy(nulls, buckets.slot->tts_isnull, sizeof(bool) * buckets.ncolumns);
-		values[Anum_bucket_id - 1] = Int64GetDatum(new_bucket_id(b->nsp, tb.packed));
-		/* nothing to leak: reclaim it if it stays idle */
-		values[Anum_bucket_due - 1] = Int64GetDatum(pyrate_now_ms() + largest_interval(b, 0));
-		nulls[Anum_bucket_due - 1] = false;
-		pyrate_rel_update(&buckets, &buckets.slot->tts_tid,
-						  pyrate_rel_form(&buckets, values, nulls));
-		forget_bucket_ids(RelationGetRelid(buckets.heap));
-	}
-	pyrate_rel_close(&buckets);
+	(void) move_to_new_id(b, tb.packed, pyrate_now_ms() + largest_interval(b, 0), &new_id);
 	tb_close(&tb);
 }
 

@@ -45,7 +45,7 @@ pg_start client "$PGPORT_C" "shared_preload_libraries = 'pyrate'" "pyrate.leak_i
 	"listen_addresses = '127.0.0.1'" || exit 1
 DSN=$(pg_conninfo client "$PGPORT_C")
 psql -X -q "$DSN" -c "CREATE EXTENSION pyrate" || not_ok "CREATE EXTENSION pyrate"
-redis_start redis "$REDIS_PORT"
+redis_start redis "$REDIS_PORT" || not_ok "redis-server starts on port $REDIS_PORT"
 mkdir -p "$TMP/bouncer"
 cat >"$TMP/bouncer/pgbouncer.ini" <<INI
 [databases]
