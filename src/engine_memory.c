@@ -54,6 +54,7 @@
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "common/hashfn.h"
+#include "port/pg_bitutils.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -102,9 +103,10 @@ typedef struct Key
 	uint32		hash;
 } Key;
 
-/* where a bucket sits: the link pointing at it, and the bucket */
+/* where a bucket sits: its directory head, the link pointing at it, the bucket */
 typedef struct Slot
 {
+	uint32		head;
 	dsa_pointer *link;
 	dsa_pointer dp;
 	MemBucket  *b;
@@ -174,12 +176,56 @@ account(PyratePartition *part, Oid dbid, int64 delta)
 	(void) pg_atomic_fetch_add_u64(db_bytes(dbid), delta);
 }
 
+/* Head h holds a bucket (set) or none (clear): its partition lock is held. */
+static inline void
+mark_head(uint32 h, bool set)
+{
+	uint32		hpp = pyrate_heads_per_partition();
+	uint32		i = h % hpp;
+	uint64	   *w = &pyrate_occupied[(Size) (h / hpp) * PYRATE_OCCUPIED_WORDS(hpp) + i / 64];
+
+	if (set)
+		*w |= UINT64CONST(1) << (i % 64);
+	else
+		*w &= ~(UINT64CONST(1) << (i % 64));
+}
+
+/*
+ * The first head of partition p at or after h (a head of p, or p's end)
+ * that holds a bucket; p's end when none.  Its lock is held.
+ */
+static uint32
+occupied_from(int p, uint32 h)
+{
+	uint32		hpp = pyrate_heads_per_partition();
+	uint32		first = (uint32) p * hpp;
+	const uint64 *w = &pyrate_occupied[(Size) p * PYRATE_OCCUPIED_WORDS(hpp)];
+	uint32		i;
+
+	for (i = h - first; i < hpp; i = (i | 63) + 1)
+	{
+		uint64		bits = w[i / 64] >> (i % 64);
+
+		if (bits != 0)
+			return first + i + pg_rightmost_one_pos64(bits);
+	}
+	return first + hpp;
+}
+
+/* partition p's heads that hold a bucket, its lock held */
+#define foreach_occupied(p, h) \
+	for ((h) = occupied_from((p), (uint32) (p) * pyrate_heads_per_partition()); \
+		 (h) < (uint32) ((p) + 1) * pyrate_heads_per_partition(); \
+		 (h) = occupied_from((p), (h) + 1))
+
 /* Find the bucket; the partition lock is held.  false when absent. */
 static bool
 find(dsa_area *a, const Key *k, Slot *s)
 {
-	dsa_pointer *link = &pyrate_heads[k->hash & (pyrate_shared->nheads - 1)];
+	dsa_pointer *link;
 
+	s->head = pyrate_head_of(k->hash);
+	link = &pyrate_heads[s->head];
 	while (DsaPointerIsValid(*link))
 	{
 		MemBucket  *b = dsa_get_address(a, *link);
@@ -323,6 +369,8 @@ unlink_bucket(dsa_area *a, Slot *s, PyratePartition *part)
 		(void) pg_atomic_fetch_sub_u32(&pyrate_shared->group_buckets[group], 1);
 	free_log(a, s->b, part);
 	*s->link = s->b->next;
+	if (!DsaPointerIsValid(pyrate_heads[s->head]))
+		mark_head(s->head, false);
 	part->buckets--;
 	account(part, s->b->dbid, -(int64) BUCKET_SIZE(s->b->namelen));
 	dsa_free(a, s->dp);
@@ -344,6 +392,8 @@ link_bucket(dsa_area *a, const Key *k, Slot *s, dsa_pointer bdp, PyratePartition
 	b->group = 0;
 	memcpy(b->name, k->name, k->namelen);
 	b->name[k->namelen] = '\0';
+	if (s->link == &pyrate_heads[s->head])
+		mark_head(s->head, true);
 	*s->link = bdp;
 	s->dp = bdp;
 	s->b = b;
@@ -408,10 +458,11 @@ unlink_in_partition(dsa_area *a, int p, bool only_empty, Oid dbid)
 	int64		n = 0;
 	uint32		h;
 
-	for (h = p; h < pyrate_shared->nheads; h += PYRATE_PARTITIONS)
+	foreach_occupied(p, h)
 	{
 		Slot		s;
 
+		s.head = h;
 		s.link = &pyrate_heads[h];
 		while (DsaPointerIsValid(*s.link))
 		{
@@ -690,7 +741,7 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 		LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
 		(void) find(a, &k, &s);
 		log = log_of(a, s.b, &one);
-		switch (pyr_log_put(log, pb->def.rates, pb->def.nrates, ts, weight, d))
+		switch (pyr_log_put(log, pb->def.rates, pb->def.nrates, ts, weight, pb->exact, d))
 		{
 			case PYR_PUT_REJECTED:
 				break;
@@ -1152,7 +1203,7 @@ copy_partition(dsa_area *a, int p, char **buf, Size *bufsize)
 		uint32		h;
 
 		LWLockAcquire(partition_lock(p), LW_SHARED);
-		for (h = p; h < pyrate_shared->nheads; h += PYRATE_PARTITIONS)
+		foreach_occupied(p, h)
 		{
 			dsa_pointer dp;
 
@@ -1268,7 +1319,7 @@ foreach_bucket(PyrateFileVisitor visit, void *visit_arg, bool durable_only, uint
 		if (arg == NULL)
 			LWLockAcquire(partition_lock(p), LW_SHARED);
 		lsn[p] = partition(p)->lsn;
-		for (h = p; h < pyrate_shared->nheads; h += PYRATE_PARTITIONS)
+		foreach_occupied(p, h)
 		{
 			dsa_pointer dp;
 

@@ -497,39 +497,56 @@ bool
 pyrate_limiter_acquire(Oid nsp, const char *name, int64 weight, bool blocking,
 					   int64 deadline, PyrateAcquireResult *r)
 {
-	MemoryContext loop_cxt;
-	MemoryContext old;
+	MemoryContext loop_cxt = NULL;
 	PyrateStatKind kind;
 	char	   *pattern = NULL;
+	bool		own_pattern = false;
 	TimestampTz started = 0;
 
-	loop_cxt = AllocSetContextCreate(CurrentMemoryContext, "pyrate acquire",
-									 ALLOCSET_SMALL_SIZES);
 	for (;;)
 	{
 		PyrateBucket b;
 		pyr_decision d;
 		int64		delay;
 
-		old = MemoryContextSwitchTo(loop_cxt);
-		pyrate_bucket_init(&b, nsp, name);
-		kind = decide(&b, pyrate_now_ms(), weight, true, &d);
-		MemoryContextSwitchTo(old);
+		/*
+		 * The first try allocates in the caller's context, as any function
+		 * call does; retries, in a context of their own that each round
+		 * empties, so a long wait does not pile up.
+		 */
+		if (loop_cxt)
+		{
+			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
+
+			pyrate_bucket_init(&b, nsp, name);
+			kind = decide(&b, pyrate_now_ms(), weight, true, &d);
+			MemoryContextSwitchTo(old);
+		}
+		else
+		{
+			pyrate_bucket_init(&b, nsp, name);
+			kind = decide(&b, pyrate_now_ms(), weight, true, &d);
+		}
 		if (pattern == NULL || strcmp(pattern, b.def.pattern) != 0)
 		{
-			if (pattern)
+			if (own_pattern)
 				pfree(pattern);
-			pattern = pstrdup(b.def.pattern);
+			own_pattern = loop_cxt != NULL;
+			pattern = own_pattern ? pstrdup(b.def.pattern) : b.def.pattern;
 		}
 		if (!d.admitted)
 		{
 			r->failing_rate = b.def.rates[d.failing];
 			r->retry_after = d.retry_after;
 		}
-		MemoryContextReset(loop_cxt);
+		if (loop_cxt)
+			MemoryContextReset(loop_cxt);
 
 		if (d.admitted || !blocking || d.waiting < 0)
 			break;
+		if (loop_cxt == NULL)
+			loop_cxt = AllocSetContextCreate(CurrentMemoryContext, "pyrate acquire",
+											 ALLOCSET_SMALL_SIZES);
 		delay = d.waiting + pyrate_buffer_ms;
 		if (started == 0)
 			started = GetCurrentTimestamp();
@@ -547,12 +564,14 @@ pyrate_limiter_acquire(Oid nsp, const char *name, int64 weight, bool blocking,
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-	MemoryContextDelete(loop_cxt);
+	if (loop_cxt)
+		MemoryContextDelete(loop_cxt);
 	if (started != 0)
 		pyrate_stats_count(pattern, PYRATE_STAT_WAITED,
 						   (GetCurrentTimestamp() - started) / 1000);
 	pyrate_stats_count(pattern, kind, 0);
-	pfree(pattern);
+	if (own_pattern)
+		pfree(pattern);
 	return kind != PYRATE_STAT_REJECTED;
 }
 

@@ -4,7 +4,8 @@
  *
  * Layout (see PyrateShared in memory_arena.h for which lock guards what):
  *   "pyrate"            the fixed control struct
- *   "pyrate directory"  the bucket directory: nheads chain heads
+ *   "pyrate directory"  the bucket directory: nheads chain heads, then a bit
+ *                       per head saying it holds a bucket (memory_arena.h)
  *   "pyrate arena"      pyrate.memory_size bytes, a DSA area created in place
  *                       and capped at its own size, so it never grows
  * The postmaster creates it all; the memory engine (engine_memory.c) calls
@@ -28,6 +29,7 @@ int			pyrate_memory_reserve = 1024;	/* kB */
 PyrateShared *pyrate_shared = NULL;
 LWLockPadded *pyrate_locks = NULL;
 dsa_pointer *pyrate_heads = NULL;
+uint64	   *pyrate_occupied = NULL;
 
 static void *arena_place = NULL;
 static dsa_area *postmaster_area = NULL;	/* the postmaster's own attachment */
@@ -49,11 +51,21 @@ head_count(void)
 	return n;
 }
 
+/* the heads, then their occupied bits */
+static Size
+directory_size(void)
+{
+	Size		words = PYRATE_OCCUPIED_WORDS(head_count() / PYRATE_PARTITIONS);
+
+	return add_size(mul_size(head_count(), sizeof(dsa_pointer)),
+					mul_size(mul_size(words, PYRATE_PARTITIONS), sizeof(uint64)));
+}
+
 void
 pyrate_arena_request(void)
 {
 	RequestAddinShmemSpace(MAXALIGN(sizeof(PyrateShared)));
-	RequestAddinShmemSpace(mul_size(head_count(), sizeof(dsa_pointer)));
+	RequestAddinShmemSpace(directory_size());
 	RequestAddinShmemSpace(arena_size());
 	RequestNamedLWLockTranche("pyrate", PYRATE_PARTITIONS);
 }
@@ -68,8 +80,8 @@ pyrate_arena_startup(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	pyrate_shared = ShmemInitStruct("pyrate", sizeof(PyrateShared), &found);
-	pyrate_heads = ShmemInitStruct("pyrate directory",
-								   mul_size(head_count(), sizeof(dsa_pointer)), &found_heads);
+	pyrate_heads = ShmemInitStruct("pyrate directory", directory_size(), &found_heads);
+	pyrate_occupied = (uint64 *) (pyrate_heads + head_count());
 	arena_place = ShmemInitStruct("pyrate arena", arena_size(), &found_arena);
 	pyrate_locks = GetNamedLWLockTranche("pyrate");
 	/* the three are made together, by the first process here */
@@ -95,6 +107,8 @@ pyrate_arena_startup(void)
 				PYRATE_RESERVE_MAX);
 		for (i = 0; i < pyrate_shared->nheads; i++)
 			pyrate_heads[i] = InvalidDsaPointer;
+		memset(pyrate_occupied, 0,
+			   (Size) PYRATE_OCCUPIED_WORDS(pyrate_heads_per_partition()) * PYRATE_PARTITIONS * sizeof(uint64));
 		pyrate_shared->area_tranche = LWLockNewTrancheId();
 		LWLockRegisterTranche(pyrate_shared->area_tranche, "pyrate_memory_area");
 		old = MemoryContextSwitchTo(TopMemoryContext);

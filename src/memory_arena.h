@@ -59,7 +59,7 @@ StaticAssertDecl(PYRATE_GROUPS - 1 <= PYRATE_GROUP_MASK, "a group fits its bits"
  *
  * Locking:
  *   locks[p] (tranche "pyrate", LW_EXCLUSIVE to change, LW_SHARED to read)
- *     guards directory heads h with (h & (PYRATE_PARTITIONS - 1)) == p, every
+ *     guards partition p's directory heads and their occupied bits, every
  *     bucket on those chains (its next link, its log pointer and the log's
  *     contents) and parts[p].  Held only for one lookup and one O(log n)
  *     update; never while sleeping, never two at a time.
@@ -98,6 +98,33 @@ typedef struct PyrateShared
 extern PyrateShared *pyrate_shared;		/* NULL unless preloaded */
 extern LWLockPadded *pyrate_locks;
 extern dsa_pointer *pyrate_heads;
+extern uint64 *pyrate_occupied;
+
+/*
+ * The directory: nheads chain heads, partition p's a contiguous run of
+ * pyrate_heads_per_partition() from p times that, so a walk of a partition
+ * reads one stretch of memory.  pyrate_occupied has a bit per head, set
+ * while its chain holds a bucket, in PYRATE_OCCUPIED_WORDS(hpp) words per
+ * partition (guarded by the partition lock, like the heads): walks skip
+ * the empty heads 64 at a time.
+ */
+#define PYRATE_OCCUPIED_WORDS(hpp) (((hpp) + 63) / 64)
+
+static inline uint32
+pyrate_heads_per_partition(void)
+{
+	return pyrate_shared->nheads / PYRATE_PARTITIONS;
+}
+
+/* the head of a hash: its partition's run, at the hash's next bits */
+static inline uint32
+pyrate_head_of(uint32 hash)
+{
+	uint32		hpp = pyrate_heads_per_partition();
+
+	return (hash & (PYRATE_PARTITIONS - 1)) * hpp +
+		((hash / PYRATE_PARTITIONS) & (hpp - 1));
+}
 
 /* pyrate.memory_size and pyrate.memory_reserve, in kB (the memory engine defines the settings) */
 extern int	pyrate_memory_size;

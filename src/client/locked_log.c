@@ -43,7 +43,7 @@ pyr_locked_put(pyrate_bucket *b, const pyrate_item *item, pyrate_decision *d, py
 	pyr_decision dec;
 	int			rc = PYRATE_OK;
 
-	if (pyr_log_put(lock_log(b), CORE_RATES(b), b->nrates, ts, item->weight, &dec) == PYR_PUT_FULL)
+	if (pyr_log_put(lock_log(b), CORE_RATES(b), b->nrates, ts, item->weight, true, &dec) == PYR_PUT_FULL)
 		rc = l->full(l, ts, item->weight, err);
 	unlock_log(b);
 	if (rc == PYRATE_OK)

@@ -247,7 +247,11 @@ typedef enum pyr_put_result
 	PYR_PUT_FULL				/* admitted, but the ring must grow first */
 } pyr_put_result;
 
+/*
+ * Unless exact, a rate that every unit of the log leaves room in is not
+ * searched: the decision is the same, its remaining a lower bound.
+ */
 pyr_put_result pyr_log_put(pyr_log *log, const pyr_rate *rates, int nrates,
-						   int64_t ts, int64_t weight, pyr_decision *d);
+						   int64_t ts, int64_t weight, bool exact, pyr_decision *d);
 
 #endif							/* PYRATE_CORE_H */

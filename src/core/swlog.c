@@ -243,9 +243,26 @@ pyr_log_view(const pyr_log *log)
 #define VIEW_PEEK(log, view, i, ts, w) \
 	((log) ? log_peek((log), (i), (ts), (w)) : (view)->peek((view)->ctx, (i), (ts), (w)))
 
+/*
+ * An upper bound of the units in the window from since, or -1: for a log
+ * (unless exact) every unit it holds, read from its newest entry; for a view
+ * its since_bound.
+ */
+static inline int64_t
+view_bound(const pyr_log *log, const pyr_view *view, bool exact, int64_t since)
+{
+	if (log)
+		return exact ? -1 : total(log) - log->base;
+	return view->since_bound ? view->since_bound(view->ctx, since) : -1;
+}
+
+/*
+ * A rate whose bound already admits the weight is not counted exactly (for
+ * a log: no search of its window), so remaining is then a lower bound.
+ */
 static inline __attribute__((always_inline)) void
-decide(const pyr_log *log, const pyr_view *view, const pyr_rate *rates, int nrates,
-	   int64_t ts, int64_t weight, pyr_decision *d)
+decide(const pyr_log *log, const pyr_view *view, bool exact, const pyr_rate *rates,
+	   int nrates, int64_t ts, int64_t weight, pyr_decision *d)
 {
 	int64_t		used[PYR_MAX_RATES];
 	int			i;
@@ -275,9 +292,9 @@ decide(const pyr_log *log, const pyr_view *view, const pyr_rate *rates, int nrat
 		int64_t		bts;
 		int64_t		bweight;
 
-		if (!log && view->since_bound && weight > 0)
+		if (weight > 0)
 		{
-			int64_t		bound = view->since_bound(view->ctx, ts - r->interval);
+			int64_t		bound = view_bound(log, view, exact, ts - r->interval);
 
 			if (bound >= 0 && bound + weight <= r->limit)
 			{
@@ -328,14 +345,14 @@ void
 pyr_decide(const pyr_view *view, const pyr_rate *rates, int nrates,
 		   int64_t ts, int64_t weight, pyr_decision *d)
 {
-	decide(NULL, view, rates, nrates, ts, weight, d);
+	decide(NULL, view, false, rates, nrates, ts, weight, d);
 }
 
 pyr_put_result
 pyr_log_put(pyr_log *log, const pyr_rate *rates, int nrates,
-			int64_t ts, int64_t weight, pyr_decision *d)
+			int64_t ts, int64_t weight, bool exact, pyr_decision *d)
 {
-	decide(log, NULL, rates, nrates, ts, weight, d);
+	decide(log, NULL, exact, rates, nrates, ts, weight, d);
 	if (!d->admitted)
 		return PYR_PUT_REJECTED;
 	if (weight == 0)

@@ -48,7 +48,7 @@ core_put(void *ctx, int64_t ts, int64_t weight, bool *admitted, pyr_rate *failin
 {
 	core_ctx   *c = ctx;
 	pyr_decision d;
-	pyr_put_result r = pyr_log_put(c->log, c->rates, c->nrates, ts, weight, &d);
+	pyr_put_result r = pyr_log_put(c->log, c->rates, c->nrates, ts, weight, true, &d);
 
 	if (r == PYR_PUT_FULL)
 	{

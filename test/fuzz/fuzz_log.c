@@ -71,14 +71,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						int64_t		before = pyr_log_count(log);
 
 						w = extreme[arg - 250];
-						if (pyr_log_put(log, rates, nrates, t, w, &d) != PYR_PUT_REJECTED ||
+						if (pyr_log_put(log, rates, nrates, t, w, false, &d) != PYR_PUT_REJECTED ||
 							d.waiting != -1 || pyr_log_count(log) != before)
 							abort();
 						break;
 					}
 					fail = naive_failing(&m, rates, nrates, t, w);
 
-					if (pyr_log_put(log, rates, nrates, t, w, &d) == PYR_PUT_FULL)
+					/* exact or not (case 0 or 1): the same decision */
+					if (pyr_log_put(log, rates, nrates, t, w, (op & 3) == 0, &d) == PYR_PUT_FULL)
 					{
 						log = resize(log, log->cap * 2);
 						if (!pyr_log_push(log, t, w))

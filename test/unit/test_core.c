@@ -119,13 +119,26 @@ test_random(unsigned seed)
 		{
 			int64_t		w = rand() % 5;
 			pyr_decision d;
-			pyr_put_result r = pyr_log_put(log, rates, 3, t, w, &d);
+			pyr_decision fast;
+			pyr_log    *copy = malloc(pyr_log_size(log->cap));
+			pyr_put_result fr;
+			pyr_put_result r;
 			int			fail = naive_failing(m, rates, 3, t, w);
 			bool		fits = fail < 0;
 
+			/* the same put, not exact: on a copy, before */
+			memcpy(copy, log, pyr_log_size(log->cap));
+			fr = pyr_log_put(copy, rates, 3, t, w, false, &fast);
+			free(copy);
+			r = pyr_log_put(log, rates, 3, t, w, true, &d);
 			if (fits != d.admitted || (!fits && d.failing != fail))
 				bad = printf("op %d: put %" PRId64 " at %" PRId64 ": log %d, model %d\n",
 							 op, w, t, d.admitted, fits);
+			if (fr != r || fast.admitted != d.admitted || fast.failing != d.failing ||
+				fast.waiting != d.waiting || fast.retry_after != d.retry_after ||
+				fast.remaining > d.remaining || fast.remaining < 0)
+				bad = printf("op %d: the put not exact decided otherwise (remaining %" PRId64
+							 " against %" PRId64 ")\n", op, fast.remaining, d.remaining);
 			if (r == PYR_PUT_FULL)
 			{
 				log = resize(log, log->cap * 2);
@@ -290,7 +303,7 @@ run_slots(const pyr_rate *rates, int nrates, int n, unsigned seed, int puts, int
 		int			j;
 
 		t += rand() % (max_gap + 1);
-		pr = pyr_log_put(log, rates, nrates, t, w, &d);
+		pr = pyr_log_put(log, rates, nrates, t, w, true, &d);
 		if (pr == PYR_PUT_FULL)
 		{
 			log = resize(log, log->cap * 2);
@@ -415,17 +428,17 @@ test_clock_back_and_flush(void)
 				w;
 
 	pyr_log_init(log, 8);
-	pyr_log_put(log, &r, 1, 5000, 1, &d);
-	pyr_log_put(log, &r, 1, 4000, 2, &d);
+	pyr_log_put(log, &r, 1, 5000, 1, true, &d);
+	pyr_log_put(log, &r, 1, 4000, 2, true, &d);
 	CHECK(pyr_log_peek(log, 0, &ts, &w) && ts == 5000 && w == 2, "an older timestamp is stored as the newest");
 	CHECK(pyr_log_since(log, 4990) == 3, "window counts after a clock step back");
 	pyr_log_flush(log);
 	CHECK(pyr_log_count(log) == 0 && !pyr_log_peek(log, 0, &ts, &w), "flush empties");
-	pyr_log_put(log, &r, 1, 100, 1, &d);
+	pyr_log_put(log, &r, 1, 100, 1, true, &d);
 	CHECK(pyr_log_peek(log, 0, &ts, &w) && ts == 100, "after flush the clock starts anew");
-	pyr_log_put(log, &r, 1, 100, 11, &d);
+	pyr_log_put(log, &r, 1, 100, 11, true, &d);
 	CHECK(!d.admitted && d.waiting == -1 && d.retry_after == -1, "a weight over the limit never fits");
-	pyr_log_put(log, &r, 1, 100, 0, &d);
+	pyr_log_put(log, &r, 1, 100, 0, true, &d);
 	CHECK(d.admitted && pyr_log_count(log) == 1, "weight 0 stores nothing");
 	free(log);
 }
@@ -470,7 +483,7 @@ test_extreme(void)
 			if (log->len == log->cap)
 				admitted -= pyr_log_leak(log, INT64_MAX);
 			before = pyr_log_count(log);
-			r = pyr_log_put(log, rates[k], nrates[k], t, w, &d);
+			r = pyr_log_put(log, rates[k], nrates[k], t, w, true, &d);
 			if ((w < 0 || w > PYR_MAX_WEIGHT) && (d.admitted || d.waiting != -1 || pyr_log_count(log) != before))
 			{
 				printf("# weight %" PRId64 " at %" PRId64 " was admitted or stored\n", w, t);
@@ -508,8 +521,8 @@ test_extreme(void)
 
 		pyr_log_init(log, 8);
 		log->base = INT64_MAX - 10;
-		CHECK(pyr_log_put(log, &big, 1, 5000, 5, &d) == PYR_PUT_ADMITTED, "a put near the counter's end");
-		CHECK(pyr_log_put(log, &big, 1, 5001, PYR_MAX_WEIGHT - 5, &d) == PYR_PUT_ADMITTED &&
+		CHECK(pyr_log_put(log, &big, 1, 5000, 5, true, &d) == PYR_PUT_ADMITTED, "a put near the counter's end");
+		CHECK(pyr_log_put(log, &big, 1, 5001, PYR_MAX_WEIGHT - 5, true, &d) == PYR_PUT_ADMITTED &&
 			  pyr_log_count(log) == PYR_MAX_WEIGHT, "a put past the counter's end rebases it");
 		CHECK(pyr_log_peek(log, 0, &ts, &w) && ts == 5001 && w == PYR_MAX_WEIGHT - 5 &&
 			  pyr_log_peek(log, PYR_MAX_WEIGHT - 1, &ts, &w) && ts == 5000 && w == 5,
