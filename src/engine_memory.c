@@ -218,6 +218,73 @@ occupied_from(int p, uint32 h)
 		 (h) < (uint32) ((p) + 1) * pyrate_heads_per_partition(); \
 		 (h) = occupied_from((p), (h) + 1))
 
+/*
+ * Where this backend last found a bucket of each hash slot: the bucket, its
+ * ring and the ring's newest entry, as addresses.  Only ever prefetched, so
+ * a stale one (the bucket gone, the ring grown, a hash shared) costs a
+ * wasted prefetch and nothing else: the lookup under the lock decides.  An
+ * acquire's reads form a chain, directory head -> bucket -> ring -> newest
+ * entry, each a likely cache miss (the other backends wrote them last);
+ * started before the partition lock is taken, they arrive together while it
+ * is.
+ */
+#define NHINTS 1024
+
+/*
+ * A read prefetch.  GCC 12 at -O2 drops __builtin_prefetch calls from an
+ * inlined function with a branch in it (prefetch_bucket below lost all of
+ * them), so on x86 it is the instruction itself.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+#define PREFETCH(addr) __asm__ __volatile__("prefetcht0 %0" : : "m" (*(const char *) (addr)))
+#else
+#define PREFETCH(addr) __builtin_prefetch(addr)
+#endif
+
+typedef struct Hint
+{
+	uint32		hash;
+	const void *bucket;
+	const void *log;
+	const void *newest;
+} Hint;
+
+static Hint hints[NHINTS];
+
+static inline void
+prefetch_bucket(const Key *k, int p)
+{
+	const Hint *h = &hints[k->hash % NHINTS];
+
+	PREFETCH(&pyrate_heads[pyrate_head_of(k->hash)]);
+	PREFETCH(partition(p));
+	if (h->hash != k->hash || h->bucket == NULL)
+		return;
+	PREFETCH(h->bucket);
+	if (h->log == NULL)
+		return;
+	PREFETCH(h->log);
+	/* the newest entry then, and the 64-byte line after it for what came since */
+	PREFETCH(h->newest);
+	PREFETCH((const char *) h->newest + 64);
+}
+
+/* s's bucket (NULL: none), after the change: its lock is still held */
+static inline void
+remember_bucket(dsa_area *a, const Key *k, const Slot *s)
+{
+	Hint	   *h = &hints[k->hash % NHINTS];
+	const pyr_log *log = NULL;
+
+	if (s->b != NULL && DsaPointerIsValid(s->b->log))
+		log = dsa_get_address(a, s->b->log);
+	h->hash = k->hash;
+	h->bucket = s->b;
+	h->log = log != NULL && log->len > 0 ? log : NULL;
+	if (h->log)
+		h->newest = &log->e[(log->head + log->len - 1) & (log->cap - 1)];
+}
+
 /* Find the bucket; the partition lock is held.  false when absent. */
 static bool
 find(dsa_area *a, const Key *k, Slot *s)
@@ -719,10 +786,12 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 		OneLog		one;
 		pyr_view	v;
 
+		prefetch_bucket(&k, p);
 		LWLockAcquire(partition_lock(p), LW_SHARED);
 		(void) find(a, &k, &s);
 		v = pyr_log_view(log_of(a, s.b, &one));
 		pyr_decide(&v, pb->def.rates, pb->def.nrates, ts, weight, d);
+		remember_bucket(a, &k, &s);
 		LWLockRelease(partition_lock(p));
 		return;
 	}
@@ -738,6 +807,7 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 		bool		growing = false;
 		bool		stored = false;
 
+		prefetch_bucket(&k, p);
 		LWLockAcquire(partition_lock(p), LW_EXCLUSIVE);
 		(void) find(a, &k, &s);
 		log = log_of(a, s.b, &one);
@@ -799,6 +869,7 @@ memory_acquire(const PyrateBucket *pb, int64 ts, int64 weight, bool store, pyr_d
 										  s.b->group & PYRATE_GROUP_MASK, ts, weight,
 										  pb->def.slots, pb->def.rates, pb->def.nrates));
 		}
+		remember_bucket(a, &k, &s);
 		LWLockRelease(partition_lock(p));
 		if (why == SHORT_NONE)
 			return;
