@@ -54,9 +54,9 @@
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "common/hashfn.h"
-#include "port/pg_bitutils.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "port/pg_bitutils.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -219,6 +219,17 @@ occupied_from(int p, uint32 h)
 		 (h) = occupied_from((p), (h) + 1))
 
 /*
+ * A read prefetch.  GCC 12 at -O2 drops __builtin_prefetch calls from an
+ * inlined function with a branch in it (prefetch_bucket below lost all of
+ * them), so on x86 it is the instruction itself.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+#define PREFETCH(addr) __asm__ __volatile__("prefetcht0 %0" : : "m" (*(const char *) (addr)))
+#else
+#define PREFETCH(addr) __builtin_prefetch(addr)
+#endif
+
+/*
  * Where this backend last found a bucket of each hash slot: the bucket, its
  * ring and the ring's newest entry, as addresses.  Only ever prefetched, so
  * a stale one (the bucket gone, the ring grown, a hash shared) costs a
@@ -229,17 +240,6 @@ occupied_from(int p, uint32 h)
  * is.
  */
 #define NHINTS 1024
-
-/*
- * A read prefetch.  GCC 12 at -O2 drops __builtin_prefetch calls from an
- * inlined function with a branch in it (prefetch_bucket below lost all of
- * them), so on x86 it is the instruction itself.
- */
-#if defined(__x86_64__) || defined(__i386__)
-#define PREFETCH(addr) __asm__ __volatile__("prefetcht0 %0" : : "m" (*(const char *) (addr)))
-#else
-#define PREFETCH(addr) __builtin_prefetch(addr)
-#endif
 
 typedef struct Hint
 {
