@@ -173,3 +173,13 @@ SELECT pyrate_leak() >= 1 AS leaked, pyrate_count('due:e');
 SELECT pyrate_undefine('*:e');
 SELECT pyrate_dispose(name) FROM pyrate_buckets() WHERE name LIKE 'due:%' ORDER BY name;
 SELECT pyrate_dispose('due:a'), pyrate_undefine('due:*');
+
+-- A memory bucket still holding items its window no longer counts (not yet
+-- leaked): pyrate_acquire counts the window exactly for its remaining;
+-- puts admit on a bound (every unit held fits) while it holds, and count the
+-- window once it does not: the four after 5000 fit, the fifth does not.
+SELECT FROM pyrate_define('exact:m', '{5/1000}', 'memory');
+SELECT pyrate_put('exact:m', 1, 1000), pyrate_put('exact:m', 1, 1100), pyrate_put('exact:m', 1, 1200);
+SELECT acquired, remaining FROM pyrate_acquire('exact:m', 1, 5000);
+SELECT t, pyrate_put('exact:m', 1, t) FROM generate_series(5001, 5005) t;
+SELECT pyrate_count('exact:m'), pyrate_dispose('exact:m'), pyrate_undefine('exact:m');
