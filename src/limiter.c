@@ -500,7 +500,6 @@ pyrate_limiter_acquire(Oid nsp, const char *name, int64 weight, bool blocking,
 	MemoryContext loop_cxt = NULL;
 	PyrateStatKind kind;
 	char	   *pattern = NULL;
-	bool		own_pattern = false;
 	TimestampTz started = 0;
 
 	for (;;)
@@ -508,31 +507,22 @@ pyrate_limiter_acquire(Oid nsp, const char *name, int64 weight, bool blocking,
 		PyrateBucket b;
 		pyr_decision d;
 		int64		delay;
+		MemoryContext old;
 
 		/*
 		 * The first try allocates in the caller's context, as any function
 		 * call does; retries, in a context of their own that each round
 		 * empties, so a long wait does not pile up.
 		 */
-		if (loop_cxt)
-		{
-			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
-
-			pyrate_bucket_init(&b, nsp, name);
-			kind = decide(&b, pyrate_now_ms(), weight, true, &d);
-			MemoryContextSwitchTo(old);
-		}
-		else
-		{
-			pyrate_bucket_init(&b, nsp, name);
-			kind = decide(&b, pyrate_now_ms(), weight, true, &d);
-		}
+		old = loop_cxt ? MemoryContextSwitchTo(loop_cxt) : CurrentMemoryContext;
+		pyrate_bucket_init(&b, nsp, name);
+		kind = decide(&b, pyrate_now_ms(), weight, true, &d);
+		MemoryContextSwitchTo(old);
 		if (pattern == NULL || strcmp(pattern, b.def.pattern) != 0)
 		{
-			if (own_pattern)
+			if (pattern)
 				pfree(pattern);
-			own_pattern = loop_cxt != NULL;
-			pattern = own_pattern ? pstrdup(b.def.pattern) : b.def.pattern;
+			pattern = pstrdup(b.def.pattern);
 		}
 		if (!d.admitted)
 		{
@@ -570,8 +560,7 @@ pyrate_limiter_acquire(Oid nsp, const char *name, int64 weight, bool blocking,
 		pyrate_stats_count(pattern, PYRATE_STAT_WAITED,
 						   (GetCurrentTimestamp() - started) / 1000);
 	pyrate_stats_count(pattern, kind, 0);
-	if (own_pattern)
-		pfree(pattern);
+	pfree(pattern);
 	return kind != PYRATE_STAT_REJECTED;
 }
 

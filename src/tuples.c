@@ -267,6 +267,18 @@ open_as_cached(PyrateRel *r, LayoutEntry *e, LOCKMODE mode)
 	return true;
 }
 
+/* Open t as its cached layout says, when that layout is still valid. */
+static bool
+rel_open_cached(PyrateRel *r, LayoutEntry *e, const PyrateTable *t, LOCKMODE mode)
+{
+	r->table = t;
+	r->lockmode = mode;
+	if (!open_as_cached(r, e, mode))
+		return false;
+	r->slot = table_slot_create(r->heap, NULL);
+	return true;
+}
+
 void
 pyrate_rel_open(PyrateRel *r, Oid nsp, const PyrateTable *t, LOCKMODE mode)
 {
@@ -276,13 +288,8 @@ pyrate_rel_open(PyrateRel *r, Oid nsp, const PyrateTable *t, LOCKMODE mode)
 	ListCell   *lc;
 	uint64		seen;
 
-	r->table = t;
-	r->lockmode = mode;
-	if (open_as_cached(r, e, mode))
-	{
-		r->slot = table_slot_create(r->heap, NULL);
+	if (rel_open_cached(r, e, t, mode))
 		return;
-	}
 	e->valid = false;
 	relid = get_relname_relid(t->name, nsp);
 	if (!OidIsValid(relid))
@@ -328,19 +335,11 @@ pyrate_rel_open_either(PyrateRel *r, Oid nsp, const PyrateTable *a, const Pyrate
 	const PyrateTable *t = a;
 	Oid			relid;
 
-	for (int i = 0; i < 2; i++)
-	{
-		t = i == 0 ? a : b;
-		if (open_as_cached(r, layout_entry(nsp, t), mode))
-		{
-			r->table = t;
-			r->lockmode = mode;
-			r->slot = table_slot_create(r->heap, NULL);
-			return t;
-		}
-	}
+	if (rel_open_cached(r, layout_entry(nsp, a), a, mode))
+		return a;
+	if (rel_open_cached(r, layout_entry(nsp, b), b, mode))
+		return b;
 	/* the first column tells them apart; pyrate_rel_open checks the rest */
-	t = a;
 	relid = get_relname_relid(a->name, nsp);
 	if (OidIsValid(relid))
 	{
