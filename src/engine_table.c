@@ -710,12 +710,21 @@ put_in_progress(TableBucket *tb, LockFor lock_for)
 		if (id < 0)
 			return InvalidTransactionId;
 		xid = dirty.xmin;
-		/* a decision may count the items of a bucket being created at commit */
-		if (lock_for != LOCK_CHECK || !pyrate_pending_is_committing(xid))
-			return xid;
+		if (TransactionIdIsValid(xid))
+		{
+			/* a decision may count the items of a bucket being created at commit */
+			if (lock_for != LOCK_CHECK || !pyrate_pending_is_committing(xid))
+				return xid;
+			tb->id_in_progress = true;
+		}
+
+		/*
+		 * Else the row committed since current_id() looked: a transaction
+		 * writing its items at commit holds no lock by then.  The bucket is
+		 * that row's, with the items it came with.
+		 */
 		tb->id = id;
 		tb->cached = NULL;
-		tb->id_in_progress = true;
 		dirty.xmin = InvalidTransactionId;
 	}
 	load_newest_in(tb, &dirty);

@@ -79,6 +79,26 @@ check "acquiring and disposing of 3000 names at once: pgbench without errors" \
 check "... and no backend crashed" \
 	test "$(grep -c "terminated by signal" "$(pyrate_tmp)/stress/server.log")" = "$crashes_before"
 
+# 4b. New buckets, written at commit: a new name every quarter
+#     millisecond, each taken by about two clients at once, at most 2 an
+#     hour.  A put whose lookup missed a bucket row that another
+#     transaction then committed took the bucket for empty: its decision
+#     admitted past the limit, its write at commit made a second row (a
+#     duplicate-key error).
+sql -q -c "SELECT pyrate_define('stress:new:*', '{2/3600000}')" >/dev/null
+echo "SELECT pyrate_try_acquire('stress:new:' || (extract(epoch FROM clock_timestamp()) * 4000)::bigint, 1, false);" \
+	>"$work/new.sql"
+pgbench -n -c "$CLIENTS" -j 2 -T 10 -f "$work/new.sql" "$DSN" >"$work/pgbench.log" 2>&1
+new_rc=$?
+check "clients creating buckets at commit, two or more on each new name: pgbench without errors" \
+	test "$new_rc:$(grep -c '^number of failed transactions: 0 ' "$work/pgbench.log")" = 0:1
+attempts=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench.log")
+read -r buckets admitted over full < <(sql -F' ' -c "SELECT count(*), sum(count), count(*) FILTER (WHERE count > 2),
+	count(*) FILTER (WHERE count = 2) FROM pyrate_buckets() WHERE name LIKE 'stress:new:%'")
+echo "new names: ${attempts:-0} attempts, $buckets buckets, $admitted admitted, $full full, $over over 2"
+check "... no new bucket admitted more than 2, with names contended (${attempts:-0} attempts, $admitted admitted, $full full)" \
+	test "$over" = 0 -a "${attempts:-0}" -gt "$admitted" -a "$full" -gt 0
+
 # 5. Items written at once (pyrate.defer_table_puts off): past
 #    max_locks_per_transaction buckets, a transaction's uncommitted items
 #    hold its buckets instead of a lock each: clients that first take 70
