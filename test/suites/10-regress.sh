@@ -93,6 +93,42 @@ check "pyrate_stats_reset in one database leaves another's counts and reset time
 check "... and empties its own" \
 	test "$(sql -c "SELECT count(*) FROM pyrate_stats WHERE pattern = 'st:*'")" = 0
 
+# Each backend counts into slots of its own, which outlive it: sessions
+# taking turns in two databases (a new session mostly gets the PGPROC the
+# last one left, with its slots bound to the other database's row) lose no
+# count and count none twice; a session that counted before a reset counts
+# after it from zero.
+sql -c "SELECT pyrate_define('sc:*', '{1000000/h}')" -c "SELECT pyrate_stats_reset()" >/dev/null
+psql -X -At -q "$D2" -c "SELECT pyrate_define('sc:*', '{1000000/h}')" -c "SELECT pyrate_stats_reset()" >/dev/null
+for r in 1 2 3; do
+	sql -c "SELECT pyrate_try_acquire('sc:a', 1, false)" >/dev/null
+	psql -X -At -q "$D2" -c "SELECT pyrate_try_acquire('sc:a', 1, false), pyrate_try_acquire('sc:b', 1, false)" >/dev/null
+done
+check "sessions taking turns in two databases: every count kept, none twice (3 and 6)" \
+	test "$(sql -c "SELECT acquired FROM pyrate_stats WHERE pattern = 'sc:*'") $(psql -X -At "$D2" -c "SELECT acquired FROM pyrate_stats WHERE pattern = 'sc:*'")" = "3 6"
+check "a session counting across a reset counts from zero after it" \
+	test "$(sql -c "SELECT pyrate_try_acquire('sc:a', 1, false)" -c "SELECT pyrate_stats_reset()" \
+		-c "SELECT pyrate_try_acquire('sc:a', 1, false)" \
+		-c "SELECT acquired || ' ' || rejected FROM pyrate_stats WHERE pattern = 'sc:*'" | tail -1)" = "1 0"
+# 4 clients count while a session reads pyrate_stats over and over: the
+# reads never go down, and the last is every transaction's count.
+sql -c "SELECT pyrate_stats_reset()" >/dev/null
+echo "\\set k random(1, 100)
+SELECT pyrate_try_acquire('sc:' || :k, 1, false);" >"$out/stats-count.sql"
+echo "INSERT INTO stats_seen SELECT clock_timestamp(), coalesce(sum(acquired), 0) FROM pyrate_stats WHERE pattern = 'sc:*';" \
+	>"$out/stats-read.sql"
+sql -c "CREATE TABLE stats_seen (at timestamptz, n bigint)" >/dev/null
+pgbench -n -c 1 -T 3 -f "$out/stats-read.sql" "$DSN" >"$out/stats-read.log" 2>&1 &
+reader=$!
+pgbench -n -c 4 -j 2 -T 3 -f "$out/stats-count.sql" "$DSN" >"$out/stats-count.log" 2>&1
+wait $reader
+counted=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out/stats-count.log")
+check "pyrate_stats read beside 4 counting clients never goes down ($(sql -c "SELECT count(*) FROM stats_seen") reads)" \
+	test "$(sql -c "SELECT count(*) FROM (SELECT n < lag(n) OVER (ORDER BY at) AS down FROM stats_seen) s WHERE down")" = 0
+check "... and counts every transaction (${counted:-none})" \
+	test "$(sql -c "SELECT acquired FROM pyrate_stats WHERE pattern = 'sc:*'")" = "${counted:-none}"
+sql -c "DROP TABLE stats_seen" -c "SELECT pyrate_stats_reset()" >/dev/null
+
 # ALTER EXTENSION pyrate UPDATE on a database in use: definitions, items of
 # both engines, a grant on pyrate_define and a session holding a permit all
 # come through, and the new version's functions work.
