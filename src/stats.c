@@ -146,7 +146,18 @@ pyrate_stats_shmem_startup(void)
 	raw = ShmemInitStruct("pyrate stats slots", add_size(backend_slots_size(), 64), &found);
 	backend_slots = (BackendSlot *) TYPEALIGN(64, raw);
 	if (!found)
+	{
 		memset(backend_slots, 0, backend_slots_size());
+		for (int i = 0; i < MaxBackends * BACKEND_SLOTS; i++)
+		{
+			BackendSlot *slot = &backend_slots[i];
+
+			pg_atomic_init_u64(&slot->incarnation, 0);
+			for (int k = 0; k < PYRATE_STAT_KINDS; k++)
+				pg_atomic_init_u64(&slot->n[k], 0);
+			pg_atomic_init_u64(&slot->wait_ms, 0);
+		}
+	}
 	info.keysize = sizeof(StatsKey);
 	info.entrysize = sizeof(StatsEntry);
 	entries = ShmemInitHash("pyrate stats hash", pyrate_max_stats + 1, pyrate_max_stats + 1,
