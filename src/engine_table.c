@@ -710,19 +710,18 @@ put_in_progress(TableBucket *tb, LockFor lock_for)
 		if (id < 0)
 			return InvalidTransactionId;
 		xid = dirty.xmin;
+		/*
+		 * The bucket is that row's: one a transaction now committing is
+		 * creating (a decision may count its items), or one committed since
+		 * current_id() looked (a transaction writing its items at commit
+		 * holds no lock by then), with the items it came with.
+		 */
 		if (TransactionIdIsValid(xid))
 		{
-			/* a decision may count the items of a bucket being created at commit */
 			if (lock_for != LOCK_CHECK || !pyrate_pending_is_committing(xid))
 				return xid;
 			tb->id_in_progress = true;
 		}
-
-		/*
-		 * Else the row committed since current_id() looked: a transaction
-		 * writing its items at commit holds no lock by then.  The bucket is
-		 * that row's, with the items it came with.
-		 */
 		tb->id = id;
 		tb->cached = NULL;
 		dirty.xmin = InvalidTransactionId;

@@ -180,6 +180,10 @@ not_ok() {
 	SUITE_FAILED=$((SUITE_FAILED + 1))
 	echo "not ok - $*"
 }
+# pgbench_processed LOG: the transactions a pgbench run's log says it processed
+pgbench_processed() {
+	sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$1"
+}
 # check DESCRIPTION COMMAND... — ok when the command succeeds
 check() {
 	local desc=$1

@@ -122,7 +122,7 @@ pgbench -n -c 1 -T 3 -f "$out/stats-read.sql" "$DSN" >"$out/stats-read.log" 2>&1
 reader=$!
 pgbench -n -c 4 -j 2 -T 3 -f "$out/stats-count.sql" "$DSN" >"$out/stats-count.log" 2>&1
 wait $reader
-counted=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out/stats-count.log")
+counted=$(pgbench_processed "$out/stats-count.log")
 check "pyrate_stats read beside 4 counting clients never goes down ($(sql -c "SELECT count(*) FROM stats_seen") reads)" \
 	test "$(sql -c "SELECT count(*) FROM (SELECT n < lag(n) OVER (ORDER BY at) AS down FROM stats_seen) s WHERE down")" = 0
 check "... and counts every transaction (${counted:-none})" \

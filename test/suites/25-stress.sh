@@ -92,7 +92,7 @@ pgbench -n -c "$CLIENTS" -j 2 -T 10 -f "$work/new.sql" "$DSN" >"$work/pgbench.lo
 new_rc=$?
 check "clients creating buckets at commit, two or more on each new name: pgbench without errors" \
 	test "$new_rc:$(grep -c '^number of failed transactions: 0 ' "$work/pgbench.log")" = 0:1
-attempts=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench.log")
+attempts=$(pgbench_processed "$work/pgbench.log")
 read -r buckets admitted over full < <(sql -F' ' -c "SELECT count(*), sum(count), count(*) FILTER (WHERE count > 2),
 	count(*) FILTER (WHERE count = 2) FROM pyrate_buckets() WHERE name LIKE 'stress:new:%'")
 echo "new names: ${attempts:-0} attempts, $buckets buckets, $admitted admitted, $full full, $over over 2"
