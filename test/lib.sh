@@ -107,6 +107,21 @@ bench_start() {
 	DSN=$(pg_conninfo "$name" "$port")
 }
 sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$DSN" "$@"; }
+# pgbench_tps PGBENCH-ARGS...: the run's tps as pgbench prints it.  A run
+#   that failed (a client aborted on an error, say) prints 0, and pgbench's
+#   first error on stderr: an aborted run's tps counts only the transactions
+#   before the abort, and must never pass for a figure.
+pgbench_tps() {
+	local out rc
+	out=$(pgbench "$@" 2>&1)
+	rc=$?
+	if [ $rc -ne 0 ] || grep -q "aborted" <<<"$out"; then
+		echo "pgbench failed (exit $rc): $(grep -m1 -i "error" <<<"$out")" >&2
+		echo 0
+		return 1
+	fi
+	sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -n 1
+}
 
 # redis_start NAME PORT — false (its log shown) when it does not answer.
 #   Ports below 32768: above, a loopback client's ephemeral port may hold it.

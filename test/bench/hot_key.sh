@@ -32,7 +32,9 @@ echo "INSERT INTO bare VALUES ('hot', (extract(epoch FROM clock_timestamp()) * 1
 echo "SELECT pyrate_try_acquire('hot', 1, false);" >"$work/hot.pgbench"
 printf '%s\n' '\set k random(1, 1000)' "SELECT pyrate_try_acquire('key:' || :k, 1, false);" >"$work/keys.pgbench"
 tps() { # clients script
-	pgbench -n -M prepared -c "$1" -j "$1" -T "$SECS" -f "$2" "$DSN" 2>&1 | awk '/^tps/ { print int($3); exit }'
+	local t
+	t=$(pgbench_tps -n -M prepared -c "$1" -j "$1" -T "$SECS" -f "$2" "$DSN")
+	echo "${t%.*}"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
@@ -55,7 +57,7 @@ wal() { # statement run N times, one transaction each
 	local before after
 	before=$(sql -c "SELECT pg_current_wal_insert_lsn()")
 	printf '%s\n' "$1" >"$work/wal.pgbench"
-	pgbench -n -M prepared -c 1 -t "$N" -f "$work/wal.pgbench" "$DSN" >/dev/null 2>&1
+	pgbench_tps -n -M prepared -c 1 -t "$N" -f "$work/wal.pgbench" "$DSN" >/dev/null || exit 1
 	after=$(sql -c "SELECT pg_current_wal_insert_lsn()")
 	sql -c "SELECT round(pg_wal_lsn_diff('$after', '$before') / $N)"
 }
@@ -84,7 +86,7 @@ churn_rounds() {
 		sql -c "SELECT pyrate_leak('hot', pyrate_now() + 604800001)" >/dev/null
 		sql -c "VACUUM pyrate_item_data" >/dev/null
 		for q in "$@"; do sql -c "$q" >/dev/null; done
-		pgbench -n -M prepared -c 1 -t "$N" -f "$work/hot.pgbench" "$DSN" >/dev/null 2>&1
+		pgbench_tps -n -M prepared -c 1 -t "$N" -f "$work/hot.pgbench" "$DSN" >/dev/null || exit 1
 		pc=$(size "pg_total_relation_size('pyrate_item_data')")
 		units=$(sql -c "SELECT pyrate_count('hot')")
 		per_round="$per_round $(ratio "$pc" "$units")"
@@ -104,7 +106,7 @@ echo "RESULT|table + indexes per stored unit, after five leak/VACUUM/refill roun
 # (files never shrink).
 sql -q -c "DROP EXTENSION pyrate" -c "CREATE EXTENSION pyrate" \
 	-c "SELECT FROM pyrate_define('hot', '2000000000/1w', 'table')" >/dev/null
-pgbench -n -M prepared -c 1 -t "$N" -f "$work/hot.pgbench" "$DSN" >/dev/null 2>&1
+pgbench_tps -n -M prepared -c 1 -t "$N" -f "$work/hot.pgbench" "$DSN" >/dev/null || exit 1
 at_rest=$(ratio "$(size "pg_total_relation_size('pyrate_item_data')")" "$(sql -c "SELECT pyrate_count('hot')")")
 churn_rounds "SELECT pg_current_xact_id()" "VACUUM pyrate_item_data"
 echo "the same, one transaction id and a second VACUUM before each refill: B per unit: $at_rest at rest;$per_round ($units units)"

@@ -40,7 +40,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # and the name built in SQL ('s:' || :k), which adds a concatenation and
 # its integer-to-text cast to each call.
 echo "SELECT 1;" >"$work/select1.pgbench"
-tps() { pgbench -n -M prepared -c 2 -j 2 -T "$SECS" -f "$1" "$DSN" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
+tps() { pgbench_tps -n -M prepared -c 2 -j 2 -T "$SECS" -f "$1" "$DSN"; }
 sql -q -c "SELECT pyrate_define('s:*', '{1000000000/1s}', 'memory'), pyrate_define('1*', '{1000000000/1s}', 'memory')" \
 	-c "SELECT pyrate_define('v:*', '{1000000000/1s}', 'memory', durable => false), pyrate_define('2*', '{1000000000/1s}', 'memory', durable => false)" \
 	-c "SELECT pyrate_define('3*', '{2000000000/1w}', 'memory')" \

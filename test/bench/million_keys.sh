@@ -41,7 +41,10 @@ p99() {
 	local secs=$1 key=${2:-probe} dir
 	dir=$(mktemp -d "$work/lat.XXXXXX")
 	echo "SELECT pyrate_try_acquire('$key', 1, false);" >"$dir/probe.pgbench"
-	(cd "$dir" && pgbench -n -M prepared -c 1 -T "$secs" -l -f probe.pgbench "$DSN" >/dev/null 2>&1)
+	if ! (cd "$dir" && pgbench_tps -n -M prepared -c 1 -T "$secs" -l -f probe.pgbench "$DSN" >/dev/null); then
+		printf "n/a"
+		return 1
+	fi
 	cat "$dir"/pgbench_log.* | awk '{ print $3 }' | sort -n |
 		awk '{ v[NR] = $1 } END { if (NR) printf "%.3f", v[int(NR * 0.99)] / 1000; else printf "n/a" }'
 }

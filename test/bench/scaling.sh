@@ -31,8 +31,9 @@ work=$(pyrate_tmp)/scaling
 mkdir -p "$work"
 
 tps() { # script clients
-	pgbench -n -M prepared -c "$2" -j "$(($2 < 2 ? 1 : 2))" -T "$SECS" -f "$1" "$DSN" 2>&1 |
-		sed -n 's/^tps = \([0-9.]*\).*/\1/p' | cut -d. -f1
+	local t
+	t=$(pgbench_tps -n -M prepared -c "$2" -j "$(($2 < 2 ? 1 : 2))" -T "$SECS" -f "$1" "$DSN")
+	echo "${t%.*}"
 }
 us() { awk -v t="$1" 'BEGIN { printf "%.2f", (t > 0 ? 1e6 / t : 0) }'; }
 
@@ -46,8 +47,8 @@ for n in 100 1000 10000 100000 1000000; do
 		[ "$engine" = table ] && sql -c "VACUUM ANALYZE pyrate_item_data"
 		echo "SELECT pyrate_put('$b');" >"$work/items.pgbench"
 		# a fixed number of puts, so the window grows by at most 5000
-		t=$(pgbench -n -M prepared -c 1 -t 5000 -f "$work/items.pgbench" "$DSN" 2>&1 |
-			sed -n 's/^tps = \([0-9.]*\).*/\1/p' | cut -d. -f1)
+		t=$(pgbench_tps -n -M prepared -c 1 -t 5000 -f "$work/items.pgbench" "$DSN")
+		t=${t%.*}
 		row="$row	$(us "$t")"
 	done
 	echo "$row" | tee -a "$OUT/items.tsv"

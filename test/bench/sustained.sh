@@ -50,7 +50,12 @@ while kill -0 "$bench" 2>/dev/null && [ "$t" -lt "$SECS" ]; do
 		FROM pyrate_worker_status() LIMIT 1" >>"$work/samples"
 done
 wait "$bench"
+brc=$?
 tail -4 "$work/pgbench.out"
+if [ $brc -ne 0 ] || grep -q aborted "$work/pgbench.out"; then
+	echo "pgbench failed (exit $brc): $(grep -m1 -i error "$work/pgbench.out"); no figures from this run" >&2
+	exit 1
+fi
 # per 10 s of the transaction log: acquires and p99 latency (ms)
 cat "$work"/tx.* | awk '{ print int($5 / 10), $3 / 1000 }' | sort -n -k1,1 -k2,2n |
 	awk '{ n[$1]++; lat[$1, n[$1]] = $2 }
