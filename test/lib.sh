@@ -107,6 +107,9 @@ bench_start() {
 	DSN=$(pg_conninfo "$name" "$port")
 }
 sql() { psql -X -At -q -v ON_ERROR_STOP=1 "$DSN" "$@"; }
+# median: the median of the numbers on stdin, one a line (the lower of the
+#   middle two when they are even in count)
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 # pgbench_tps PGBENCH-ARGS...: the run's tps as pgbench prints it.  A run
 #   that failed (a client aborted on an error, say) prints 0, and pgbench's
 #   first error on stderr: an aborted run's tps counts only the transactions

@@ -56,7 +56,6 @@ sf=$(awk '/^sqlite_bare_insert/ {print $2}' "$TMP/sqlite.out")
 echo "  sqlite bucket put: $sq/s; bare insert: $sf/s; ratio $(ratio "$sq" "$sf")"
 echo "RESULT|client SQLite bucket put vs a bare SQLite INSERT transaction (ops/s)|$sq|$sf|$(ratio "$sq" "$sf")|reported"
 
-median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 # Round trips on this kind of machine move by 20-30% from second to second
 # (where the scheduler puts client and server): many short rounds, each
 # pyrate measurement right after its baseline, and the median of the

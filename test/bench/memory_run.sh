@@ -27,7 +27,6 @@ sql -q -c "CREATE EXTENSION pyrate" \
 work=$(pyrate_tmp)/bench
 mkdir -p "$work"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 # ---- 1. pgbench ----------------------------------------------------------
 # Three shapes of "all admitted": (a) a 1 s window with the worker leaking
