@@ -118,7 +118,7 @@ pgbench_tps() {
 	local out rc
 	out=$(pgbench "$@" 2>&1)
 	rc=$?
-	if [ $rc -ne 0 ] || grep -q "aborted" <<<"$out"; then
+	if [ $rc -ne 0 ] || ! pgbench_ok <(printf '%s\n' "$out"); then
 		echo "pgbench failed (exit $rc): $(grep -m1 -i "error" <<<"$out")" >&2
 		echo 0
 		return 1
@@ -197,6 +197,17 @@ ok() {
 not_ok() {
 	SUITE_FAILED=$((SUITE_FAILED + 1))
 	echo "not ok - $*"
+}
+# pgbench_ok LOG: the pgbench run whose output LOG holds ran to its end
+#   without an error: it reported its transactions, none failed, and no
+#   client aborted.  ("number of failed transactions: 0" alone proves
+#   nothing: pgbench prints it when every client aborted on an error.)
+pgbench_ok() {
+	local out
+	out=$(cat "$1")
+	grep -q "^number of transactions actually processed: " <<<"$out" &&
+		grep -q "^number of failed transactions: 0 " <<<"$out" &&
+		! grep -q "aborted" <<<"$out"
 }
 # pgbench_processed LOG: the transactions a pgbench run's log says it processed
 pgbench_processed() {

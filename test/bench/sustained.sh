@@ -52,7 +52,7 @@ done
 wait "$bench"
 brc=$?
 tail -4 "$work/pgbench.out"
-if [ $brc -ne 0 ] || grep -q aborted "$work/pgbench.out"; then
+if [ $brc -ne 0 ] || ! pgbench_ok "$work/pgbench.out"; then
 	echo "pgbench failed (exit $brc): $(grep -m1 -i error "$work/pgbench.out"); no figures from this run" >&2
 	exit 1
 fi

@@ -151,7 +151,7 @@ run_stress() {
 	echo "SELECT pyrate_put('clock');" >"$work/clock.sql"
 	pgbench -n -c 16 -j 2 -T 3 -f "$work/clock.sql" "$DSN" >"$work/pgbench.log" 2>&1
 	check "pgbench with 16 clients on the clock-timed hot key ran without errors" \
-		grep -q "number of failed transactions: 0" "$work/pgbench.log"
+		pgbench_ok "$work/pgbench.log"
 	local admitted
 	admitted=$(sql -c "SELECT pyrate_count('clock')")
 	echo "clock-timed hot key: $admitted admitted in 3 s ($(grep -o 'number of transactions actually processed: [0-9]*' "$work/pgbench.log"))"
@@ -162,7 +162,7 @@ run_stress() {
 	printf '%s\n' '\set k random(1, 10000)' "SELECT pyrate_put('ck:' || :k);" >"$work/ck.sql"
 	pgbench -n -c 16 -j 2 -T 3 -f "$work/ck.sql" "$DSN" >"$work/pgbench.log" 2>&1
 	check "pgbench with 16 clients on 10,000 clock-timed keys ran without errors" \
-		grep -q "number of failed transactions: 0" "$work/pgbench.log"
+		pgbench_ok "$work/pgbench.log"
 
 	violations=$( { memory_window_violations 'clock'; memory_window_violations 'ck:%'; memory_window_violations 'hot:%'; memory_window_violations 'keys:%'; } 2>&1)
 	if [ -z "$violations" ]; then
